@@ -1,0 +1,526 @@
+// Package authsvc implements OAuth 2.0 client-credentials authentication for
+// services that call each other, as specified in RFC 6749 §4.4, with JWT
+// access tokens as specified in RFC 9068.
+//
+// A client (a service) proves who it is with a client_id and a secret and
+// gets a signed access token (Authenticator.Authenticate). Other services
+// check that token in-process (Authenticator.Verify, Middleware). A token can
+// be revoked (Authenticator.Logout) and a revoked token is refused from then on.
+//
+// The Authenticator keeps its clients, revocations and signing keys in a
+// Store: PostgreSQL for fleets, or an embedded SQLite file (see OpenStore).
+package authsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Errors returned by the Authenticator. Compare with errors.Is: returned
+// errors wrap these and may carry more detail.
+var (
+	// ErrInvalidClient: unknown client_id or wrong secret (never says which).
+	ErrInvalidClient = errors.New("authsvc: invalid client credentials")
+	// ErrInvalidToken: the token is malformed, badly signed, expired, revoked
+	// or belongs to a client that no longer exists. ErrTokenExpired and
+	// ErrTokenRevoked wrap it, so errors.Is(err, ErrInvalidToken) holds for
+	// every refused token.
+	ErrInvalidToken = errors.New("authsvc: invalid token")
+	// ErrTokenExpired: the token was valid but its exp has passed.
+	ErrTokenExpired = fmt.Errorf("%w: expired", ErrInvalidToken)
+	// ErrTokenRevoked: the token was logged out, or its client was deleted.
+	ErrTokenRevoked = fmt.Errorf("%w: revoked", ErrInvalidToken)
+	// ErrClientExists: CreateClient with a client_id already taken.
+	ErrClientExists = errors.New("authsvc: client already exists")
+	// ErrClientNotFound: no client has that client_id.
+	ErrClientNotFound = errors.New("authsvc: client not found")
+	// ErrInvalidScope: a requested scope is malformed or not granted to the client.
+	ErrInvalidScope = errors.New("authsvc: invalid scope")
+	// ErrInvalidArgument: a malformed client_id, secret or other input.
+	ErrInvalidArgument = errors.New("authsvc: invalid argument")
+	// ErrUnavailable: the store cannot be reached. Callers must fail closed:
+	// treat the request as unauthenticated, never as allowed.
+	ErrUnavailable = errors.New("authsvc: store unavailable")
+)
+
+// Limits on inputs, so that no caller can make the service do unbounded work.
+const (
+	MaxClientIDLen = 128  // bytes; the seed service's varchar(128)
+	MaxTokenLen    = 8192 // bytes; our tokens are well under 1 KB
+	MaxScopes      = 100
+	MaxScopeLen    = 128
+	MaxAudiences   = 10
+)
+
+// Signing algorithms.
+const (
+	AlgEdDSA = "EdDSA"
+	AlgES256 = "ES256"
+	AlgRS256 = "RS256"
+	AlgHS256 = "HS256"
+)
+
+// Config configures an Authenticator. The zero value of each field has the
+// meaning its comment gives; only Issuer is required.
+type Config struct {
+	// Issuer is the iss claim of every token, a URL such as
+	// "https://auth.example". Required. Verify refuses tokens of other issuers.
+	Issuer string
+
+	// TokenTTL is the lifetime of issued tokens. Zero means one hour.
+	TokenTTL time.Duration
+
+	// SigningAlg is one of EdDSA (the default when empty), ES256, RS256 or
+	// HS256. Asymmetric keys are generated on first use and kept in the store,
+	// so every instance on one store signs with the same key set.
+	SigningAlg string
+
+	// HMACSecret is the HS256 key, used only when SigningAlg is HS256 and then
+	// required, at least 32 bytes. Anyone who holds it can mint tokens:
+	// prefer an asymmetric algorithm unless old clients need HS256.
+	HMACSecret []byte
+
+	// KeyEncryptionKey, when set (32 bytes), encrypts private signing keys at
+	// rest in the store with AES-256-GCM. Once set, keep it: keys stored
+	// encrypted cannot be loaded without it.
+	KeyEncryptionKey []byte
+
+	// SecretPepper, when set, makes server-generated secrets hash as
+	// HMAC-SHA256 under it instead of plain SHA-256, so a stolen database
+	// alone is not enough to check guesses.
+	SecretPepper []byte
+
+	// DefaultAudience is the aud claim of tokens whose request names no
+	// audience. Empty means the Issuer.
+	DefaultAudience []string
+
+	// Leeway is the clock skew allowed when checking exp and nbf. Zero means
+	// 30 seconds; a negative value means none.
+	Leeway time.Duration
+
+	// Logger receives the library's few log lines (legacy hash upgrades,
+	// store errors). Nil means no logging. Secrets and tokens are never logged.
+	Logger *slog.Logger
+
+	// Now is the clock. Nil means time.Now; tests set it.
+	Now func() time.Time
+}
+
+// Client is a registered client, as callers see it: never with its secret.
+type Client struct {
+	ID      string // client_id
+	RowID   int64  // numeric id, the "id" claim of the seed service's tokens
+	IsAdmin bool
+	Scopes  []string
+	// TokensValidAfter is the per-client cut-off: tokens issued before it are
+	// refused. Zero means none.
+	TokensValidAfter time.Time
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+// NewClient is what CreateClient needs.
+type NewClient struct {
+	ID string // client_id: 1-128 bytes of printable UTF-8 without spaces
+	// Secret chosen by the caller (at least 16 characters, hashed with
+	// argon2id). Empty means the server generates one (32 random bytes).
+	Secret  string
+	IsAdmin bool
+	Scopes  []string
+	// RowID, when non-zero, asks for that numeric id (used to import the
+	// seed service's clients so their "id" claim is unchanged).
+	RowID int64
+}
+
+// TokenRequest narrows the token Authenticate issues.
+type TokenRequest struct {
+	// Scopes requested; each must be granted to the client. Empty means all
+	// of the client's scopes.
+	Scopes []string
+	// Audience sets the aud claim (RFC 8707 resource or the "audience"
+	// parameter). Empty means Config.DefaultAudience.
+	Audience []string
+}
+
+// Token is an issued access token.
+type Token struct {
+	AccessToken string
+	TokenType   string // always "Bearer"
+	ExpiresAt   time.Time
+	ExpiresIn   time.Duration
+	Scopes      []string
+	ClientID    string
+	IsAdmin     bool
+}
+
+// Authenticator issues, verifies and revokes tokens for the clients in its
+// Store. It is safe for concurrent use. It starts no goroutine; Close releases
+// nothing but the Authenticator itself (close the Store separately).
+type Authenticator struct {
+	store    Store
+	cfg      Config
+	hasher   *secretHasher
+	keys     *keySet
+	now      func() time.Time
+	log      *slog.Logger
+	audience []string
+}
+
+// New checks cfg, loads (or, on a fresh store, generates) the signing keys
+// and returns an Authenticator. It fails early on a bad Config.
+func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
+	if store == nil {
+		return nil, errors.New("authsvc: New needs a Store")
+	}
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
+	}
+	a := &Authenticator{
+		store:    store,
+		cfg:      cfg,
+		hasher:   newSecretHasher(cfg.SecretPepper),
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		audience: cfg.DefaultAudience,
+	}
+	if len(a.audience) == 0 {
+		a.audience = []string{cfg.Issuer}
+	}
+	keys, err := loadKeySet(ctx, store, cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.keys = keys
+	return a, nil
+}
+
+func checkConfig(cfg *Config) error {
+	cfg.Issuer = strings.TrimSpace(cfg.Issuer)
+	if cfg.Issuer == "" {
+		return errors.New("authsvc: Config.Issuer is required")
+	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = time.Hour
+	}
+	if cfg.TokenTTL < time.Second {
+		return fmt.Errorf("authsvc: Config.TokenTTL %v is too short (at least 1s)", cfg.TokenTTL)
+	}
+	if cfg.SigningAlg == "" {
+		cfg.SigningAlg = AlgEdDSA
+	}
+	switch cfg.SigningAlg {
+	case AlgEdDSA, AlgES256, AlgRS256:
+	case AlgHS256:
+		if len(cfg.HMACSecret) < 32 {
+			return fmt.Errorf("authsvc: the HS256 secret is %d bytes; at least 32 are required", len(cfg.HMACSecret))
+		}
+	default:
+		return fmt.Errorf("authsvc: unsupported signing algorithm %q (use EdDSA, ES256, RS256 or HS256)", cfg.SigningAlg)
+	}
+	if n := len(cfg.KeyEncryptionKey); n != 0 && n != 32 {
+		return fmt.Errorf("authsvc: Config.KeyEncryptionKey is %d bytes; it must be 32", n)
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = 30 * time.Second
+	}
+	if cfg.Leeway < 0 {
+		cfg.Leeway = 0
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, aud := range cfg.DefaultAudience {
+		if err := checkAudience(aud); err != nil {
+			return fmt.Errorf("authsvc: Config.DefaultAudience: %w", err)
+		}
+	}
+	return nil
+}
+
+// CreateClient registers a client and returns it with its secret. The secret
+// is returned only here: the store keeps a hash.
+func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client, string, error) {
+	if err := checkClientID(nc.ID); err != nil {
+		return nil, "", err
+	}
+	scopes, err := normalizeScopes(nc.Scopes)
+	if err != nil {
+		return nil, "", err
+	}
+	if nc.RowID < 0 {
+		return nil, "", fmt.Errorf("%w: negative row id", ErrInvalidArgument)
+	}
+	secret := nc.Secret
+	var hash string
+	if secret == "" {
+		if secret, err = GenerateSecret(); err != nil {
+			return nil, "", err
+		}
+		hash = a.hasher.hashGenerated(secret)
+	} else if hash, err = a.hasher.hashChosen(secret); err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	now := a.now().UTC().Truncate(time.Second)
+	rec := &ClientRecord{
+		Client: Client{
+			ID: nc.ID, RowID: nc.RowID, IsAdmin: nc.IsAdmin, Scopes: scopes,
+			CreatedAt: now, UpdatedAt: now,
+		},
+		SecretHash: hash,
+	}
+	if err := a.store.CreateClient(ctx, rec); err != nil {
+		return nil, "", err
+	}
+	c := rec.Client
+	return &c, secret, nil
+}
+
+// Client returns the client with that client_id, or ErrClientNotFound.
+func (a *Authenticator) Client(ctx context.Context, clientID string) (*Client, error) {
+	rec, err := a.store.Client(ctx, clientID)
+	if err != nil {
+		return nil, err
+	}
+	c := rec.Client
+	return &c, nil
+}
+
+// Clients lists every client, ordered by client_id.
+func (a *Authenticator) Clients(ctx context.Context) ([]Client, error) {
+	recs, err := a.store.Clients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Client, len(recs))
+	for i := range recs {
+		out[i] = recs[i].Client
+	}
+	return out, nil
+}
+
+// DeleteClient removes a client. Its tokens are refused from then on, even
+// those not yet expired: a compromised client is cut off at once.
+func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error {
+	return a.store.DeleteClient(ctx, clientID)
+}
+
+// Authenticate checks a client's credentials and issues an access token.
+// An unknown client_id and a wrong secret both give ErrInvalidClient, in
+// about the same time.
+func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret string, req TokenRequest) (*Token, error) {
+	if clientID == "" || len(clientID) > MaxClientIDLen || secret == "" || len(secret) > MaxSecretLen {
+		return nil, ErrInvalidClient
+	}
+	rec, err := a.store.Client(ctx, clientID)
+	if errors.Is(err, ErrClientNotFound) {
+		a.hasher.dummyVerify(secret)
+		return nil, ErrInvalidClient
+	}
+	if err != nil {
+		return nil, err
+	}
+	ok, rehash, err := a.hasher.verify(rec.SecretHash, secret)
+	if err != nil {
+		// A corrupt stored hash: refuse, and tell the operator (not the caller).
+		a.log.Error("authsvc: stored secret hash unusable", "client_id", clientID, "err", err)
+		return nil, ErrInvalidClient
+	}
+	if !ok {
+		return nil, ErrInvalidClient
+	}
+	if rehash {
+		a.upgradeHash(ctx, rec, secret)
+	}
+	scopes, err := grantScopes(rec.Scopes, req.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	aud := req.Audience
+	if len(aud) == 0 {
+		aud = a.audience
+	} else if err := checkAudiences(aud); err != nil {
+		return nil, err
+	}
+	return a.issue(&rec.Client, scopes, aud)
+}
+
+// upgradeHash replaces a legacy or weaker hash after a successful login. The
+// secret was a caller's choice (legacy hashes come from imported clients), so
+// it gets argon2id; a generated one keeps its fast hash under the pepper.
+// Failure is logged, not returned: the login itself was valid.
+func (a *Authenticator) upgradeHash(ctx context.Context, rec *ClientRecord, secret string) {
+	var newHash string
+	var err error
+	if isGeneratedHash(rec.SecretHash) {
+		newHash = a.hasher.hashGenerated(secret)
+	} else if newHash, err = a.hasher.hashChosen(secret); err != nil {
+		// A legacy secret shorter than today's minimum still upgrades: the
+		// minimum guards new secrets, the upgrade only strengthens storage.
+		newHash, err = a.hasher.hashArgon2(secret)
+	}
+	if err == nil {
+		_, err = a.store.UpdateSecretHash(ctx, rec.ID, rec.SecretHash, newHash)
+	}
+	if err != nil {
+		a.log.Warn("authsvc: could not upgrade secret hash", "client_id", rec.ID, "err", err)
+		return
+	}
+	a.log.Info("authsvc: upgraded secret hash", "client_id", rec.ID)
+}
+
+// Verify checks an access token: its signature, algorithm, type, issuer,
+// expiry, that it has not been revoked and that its client still exists and
+// has not been cut off. It returns the token's claims.
+func (a *Authenticator) Verify(ctx context.Context, token string) (*Claims, error) {
+	claims, err := a.parse(token, true)
+	if err != nil {
+		return nil, err
+	}
+	revoked, err := a.store.IsRevoked(ctx, claims.ID)
+	if err != nil {
+		return nil, err
+	}
+	if revoked {
+		return nil, ErrTokenRevoked
+	}
+	rec, err := a.store.Client(ctx, claims.Subject)
+	if errors.Is(err, ErrClientNotFound) {
+		return nil, fmt.Errorf("%w: client deleted", ErrTokenRevoked)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// A client deleted and created again under the same client_id gets a
+	// new row id: the old client's tokens stay refused.
+	if rec.RowID != claims.ClientRowID {
+		return nil, fmt.Errorf("%w: client deleted", ErrTokenRevoked)
+	}
+	if !rec.TokensValidAfter.IsZero() && claims.IssuedAt < rec.TokensValidAfter.Unix() {
+		return nil, fmt.Errorf("%w: client logged out", ErrTokenRevoked)
+	}
+	return claims, nil
+}
+
+// Logout revokes a token until it expires. Only a token this Authenticator
+// signed is stored, so junk cannot fill the store. Logging out a token twice,
+// or one already expired, succeeds and keeps it out.
+func (a *Authenticator) Logout(ctx context.Context, token string) error {
+	claims, err := a.parse(token, false)
+	if err != nil {
+		return err
+	}
+	exp := time.Unix(claims.ExpiresAt, 0)
+	if !exp.Add(a.cfg.Leeway).After(a.now()) {
+		return nil // expired: refused anyway, nothing to store
+	}
+	return a.store.RevokeToken(ctx, claims.ID, claims.Subject, exp.Add(a.cfg.Leeway))
+}
+
+// PurgeExpired deletes revocations whose tokens have expired anyway. Run it
+// now and then (authd does, every few minutes).
+func (a *Authenticator) PurgeExpired(ctx context.Context) (int64, error) {
+	return a.store.PurgeRevocations(ctx, a.now())
+}
+
+// checkClientID accepts 1-128 bytes of printable UTF-8 without white space.
+func checkClientID(id string) error {
+	if id == "" || len(id) > MaxClientIDLen || !utf8.ValidString(id) {
+		return fmt.Errorf("%w: client_id must be 1 to %d bytes of UTF-8", ErrInvalidArgument, MaxClientIDLen)
+	}
+	for _, r := range id {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return fmt.Errorf("%w: client_id must not contain spaces or control characters", ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// checkAudience accepts a printable, space-free string of up to 512 bytes.
+func checkAudience(aud string) error {
+	if aud == "" || len(aud) > 512 || !utf8.ValidString(aud) {
+		return fmt.Errorf("%w: audience must be 1 to 512 bytes of UTF-8", ErrInvalidArgument)
+	}
+	for _, r := range aud {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return fmt.Errorf("%w: audience must not contain spaces or control characters", ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+func checkAudiences(auds []string) error {
+	if len(auds) > MaxAudiences {
+		return fmt.Errorf("%w: at most %d audiences", ErrInvalidArgument, MaxAudiences)
+	}
+	for _, aud := range auds {
+		if err := checkAudience(aud); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// normalizeScopes checks each scope against RFC 6749 §3.3 (scope-token =
+// 1*( %x21 / %x23-5B / %x5D-7E )) and removes duplicates, keeping order.
+func normalizeScopes(scopes []string) ([]string, error) {
+	if len(scopes) > MaxScopes {
+		return nil, fmt.Errorf("%w: at most %d scopes", ErrInvalidScope, MaxScopes)
+	}
+	out := make([]string, 0, len(scopes))
+	seen := make(map[string]bool, len(scopes))
+	for _, s := range scopes {
+		if s == "" || len(s) > MaxScopeLen {
+			return nil, fmt.Errorf("%w: a scope must be 1 to %d characters", ErrInvalidScope, MaxScopeLen)
+		}
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
+				return nil, fmt.Errorf("%w: scope %q has a character RFC 6749 forbids", ErrInvalidScope, s)
+			}
+		}
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// ParseScope splits a space-separated scope parameter (RFC 6749 §3.3).
+func ParseScope(s string) []string {
+	return strings.Fields(s)
+}
+
+// grantScopes returns the scopes a token gets: all granted when none are
+// requested, else the requested ones, each of which must be granted.
+func grantScopes(granted, requested []string) ([]string, error) {
+	if len(requested) == 0 {
+		return granted, nil
+	}
+	requested, err := normalizeScopes(requested)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range requested {
+		found := false
+		for _, g := range granted {
+			if g == r {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: %q is not granted to this client", ErrInvalidScope, r)
+		}
+	}
+	return requested, nil
+}

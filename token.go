@@ -1,0 +1,444 @@
+package authsvc
+
+import (
+	"context"
+	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Claims are the claims of an access token: RFC 9068's, plus the seed
+// service's id, isAdmin and clientId so its users' code keeps working.
+type Claims struct {
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"` // the client_id
+	Audience  Audience `json:"aud"`
+	ExpiresAt int64    `json:"exp"` // unix seconds
+	IssuedAt  int64    `json:"iat"`
+	NotBefore int64    `json:"nbf"`
+	ID        string   `json:"jti"`
+	ClientID  string   `json:"client_id"`
+	Scope     string   `json:"scope,omitempty"` // space-separated
+
+	ClientRowID    int64  `json:"id"`       // the seed service's numeric client id
+	IsAdmin        bool   `json:"isAdmin"`  // the seed service's admin flag
+	LegacyClientID string `json:"clientId"` // = sub; the seed's code names it so
+}
+
+// Scopes returns the token's scopes.
+func (c *Claims) Scopes() []string { return ParseScope(c.Scope) }
+
+// HasScope reports whether the token carries scope s.
+func (c *Claims) HasScope(s string) bool {
+	for _, have := range ParseScope(c.Scope) {
+		if have == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Expiry returns exp as a time.
+func (c *Claims) Expiry() time.Time { return time.Unix(c.ExpiresAt, 0) }
+
+// The jwt.Claims methods, so golang-jwt validates exp, nbf, iss and aud.
+func (c *Claims) GetExpirationTime() (*jwt.NumericDate, error) { return numericDate(c.ExpiresAt), nil }
+func (c *Claims) GetIssuedAt() (*jwt.NumericDate, error)       { return numericDate(c.IssuedAt), nil }
+func (c *Claims) GetNotBefore() (*jwt.NumericDate, error)      { return numericDate(c.NotBefore), nil }
+func (c *Claims) GetIssuer() (string, error)                   { return c.Issuer, nil }
+func (c *Claims) GetSubject() (string, error)                  { return c.Subject, nil }
+func (c *Claims) GetAudience() (jwt.ClaimStrings, error)       { return jwt.ClaimStrings(c.Audience), nil }
+
+func numericDate(unix int64) *jwt.NumericDate {
+	if unix == 0 {
+		return nil // absent: WithExpirationRequired refuses a token without exp
+	}
+	return jwt.NewNumericDate(time.Unix(unix, 0))
+}
+
+// Audience is the aud claim: written as an array, read from a string or an
+// array (RFC 7519 §4.1.3 allows both).
+type Audience []string
+
+// UnmarshalJSON accepts a string or an array of strings.
+func (a *Audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*a = Audience{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("authsvc: aud must be a string or an array of strings")
+	}
+	*a = many
+	return nil
+}
+
+// SigningKey is a signing key as the store keeps it.
+type SigningKey struct {
+	ID         string // kid
+	Alg        string
+	PrivateKey string    // PKCS#8 DER, base64; "enc:" + AES-GCM sealed when a key-encryption key is set
+	CreatedAt  time.Time // when it was generated
+}
+
+// signer is a parsed signing key.
+type signer struct {
+	kid     string
+	alg     string
+	method  jwt.SigningMethod
+	private any // ed25519.PrivateKey, *ecdsa.PrivateKey, *rsa.PrivateKey or []byte (HS256)
+	public  crypto.PublicKey
+}
+
+// keySet holds the parsed keys: the one that signs, and every one that
+// verifies. jwks is computed once per key change, not per request.
+type keySet struct {
+	mu      sync.RWMutex // guards current, byKid, jwks
+	current *signer
+	byKid   map[string]*signer
+	jwks    []byte
+	hmac    bool // HS256: a single shared secret, no kid, nothing published
+	methods []string
+}
+
+// loadKeySet builds the key set from cfg: the HS256 secret, or the store's
+// keys, generating the first one of cfg.SigningAlg on a fresh store.
+func loadKeySet(ctx context.Context, store Store, cfg Config) (*keySet, error) {
+	if cfg.SigningAlg == AlgHS256 {
+		s := &signer{alg: AlgHS256, method: jwt.SigningMethodHS256, private: cfg.HMACSecret}
+		ks := &keySet{current: s, byKid: map[string]*signer{"": s}, hmac: true, methods: []string{AlgHS256}}
+		ks.jwks = []byte(`{"keys":[]}`)
+		return ks, nil
+	}
+	stored, err := store.EnsureSigningKey(ctx, cfg.SigningAlg, func() (SigningKey, error) {
+		return generateSigningKey(cfg.SigningAlg, cfg.KeyEncryptionKey, cfg.Now())
+	})
+	if err != nil {
+		return nil, err
+	}
+	ks := &keySet{byKid: make(map[string]*signer)}
+	methodSeen := map[string]bool{}
+	// Sign with the newest key of the configured algorithm; verify with all.
+	sort.Slice(stored, func(i, j int) bool { return stored[i].CreatedAt.Before(stored[j].CreatedAt) })
+	for _, k := range stored {
+		s, err := parseSigningKey(k, cfg.KeyEncryptionKey)
+		if err != nil {
+			return nil, err
+		}
+		ks.byKid[s.kid] = s
+		if !methodSeen[s.alg] {
+			methodSeen[s.alg] = true
+			ks.methods = append(ks.methods, s.alg)
+		}
+		if s.alg == cfg.SigningAlg {
+			ks.current = s
+		}
+	}
+	if ks.current == nil {
+		return nil, fmt.Errorf("authsvc: the store has no %s signing key", cfg.SigningAlg)
+	}
+	if ks.jwks, err = buildJWKS(ks.byKid); err != nil {
+		return nil, err
+	}
+	return ks, nil
+}
+
+// generateSigningKey makes a new key of alg, sealed with kek when set.
+func generateSigningKey(alg string, kek []byte, now time.Time) (SigningKey, error) {
+	var priv any
+	var err error
+	switch alg {
+	case AlgEdDSA:
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	case AlgES256:
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case AlgRS256:
+		priv, err = rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		return SigningKey{}, fmt.Errorf("authsvc: cannot generate a %s key", alg)
+	}
+	if err != nil {
+		return SigningKey{}, fmt.Errorf("authsvc: generate %s key: %w", alg, err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return SigningKey{}, fmt.Errorf("authsvc: encode %s key: %w", alg, err)
+	}
+	kidBytes := make([]byte, 12)
+	if _, err := rand.Read(kidBytes); err != nil {
+		return SigningKey{}, err
+	}
+	kid := base64.RawURLEncoding.EncodeToString(kidBytes)
+	sealed, err := sealKey(der, kid, kek)
+	if err != nil {
+		return SigningKey{}, err
+	}
+	return SigningKey{ID: kid, Alg: alg, PrivateKey: sealed, CreatedAt: now.UTC().Truncate(time.Second)}, nil
+}
+
+const sealedPrefix = "enc:"
+
+// sealKey encrypts der with AES-256-GCM under kek, binding it to kid (as
+// additional data) so a sealed key cannot be moved to another row.
+func sealKey(der []byte, kid string, kek []byte) (string, error) {
+	if len(kek) == 0 {
+		return base64.StdEncoding.EncodeToString(der), nil
+	}
+	gcm, err := newGCM(kek)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	sealed := gcm.Seal(nonce, nonce, der, []byte(kid))
+	return sealedPrefix + base64.StdEncoding.EncodeToString(sealed), nil
+}
+
+func openKey(stored, kid string, kek []byte) ([]byte, error) {
+	if !strings.HasPrefix(stored, sealedPrefix) {
+		return base64.StdEncoding.DecodeString(stored)
+	}
+	if len(kek) == 0 {
+		return nil, fmt.Errorf("authsvc: signing key %s is encrypted: set the key-encryption key (AUTHSVC_KEY_ENCRYPTION_KEY)", kid)
+	}
+	raw, err := base64.StdEncoding.DecodeString(stored[len(sealedPrefix):])
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := newGCM(kek)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) < gcm.NonceSize() {
+		return nil, errors.New("authsvc: sealed key too short")
+	}
+	der, err := gcm.Open(nil, raw[:gcm.NonceSize()], raw[gcm.NonceSize():], []byte(kid))
+	if err != nil {
+		return nil, fmt.Errorf("authsvc: signing key %s cannot be decrypted with this key-encryption key", kid)
+	}
+	return der, nil
+}
+
+func newGCM(kek []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, fmt.Errorf("authsvc: key-encryption key: %w", err)
+	}
+	return cipher.NewGCM(block)
+}
+
+// parseSigningKey decodes a stored key once, at load, never per request.
+func parseSigningKey(k SigningKey, kek []byte) (*signer, error) {
+	der, err := openKey(k.PrivateKey, k.ID, kek)
+	if err != nil {
+		return nil, fmt.Errorf("authsvc: signing key %s: %w", k.ID, err)
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("authsvc: signing key %s: %w", k.ID, err)
+	}
+	s := &signer{kid: k.ID, alg: k.Alg, private: priv}
+	switch p := priv.(type) {
+	case ed25519.PrivateKey:
+		s.method, s.public = jwt.SigningMethodEdDSA, p.Public()
+		if k.Alg != AlgEdDSA {
+			return nil, fmt.Errorf("authsvc: signing key %s: an Ed25519 key stored as %s", k.ID, k.Alg)
+		}
+	case *ecdsa.PrivateKey:
+		s.method, s.public = jwt.SigningMethodES256, &p.PublicKey
+		if k.Alg != AlgES256 || p.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("authsvc: signing key %s: an ECDSA key stored as %s", k.ID, k.Alg)
+		}
+	case *rsa.PrivateKey:
+		s.method, s.public = jwt.SigningMethodRS256, &p.PublicKey
+		if k.Alg != AlgRS256 {
+			return nil, fmt.Errorf("authsvc: signing key %s: an RSA key stored as %s", k.ID, k.Alg)
+		}
+	default:
+		return nil, fmt.Errorf("authsvc: signing key %s: unsupported key type %T", k.ID, priv)
+	}
+	return s, nil
+}
+
+// JWK is a public key in RFC 7517 form.
+type JWK struct {
+	Kty string `json:"kty"`
+	Use string `json:"use"`
+	Alg string `json:"alg"`
+	Kid string `json:"kid"`
+	Crv string `json:"crv,omitempty"`
+	X   string `json:"x,omitempty"`
+	Y   string `json:"y,omitempty"`
+	N   string `json:"n,omitempty"`
+	E   string `json:"e,omitempty"`
+}
+
+func buildJWKS(byKid map[string]*signer) ([]byte, error) {
+	keys := make([]JWK, 0, len(byKid))
+	for _, s := range byKid {
+		b64 := base64.RawURLEncoding.EncodeToString
+		k := JWK{Use: "sig", Alg: s.alg, Kid: s.kid}
+		switch p := s.public.(type) {
+		case ed25519.PublicKey:
+			k.Kty, k.Crv, k.X = "OKP", "Ed25519", b64(p)
+		case *ecdsa.PublicKey:
+			ecdh, err := p.ECDH()
+			if err != nil {
+				return nil, err
+			}
+			raw := ecdh.Bytes() // 0x04 || X || Y, 32 bytes each for P-256
+			k.Kty, k.Crv, k.X, k.Y = "EC", "P-256", b64(raw[1:33]), b64(raw[33:65])
+		case *rsa.PublicKey:
+			k.Kty, k.N, k.E = "RSA", b64(p.N.Bytes()), b64(big.NewInt(int64(p.E)).Bytes())
+		default:
+			continue
+		}
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Kid < keys[j].Kid })
+	return json.Marshal(struct {
+		Keys []JWK `json:"keys"`
+	}{keys})
+}
+
+// JWKS returns the public keys as an RFC 7517 JSON Web Key Set document. The
+// bytes are shared: do not modify them. With HS256 the set is empty: the
+// shared secret is never published.
+func (a *Authenticator) JWKS() []byte {
+	a.keys.mu.RLock()
+	defer a.keys.mu.RUnlock()
+	return a.keys.jwks
+}
+
+// SigningAlgorithms lists the algorithms of the keys tokens may be signed with.
+func (a *Authenticator) SigningAlgorithms() []string {
+	a.keys.mu.RLock()
+	defer a.keys.mu.RUnlock()
+	return append([]string(nil), a.keys.methods...)
+}
+
+// Issuer returns the configured issuer.
+func (a *Authenticator) Issuer() string { return a.cfg.Issuer }
+
+// issue signs a token for client c.
+func (a *Authenticator) issue(c *Client, scopes, aud []string) (*Token, error) {
+	jtiBytes := make([]byte, 16) // 128 bits, RFC 9068 §2.2
+	if _, err := rand.Read(jtiBytes); err != nil {
+		return nil, err
+	}
+	now := a.now()
+	exp := now.Add(a.cfg.TokenTTL)
+	claims := &Claims{
+		Issuer:         a.cfg.Issuer,
+		Subject:        c.ID,
+		Audience:       aud,
+		ExpiresAt:      exp.Unix(),
+		IssuedAt:       now.Unix(),
+		NotBefore:      now.Unix(),
+		ID:             base64.RawURLEncoding.EncodeToString(jtiBytes),
+		ClientID:       c.ID,
+		Scope:          strings.Join(scopes, " "),
+		ClientRowID:    c.RowID,
+		IsAdmin:        c.IsAdmin,
+		LegacyClientID: c.ID,
+	}
+	a.keys.mu.RLock()
+	s := a.keys.current
+	a.keys.mu.RUnlock()
+	t := jwt.NewWithClaims(s.method, claims)
+	t.Header["typ"] = "at+jwt"
+	if s.kid != "" {
+		t.Header["kid"] = s.kid
+	}
+	signed, err := t.SignedString(s.private)
+	if err != nil {
+		return nil, fmt.Errorf("authsvc: sign token: %w", err)
+	}
+	return &Token{
+		AccessToken: signed,
+		TokenType:   "Bearer",
+		ExpiresAt:   time.Unix(exp.Unix(), 0),
+		ExpiresIn:   a.cfg.TokenTTL,
+		Scopes:      scopes,
+		ClientID:    c.ID,
+		IsAdmin:     c.IsAdmin,
+	}, nil
+}
+
+// parse checks a token's signature, algorithm, typ, issuer and, when
+// checkTime, its exp and nbf. It does not consult the store.
+func (a *Authenticator) parse(token string, checkTime bool) (*Claims, error) {
+	if token == "" || len(token) > MaxTokenLen {
+		return nil, fmt.Errorf("%w: empty or longer than %d bytes", ErrInvalidToken, MaxTokenLen)
+	}
+	a.keys.mu.RLock()
+	methods := a.keys.methods
+	a.keys.mu.RUnlock()
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(methods),
+		jwt.WithIssuer(a.cfg.Issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(a.cfg.Leeway),
+		jwt.WithTimeFunc(a.now),
+	}
+	if !checkTime {
+		opts = append(opts, jwt.WithoutClaimsValidation())
+	}
+	claims := &Claims{}
+	t, err := jwt.NewParser(opts...).ParseWithClaims(token, claims, a.keyFor)
+	if err != nil {
+		if errors.Is(err, jwt.ErrTokenExpired) {
+			return nil, fmt.Errorf("%w: %w", ErrTokenExpired, err)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	// RFC 9068 §4: the resource server must check typ, so an ID token or
+	// another JWT signed by the same key cannot pass for an access token.
+	if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
+		return nil, fmt.Errorf("%w: typ is not at+jwt", ErrInvalidToken)
+	}
+	if claims.ID == "" || claims.Subject == "" || claims.ExpiresAt == 0 || claims.Issuer != a.cfg.Issuer {
+		return nil, fmt.Errorf("%w: missing jti, sub, exp or iss", ErrInvalidToken)
+	}
+	return claims, nil
+}
+
+// keyFor finds the verification key of a token by its kid, and refuses a
+// token whose alg is not that key's (no algorithm confusion).
+func (a *Authenticator) keyFor(t *jwt.Token) (any, error) {
+	kid, _ := t.Header["kid"].(string)
+	a.keys.mu.RLock()
+	s, ok := a.keys.byKid[kid]
+	a.keys.mu.RUnlock()
+	if !ok {
+		return nil, errors.New("unknown kid")
+	}
+	if t.Method.Alg() != s.alg {
+		return nil, errors.New("alg does not match the key")
+	}
+	if s.public == nil {
+		return s.private, nil // HS256: the shared secret verifies
+	}
+	return s.public, nil
+}
