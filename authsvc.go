@@ -44,6 +44,8 @@ var (
 	ErrInvalidScope = errors.New("authsvc: invalid scope")
 	// ErrInvalidArgument: a malformed client_id, secret or other input.
 	ErrInvalidArgument = errors.New("authsvc: invalid argument")
+	// ErrForbidden: the caller is authenticated but may not do this.
+	ErrForbidden = errors.New("authsvc: not permitted")
 	// ErrUnavailable: the store cannot be reached. Callers must fail closed:
 	// treat the request as unauthenticated, never as allowed.
 	ErrUnavailable = errors.New("authsvc: store unavailable")
@@ -317,6 +319,27 @@ func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error
 // An unknown client_id and a wrong secret both give ErrInvalidClient, in
 // about the same time.
 func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret string, req TokenRequest) (*Token, error) {
+	c, err := a.AuthenticateClient(ctx, clientID, secret)
+	if err != nil {
+		return nil, err
+	}
+	scopes, err := grantScopes(c.Scopes, req.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	aud := req.Audience
+	if len(aud) == 0 {
+		aud = a.audience
+	} else if err := checkAudiences(aud); err != nil {
+		return nil, err
+	}
+	return a.issue(c, scopes, aud)
+}
+
+// AuthenticateClient checks a client's credentials without issuing a token
+// (for endpoints where the caller authenticates as a client, such as token
+// introspection and revocation). Errors as Authenticate.
+func (a *Authenticator) AuthenticateClient(ctx context.Context, clientID, secret string) (*Client, error) {
 	if clientID == "" || len(clientID) > MaxClientIDLen || secret == "" || len(secret) > MaxSecretLen {
 		return nil, ErrInvalidClient
 	}
@@ -340,17 +363,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret strin
 	if rehash {
 		a.upgradeHash(ctx, rec, secret)
 	}
-	scopes, err := grantScopes(rec.Scopes, req.Scopes)
-	if err != nil {
-		return nil, err
-	}
-	aud := req.Audience
-	if len(aud) == 0 {
-		aud = a.audience
-	} else if err := checkAudiences(aud); err != nil {
-		return nil, err
-	}
-	return a.issue(&rec.Client, scopes, aud)
+	c := rec.Client
+	return &c, nil
 }
 
 // upgradeHash replaces a legacy or weaker hash after a successful login. The
@@ -418,6 +432,11 @@ func (a *Authenticator) Logout(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
+	return a.revoke(ctx, claims)
+}
+
+// revoke stores the revocation of a parsed token until it expires.
+func (a *Authenticator) revoke(ctx context.Context, claims *Claims) error {
 	exp := time.Unix(claims.ExpiresAt, 0)
 	if !exp.Add(a.cfg.Leeway).After(a.now()) {
 		return nil // expired: refused anyway, nothing to store
@@ -425,10 +444,30 @@ func (a *Authenticator) Logout(ctx context.Context, token string) error {
 	return a.store.RevokeToken(ctx, claims.ID, claims.Subject, exp.Add(a.cfg.Leeway))
 }
 
+// Revoke revokes a token on behalf of the client by (RFC 7009): a client
+// may revoke its own tokens, an admin any token. It returns ErrInvalidToken
+// for a token this Authenticator did not sign and ErrForbidden when by may
+// not revoke it; RFC 7009 has the endpoint answer 200 to both.
+func (a *Authenticator) Revoke(ctx context.Context, by *Client, token string) error {
+	claims, err := a.parse(token, false)
+	if err != nil {
+		return err
+	}
+	if claims.Subject != by.ID && !by.IsAdmin {
+		return ErrForbidden
+	}
+	return a.revoke(ctx, claims)
+}
+
 // PurgeExpired deletes revocations whose tokens have expired anyway. Run it
 // now and then (authd does, every few minutes).
 func (a *Authenticator) PurgeExpired(ctx context.Context) (int64, error) {
 	return a.store.PurgeRevocations(ctx, a.now())
+}
+
+// Ping checks that the store can be reached.
+func (a *Authenticator) Ping(ctx context.Context) error {
+	return a.store.Ping(ctx)
 }
 
 // checkClientID accepts 1-128 bytes of printable UTF-8 without white space.

@@ -8,16 +8,18 @@ import (
 
 // Errors of BearerToken.
 var (
-	// ErrNoToken: the request has no Authorization header.
+	// ErrNoToken: the request has no Authorization header, or one of another
+	// scheme (RFC 6750 §3.1: a request that lacks bearer credentials).
 	ErrNoToken = errors.New("authsvc: no bearer token")
-	// ErrMalformedAuthorization: an Authorization header that is not exactly
-	// one well-formed "Bearer <token>".
+	// ErrMalformedAuthorization: more than one Authorization header, or
+	// "Bearer" with nothing after it (RFC 6750 invalid_request).
 	ErrMalformedAuthorization = errors.New("authsvc: malformed Authorization header")
 )
 
 // BearerToken returns the token of the request's Authorization header
 // (RFC 6750 §2.1): exactly one header, the scheme "Bearer" in any letter
 // case, one or more spaces, then a b64token of at most MaxTokenLen bytes.
+// A token that is not a b64token, or is too long, gives ErrInvalidToken.
 func BearerToken(r *http.Request) (string, error) {
 	values := r.Header.Values("Authorization")
 	switch len(values) {
@@ -32,12 +34,15 @@ func BearerToken(r *http.Request) (string, error) {
 
 func parseBearer(h string) (string, error) {
 	const scheme = "bearer"
-	if len(h) < len(scheme)+2 || !strings.EqualFold(h[:len(scheme)], scheme) || h[len(scheme)] != ' ' {
-		return "", ErrMalformedAuthorization
+	if len(h) < len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) || len(h) > len(scheme) && h[len(scheme)] != ' ' {
+		return "", ErrNoToken
 	}
 	tok := strings.TrimLeft(h[len(scheme):], " ")
-	if tok == "" || len(tok) > MaxTokenLen || !isB64Token(tok) {
+	if tok == "" {
 		return "", ErrMalformedAuthorization
+	}
+	if len(tok) > MaxTokenLen || !isB64Token(tok) {
+		return "", ErrInvalidToken
 	}
 	return tok, nil
 }

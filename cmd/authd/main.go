@@ -1,0 +1,303 @@
+// Command authd is the authsvc server: OAuth 2.0 client-credentials tokens
+// over HTTP, on an embedded SQLite file by default or on PostgreSQL.
+//
+//	authd [serve]                      run the server
+//	authd client create|list|delete    manage clients
+//	authd migrate                      apply database migrations and exit
+//	authd version                      print the version
+//
+// Configuration comes from the environment (AUTHSVC_*) and a .env file in the
+// working directory; the Flask tutorial service's names work too.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/authsvc/authsvc"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `usage: authd [command]
+
+commands:
+  serve                         run the server (the default)
+  client create --id ID [--secret-stdin] [--admin] [--scope "a b"] [--json]
+  client list [--json]
+  client delete ID
+  migrate                       apply database migrations and exit
+  version                       print the version
+
+Configuration: AUTHSVC_* environment variables and a .env file in the
+working directory (see README.md).
+`
+
+// run is main without the process: tests call it with their own streams.
+// It returns the exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = cmdServe(ctx, args, stderr)
+	case "client":
+		err = cmdClient(ctx, args, stdin, stdout, stderr)
+	case "migrate":
+		err = cmdMigrate(ctx, args, stdout)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "authd", version)
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "authd: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "authd:", err)
+		return 1
+	}
+	return 0
+}
+
+// errUsage: a usage message has been printed already.
+var errUsage = errors.New("usage")
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel)) // validated by loadConfig
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// libraryConfig turns authd's configuration into the library's.
+func libraryConfig(cfg config, log *slog.Logger) authsvc.Config {
+	c := authsvc.Config{
+		Issuer:     cfg.Issuer,
+		TokenTTL:   cfg.TokenTTL,
+		SigningAlg: cfg.SigningAlg,
+		Logger:     log,
+	}
+	if cfg.SigningAlg == authsvc.AlgHS256 {
+		c.HMACSecret = []byte(cfg.HMACSecret)
+	}
+	if cfg.SecretPepper != "" {
+		c.SecretPepper = []byte(cfg.SecretPepper)
+	}
+	if cfg.KeyEncryptionKey != "" {
+		c.KeyEncryptionKey = decodeKey(cfg.KeyEncryptionKey)
+	}
+	return c
+}
+
+// openAuthenticator opens the configured store and the Authenticator on it.
+func openAuthenticator(ctx context.Context, cfg config, log *slog.Logger) (authsvc.Store, *authsvc.Authenticator, error) {
+	store, err := authsvc.OpenStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := authsvc.New(ctx, store, libraryConfig(cfg, log))
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return store, a, nil
+}
+
+// app is a running authd: tests start one on 127.0.0.1:0.
+type app struct {
+	cfg   config
+	log   *slog.Logger
+	store authsvc.Store
+	auth  *authsvc.Authenticator
+	srv   *http.Server
+	ln    net.Listener
+}
+
+// start opens the store, creates the bootstrap admin and starts listening.
+func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
+	store, a, err := openAuthenticator(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	ap := &app{cfg: cfg, log: log, store: store, auth: a}
+	if err := ap.bootstrap(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
+	s := &server{auth: a, log: log}
+	ap.srv = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			store.Close()
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		ap.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		ln = tls.NewListener(ln, ap.srv.TLSConfig)
+	}
+	ap.ln = ln
+	log.Info("authd listening", "addr", ln.Addr().String(), "tls", cfg.TLSCertFile != "",
+		"store", redactedStore(cfg.DatabaseURL), "alg", cfg.SigningAlg, "issuer", cfg.Issuer, "version", version)
+	if cfg.TLSCertFile == "" {
+		if host, _, _ := net.SplitHostPort(cfg.Addr); !isLoopback(host) {
+			log.Warn("serving plain HTTP on a non-loopback address: secrets and tokens cross the network unencrypted; set AUTHSVC_TLS_CERT_FILE and AUTHSVC_TLS_KEY_FILE or put a TLS proxy in front")
+		} else {
+			log.Info("serving plain HTTP on loopback")
+		}
+	}
+	return ap, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func redactedStore(u string) string {
+	return config{DatabaseURL: u}.redacted().DatabaseURL
+}
+
+// bootstrap creates the configured admin client if it does not exist yet.
+// An existing client of that id is left alone (its secret is not reset).
+func (ap *app) bootstrap(ctx context.Context) error {
+	id := ap.cfg.BootstrapClientID
+	if id == "" {
+		return nil
+	}
+	_, _, err := ap.auth.CreateClient(ctx, authsvc.NewClient{ID: id, Secret: ap.cfg.BootstrapClientSecret, IsAdmin: true})
+	switch {
+	case err == nil:
+		ap.log.Info("bootstrap admin client created", "client_id", id)
+	case errors.Is(err, authsvc.ErrClientExists):
+		ap.log.Info("bootstrap admin client exists", "client_id", id)
+	default:
+		return fmt.Errorf("bootstrap client %q: %w", id, err)
+	}
+	return nil
+}
+
+// serve runs until ctx is done, then drains requests within the shutdown
+// timeout and closes the store.
+func (ap *app) serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- ap.srv.Serve(ap.ln) }()
+	housekeeping := time.NewTicker(10 * time.Minute)
+	defer housekeeping.Stop()
+	for {
+		select {
+		case err := <-errc:
+			ap.store.Close()
+			return err
+		case <-housekeeping.C:
+			if n, err := ap.auth.PurgeExpired(ctx); err != nil {
+				ap.log.Warn("purge of expired revocations failed", "err", err)
+			} else if n > 0 {
+				ap.log.Info("purged expired revocations", "count", n)
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	ap.log.Info("shutting down", "timeout", ap.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), ap.cfg.ShutdownTimeout)
+	defer cancel()
+	err := ap.srv.Shutdown(sctx)
+	ap.store.Close()
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	ap.log.Info("stopped")
+	return nil
+}
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "authd serve takes no arguments (configure it with the environment)\n\n%s", usage)
+		return errUsage
+	}
+	cfg, err := loadConfig(".env")
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	ap, err := start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return ap.serve(ctx)
+}
+
+func cmdMigrate(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		return fmt.Errorf("migrate takes no arguments")
+	}
+	cfg, err := loadConfig(".env")
+	if err != nil {
+		return err
+	}
+	store, err := authsvc.OpenStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "migrations applied to", redactedStore(cfg.DatabaseURL))
+	return store.Close()
+}
+
+// decodeKey reads a 32-byte key given as base64 (std or url, padded or
+// not) or hex; anything else is returned as bytes so that New reports its
+// length.
+func decodeKey(s string) []byte {
+	s = strings.TrimSpace(s)
+	for _, dec := range keyDecoders {
+		if b, err := dec(s); err == nil && len(b) == 32 {
+			return b
+		}
+	}
+	return []byte(s)
+}
