@@ -1,0 +1,337 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/authsvc/authsvc/internal/testdb"
+)
+
+func basicAuth(id, secret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
+}
+
+// TestOAuthInterop: golang.org/x/oauth2 gets tokens both ways, and an
+// independent JOSE library verifies them against the served JWKS.
+func TestOAuthInterop(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		// A secret with ':', '%', '+', spaces and non-ASCII, through Basic.
+		secret := "p:a%s+s wörd-ünïcode-€"
+		r := ts.do("POST", "/client", "application/json",
+			`{"client_id":"svc:one","client_secret":"`+secret+`","scope":"notes:read notes:write"}`,
+			map[string]string{"Authorization": "Bearer " + ts.admin})
+		expect(t, "create", r, 201)
+		for _, style := range []oauth2.AuthStyle{oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams} {
+			cfg := clientcredentials.Config{
+				ClientID: "svc:one", ClientSecret: secret, TokenURL: ts.url + "/oauth/token",
+				Scopes: []string{"notes:read"}, AuthStyle: style,
+				EndpointParams: url.Values{"audience": {"https://notes.test"}},
+			}
+			tok, err := cfg.Token(context.Background())
+			if err != nil {
+				t.Fatalf("style %d: %v", style, err)
+			}
+			if tok.TokenType != "Bearer" || tok.Expiry.Before(time.Now().Add(50*time.Minute)) || tok.Extra("scope") != "notes:read" {
+				t.Fatalf("style %d: token %+v scope %v", style, tok, tok.Extra("scope"))
+			}
+			claims := verifyWithJOSE(t, ts.url, tok.AccessToken)
+			if claims["sub"] != "svc:one" || claims["scope"] != "notes:read" || claims["aud"].([]any)[0] != "https://notes.test" {
+				t.Fatalf("claims %v", claims)
+			}
+		}
+		// A wrong secret through x/oauth2 surfaces RFC 6749 §5.2's error code.
+		bad := clientcredentials.Config{ClientID: "svc:one", ClientSecret: "wrong", TokenURL: ts.url + "/oauth/token", AuthStyle: oauth2.AuthStyleInHeader}
+		_, err := bad.Token(context.Background())
+		var re *oauth2.RetrieveError
+		if !errors.As(err, &re) || re.ErrorCode != "invalid_client" || re.Response.StatusCode != 401 {
+			t.Fatalf("wrong secret: %v", err)
+		}
+	})
+}
+
+// verifyWithJOSE checks a token with go-jose against the served JWKS and
+// returns its claims.
+func verifyWithJOSE(t *testing.T, base, token string) map[string]any {
+	t.Helper()
+	resp, err := http.Get(base + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if cc := resp.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "public, max-age=") {
+		t.Fatalf("JWKS Cache-Control %q", cc)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+		t.Fatal(err)
+	}
+	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.RS256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := jws.Signatures[0].Protected
+	if hdr.ExtraHeaders["typ"] != "at+jwt" {
+		t.Fatalf("typ = %v", hdr.ExtraHeaders["typ"])
+	}
+	keys := set.Key(hdr.KeyID)
+	if len(keys) != 1 || !keys[0].IsPublic() || keys[0].Use != "sig" {
+		t.Fatalf("JWKS has %d keys for kid %q", len(keys), hdr.KeyID)
+	}
+	payload, err := jws.Verify(keys[0])
+	if err != nil {
+		t.Fatalf("go-jose refuses the signature: %v", err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	return claims
+}
+
+func TestTokenEndpointErrors(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		_, secret := ts.createClient(url.Values{"client_id": {"svc"}, "scope": {"a b"}})
+		good := "grant_type=client_credentials&client_id=svc&client_secret=" + url.QueryEscape(secret)
+		basic := map[string]string{"Authorization": basicAuth("svc", secret)}
+		cases := []struct {
+			name, ct, body string
+			header         map[string]string
+			status         int
+			code           string
+			basicChallenge bool
+		}{
+			{"no grant_type", form, "client_id=svc&client_secret=" + secret, nil, 400, "invalid_request", false},
+			{"password grant", form, "grant_type=password&username=a&password=b", basic, 400, "unsupported_grant_type", false},
+			{"both auth methods", form, good, basic, 400, "invalid_request", false},
+			{"no credentials", form, "grant_type=client_credentials", nil, 401, "invalid_client", true},
+			{"wrong secret post", form, "grant_type=client_credentials&client_id=svc&client_secret=nope", nil, 401, "invalid_client", false},
+			{"wrong secret basic", form, "grant_type=client_credentials", map[string]string{"Authorization": basicAuth("svc", "nope")}, 401, "invalid_client", true},
+			{"unknown client basic", form, "grant_type=client_credentials", map[string]string{"Authorization": basicAuth("ghost", secret)}, 401, "invalid_client", true},
+			{"malformed basic", form, "grant_type=client_credentials", map[string]string{"Authorization": "Basic !!!"}, 400, "invalid_request", false},
+			{"basic without colon", form, "grant_type=client_credentials", map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("svc"))}, 400, "invalid_request", false},
+			{"bearer instead of basic", form, "grant_type=client_credentials", map[string]string{"Authorization": "Bearer x"}, 400, "invalid_request", false},
+			{"scope not granted", form, good + "&scope=a+c", nil, 400, "invalid_scope", false},
+			{"malformed scope", form, good + "&scope=%22", nil, 400, "invalid_scope", false},
+			{"empty scope", form, good + "&scope=", nil, 400, "invalid_scope", false},
+			{"bad resource", form, good + "&resource=not-absolute", nil, 400, "invalid_target", false},
+			{"resource with fragment", form, good + "&resource=https://x.test/%23frag", nil, 400, "invalid_target", false},
+			{"repeated grant_type", form, good + "&grant_type=client_credentials", nil, 400, "invalid_request", false},
+			{"JSON body", "application/json", `{"grant_type":"client_credentials"}`, basic, 400, "invalid_request", false},
+			{"oversized", form, good + "&scope=" + strings.Repeat("a", maxBodyBytes), nil, 413, "invalid_request", false},
+			{"malformed form", form, "grant_type=%zz", basic, 400, "invalid_request", false},
+		}
+		for _, tc := range cases {
+			r := ts.do("POST", "/oauth/token", tc.ct, tc.body, tc.header)
+			if r.status != tc.status || r.body["error"] != tc.code || r.body["error_description"] == nil {
+				t.Errorf("%s: %d %s; want %d %s", tc.name, r.status, r.raw, tc.status, tc.code)
+			}
+			if got := r.header.Get("WWW-Authenticate"); tc.basicChallenge != strings.HasPrefix(got, "Basic realm=") {
+				t.Errorf("%s: WWW-Authenticate %q", tc.name, got)
+			}
+			if r.header.Get("Cache-Control") != "no-store" {
+				t.Errorf("%s: Cache-Control %q", tc.name, r.header.Get("Cache-Control"))
+			}
+		}
+		expect(t, "GET token", ts.do("GET", "/oauth/token", "", "", nil), 405)
+
+		// Success per §5.1, both ways; resource and audience set aud.
+		for _, h := range []map[string]string{nil, basic} {
+			body := good
+			if h != nil {
+				body = "grant_type=client_credentials"
+			}
+			r := ts.do("POST", "/oauth/token", form, body+"&scope=b&resource=https://api.test/x&audience=svc-b", h)
+			if r.status != 200 || r.body["token_type"] != "Bearer" || r.body["expires_in"] != float64(3600) || r.body["scope"] != "b" {
+				t.Fatalf("success: %d %s", r.status, r.raw)
+			}
+			if r.header.Get("Cache-Control") != "no-store" || r.header.Get("Pragma") != "no-cache" {
+				t.Fatalf("success headers %v", r.header)
+			}
+			claims, err := ts.auth.Verify(context.Background(), r.body["access_token"].(string))
+			if err != nil || strings.Join(claims.Audience, ",") != "https://api.test/x,svc-b" {
+				t.Fatalf("aud = %v, %v", claims, err)
+			}
+		}
+		// No scope: all of them.
+		r := ts.do("POST", "/oauth/token", form, good, nil)
+		if r.body["scope"] != "a b" {
+			t.Fatalf("default scope %s", r.raw)
+		}
+	})
+}
+
+func TestIntrospection(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		_, rsSecret := ts.createClient(url.Values{"client_id": {"resource-server"}})
+		_, secret := ts.createClient(url.Values{"client_id": {"svc"}, "scope": {"x"}})
+		rs := map[string]string{"Authorization": basicAuth("resource-server", rsSecret)}
+		introspect := func(tok string) map[string]any {
+			t.Helper()
+			r := ts.do("POST", "/oauth/introspect", form, "token="+url.QueryEscape(tok), rs)
+			if r.status != 200 || r.header.Get("Cache-Control") != "no-store" {
+				t.Fatalf("introspect: %d %s", r.status, r.raw)
+			}
+			return r.body
+		}
+		live := ts.token("svc", secret)
+		got := introspect(live)
+		for _, k := range []string{"scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti", "token_type"} {
+			if _, ok := got[k]; !ok {
+				t.Errorf("introspection lacks %q: %v", k, got)
+			}
+		}
+		if got["active"] != true || got["client_id"] != "svc" || got["scope"] != "x" || got["token_type"] != "Bearer" {
+			t.Fatalf("active: %v", got)
+		}
+		// client_secret_post works for the caller too.
+		r := ts.do("POST", "/oauth/introspect", form, "client_id=resource-server&client_secret="+url.QueryEscape(rsSecret)+"&token="+live, nil)
+		if r.body["active"] != true {
+			t.Fatalf("post auth: %s", r.raw)
+		}
+
+		revoked := ts.token("svc", secret)
+		expect(t, "logout", ts.form("/logout", url.Values{"token": {revoked}}, ""), 200)
+		parts := strings.Split(live, ".")
+		tampered := parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
+		_, doomedSecret := ts.createClient(url.Values{"client_id": {"doomed"}})
+		doomed := ts.token("doomed", doomedSecret)
+		expect(t, "delete", ts.do("DELETE", "/client/doomed", "", "", map[string]string{"Authorization": "Bearer " + ts.admin}), 200)
+		for name, tok := range map[string]string{"revoked": revoked, "tampered": tampered, "deleted client": doomed, "junk": "junk", "huge": strings.Repeat("a", 9000)} {
+			r := ts.do("POST", "/oauth/introspect", form, "token="+url.QueryEscape(tok), rs)
+			if r.status != 200 || r.raw != "{\"active\":false}\n" {
+				t.Errorf("%s: %d %q, want exactly {\"active\":false}", name, r.status, r.raw)
+			}
+		}
+		// Expired: an authenticator whose clock is later.
+		// (Expiry itself is covered by the library's tests; here the route's
+		// mapping of any refusal to active:false is what matters.)
+
+		// Caller authentication is required.
+		r = ts.do("POST", "/oauth/introspect", form, "token="+live, nil)
+		if r.status != 401 || r.body["error"] != "invalid_client" {
+			t.Fatalf("no caller auth: %d %s", r.status, r.raw)
+		}
+		r = ts.do("POST", "/oauth/introspect", form, "token="+live, map[string]string{"Authorization": basicAuth("resource-server", "wrong")})
+		if r.status != 401 || r.body["error"] != "invalid_client" || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic") {
+			t.Fatalf("wrong caller secret: %d %s", r.status, r.raw)
+		}
+		r = ts.do("POST", "/oauth/introspect", form, "", rs)
+		if r.status != 400 || r.body["error"] != "invalid_request" {
+			t.Fatalf("no token: %d %s", r.status, r.raw)
+		}
+	})
+}
+
+func TestRevocation(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		_, aSecret := ts.createClient(url.Values{"client_id": {"a"}})
+		_, bSecret := ts.createClient(url.Values{"client_id": {"b"}})
+		aAuth := map[string]string{"Authorization": basicAuth("a", aSecret)}
+		bAuth := map[string]string{"Authorization": basicAuth("b", bSecret)}
+		revoke := func(h map[string]string, tok string) reply {
+			return ts.do("POST", "/oauth/revoke", form, "token="+url.QueryEscape(tok)+"&token_type_hint=access_token", h)
+		}
+		aTok := ts.token("a", aSecret)
+		// b may not revoke a's token: 200, but nothing revoked, and logged.
+		if r := revoke(bAuth, aTok); r.status != 200 {
+			t.Fatalf("non-owner: %d %s", r.status, r.raw)
+		}
+		if r := ts.form("/verify", nil, aTok); r.status != 200 {
+			t.Fatalf("non-owner revoked the token: %d", r.status)
+		}
+		if !strings.Contains(ts.logs.String(), "revocation refused") {
+			t.Fatal("refused revocation not logged")
+		}
+		// Unknown and invalid tokens: 200.
+		for _, tok := range []string{"junk", strings.Repeat("x", 9000)} {
+			if r := revoke(aAuth, tok); r.status != 200 {
+				t.Fatalf("invalid token: %d %s", r.status, r.raw)
+			}
+		}
+		// The owner can.
+		if r := revoke(aAuth, aTok); r.status != 200 {
+			t.Fatalf("owner: %d", r.status)
+		}
+		if r := ts.form("/verify", nil, aTok); r.status != 401 {
+			t.Fatalf("revoked token verifies: %d", r.status)
+		}
+		// An admin can revoke anyone's.
+		bTok := ts.token("b", bSecret)
+		if r := revoke(map[string]string{"Authorization": basicAuth("root", adminSecret)}, bTok); r.status != 200 {
+			t.Fatalf("admin: %d", r.status)
+		}
+		if r := ts.form("/verify", nil, bTok); r.status != 401 {
+			t.Fatalf("admin-revoked token verifies: %d", r.status)
+		}
+		// Unauthenticated: 401.
+		if r := revoke(nil, bTok); r.status != 401 || r.body["error"] != "invalid_client" {
+			t.Fatalf("unauthenticated: %d %s", r.status, r.raw)
+		}
+	})
+}
+
+func TestDiscoveryAndJWKS(t *testing.T) {
+	ts := newTestServer(t, testdb.SQLite(t))
+	var docs [2]map[string]any
+	for i, p := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
+		r := ts.do("GET", p, "", "", nil)
+		if r.status != 200 {
+			t.Fatalf("%s: %d", p, r.status)
+		}
+		docs[i] = r.body
+	}
+	d := docs[0]
+	if d["issuer"] != "http://authd.test" || d["token_endpoint"] != "http://authd.test/oauth/token" ||
+		d["jwks_uri"] != "http://authd.test/.well-known/jwks.json" || d["introspection_endpoint"] != "http://authd.test/oauth/introspect" ||
+		d["revocation_endpoint"] != "http://authd.test/oauth/revoke" {
+		t.Fatalf("discovery %v", d)
+	}
+	if g := d["grant_types_supported"].([]any); len(g) != 1 || g[0] != "client_credentials" {
+		t.Fatalf("grant types %v", g)
+	}
+	if m := d["token_endpoint_auth_methods_supported"].([]any); len(m) != 2 {
+		t.Fatalf("auth methods %v", m)
+	}
+	if a := d["access_token_signing_alg_values_supported"].([]any); len(a) != 1 || a[0] != "EdDSA" {
+		t.Fatalf("algs %v", a)
+	}
+	b0, _ := json.Marshal(docs[0])
+	b1, _ := json.Marshal(docs[1])
+	if string(b0) != string(b1) {
+		t.Fatal("the two discovery documents differ")
+	}
+	// JWKS: the same bytes every time (computed once), public parts only.
+	get := func() string {
+		resp, err := http.Get(ts.url + "/.well-known/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	j := get()
+	if j != get() || j != string(ts.auth.JWKS()) {
+		t.Fatal("JWKS not stable")
+	}
+	if strings.Contains(j, `"d"`) {
+		t.Fatalf("JWKS has a private part: %s", j)
+	}
+	expect(t, "POST jwks", ts.do("POST", "/.well-known/jwks.json", "", "", nil), 405)
+}
