@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq"     // PostgreSQL driver, registered as "postgres"
-	_ "modernc.org/sqlite"    // SQLite without cgo, registered as "sqlite"
+	_ "github.com/lib/pq"  // PostgreSQL driver, registered as "postgres"
+	_ "modernc.org/sqlite" // SQLite without cgo, registered as "sqlite"
 )
 
 // Store keeps clients, revocations and signing keys. Every method is safe for
