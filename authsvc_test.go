@@ -207,7 +207,7 @@ func TestCreateClientRefuses(t *testing.T) {
 			t.Fatalf("Clients = %+v, %v; want only the first", clients, err)
 		}
 		// SQL metacharacters are data, stored and found as written.
-		weird := `o'hara"; DROP TABLE clients; --`
+		weird := `o'hara";DROP/**/TABLE/**/clients;--`
 		mustClient(t, a, NewClient{ID: weird})
 		if c, err := a.Client(ctx, weird); err != nil || c.ID != weird {
 			t.Fatalf("Client(%q) = %+v, %v", weird, c, err)
