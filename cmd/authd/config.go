@@ -1,0 +1,466 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// config is authd's configuration, read from the environment with envconfig (prefix AUTHSVC_).
+type config struct {
+	Addr                  string        `envconfig:"ADDR" default:"127.0.0.1:5000"`
+	DatabaseURL           string        `envconfig:"DATABASE_URL"` // default "sqlite:authd.db" after seed fallbacks
+	Issuer                string        `envconfig:"ISSUER"`       // default "http://" + Addr (or https:// when TLS files set)
+	TokenTTL              time.Duration `envconfig:"TOKEN_TTL"`    // default 1h after seed fallback
+	SigningAlg            string        `envconfig:"SIGNING_ALG"`  // EdDSA default; ES256, RS256, HS256
+	HMACSecret            string        `envconfig:"HMAC_SECRET"`  // HS256 key; seed twin AUTHSECRET
+	SecretPepper          string        `envconfig:"SECRET_PEPPER"`
+	KeyEncryptionKey      string        `envconfig:"KEY_ENCRYPTION_KEY"`
+	BootstrapClientID     string        `envconfig:"BOOTSTRAP_CLIENT_ID"`
+	BootstrapClientSecret string        `envconfig:"BOOTSTRAP_CLIENT_SECRET"`
+	TLSCertFile           string        `envconfig:"TLS_CERT_FILE"`
+	TLSKeyFile            string        `envconfig:"TLS_KEY_FILE"`
+	LogFormat             string        `envconfig:"LOG_FORMAT" default:"json"` // json or text
+	LogLevel              string        `envconfig:"LOG_LEVEL" default:"info"`
+	ShutdownTimeout       time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+}
+
+const (
+	envPrefix = "AUTHSVC"
+
+	defaultDatabaseURL = "sqlite:authd.db"
+	defaultTokenTTL    = time.Hour
+	maxTokenTTL        = 365 * 24 * time.Hour
+	maxExpiresSeconds  = int(maxTokenTTL / time.Second) // 31536000
+
+	// minHMACSecretLen is the HS256 key size RFC 7518 §3.2 requires (the hash output size).
+	minHMACSecretLen = 32
+
+	// pgSocketDir is where libpq looks for the server's unix socket when no host is given.
+	// lib/pq itself defaults to localhost, so the seed's "no host" is translated explicitly.
+	pgSocketDir = "/var/run/postgresql"
+
+	// maxDotenvSize bounds what parseDotenv accepts; a real .env is a few hundred bytes.
+	maxDotenvSize = 1 << 20
+
+	redactedValue = "redacted"
+)
+
+// loadConfig loads dotenvPath (if the file exists; "" means skip) into the process environment without
+// overriding variables already set, then reads config with envconfig, then applies the seed fallbacks, defaults
+// and validation. Returns a clear error (prefixed "config: ") naming the variable for any invalid value.
+func loadConfig(dotenvPath string) (config, error) {
+	if err := loadDotenv(dotenvPath); err != nil {
+		return config{}, err
+	}
+	c, err := readEnv()
+	if err != nil {
+		return config{}, err
+	}
+	if err := c.resolve(pgSocketDir); err != nil {
+		return config{}, err
+	}
+	return c, nil
+}
+
+// loadDotenv copies the variables of the .env file at path into the process environment. Variables that are
+// already set, even to "", are left alone so the real environment always wins over the file.
+func loadDotenv(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	// Read one byte past the limit so parseDotenv reports an oversized file instead of seeing a truncated one.
+	data, err := io.ReadAll(io.LimitReader(f, maxDotenvSize+1))
+	if err != nil {
+		return fmt.Errorf("config: read %s: %w", path, err)
+	}
+	vars, err := parseDotenv(data)
+	if err != nil {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	for k, v := range vars {
+		if _, set := os.LookupEnv(k); set {
+			continue
+		}
+		if err := os.Setenv(k, v); err != nil {
+			return fmt.Errorf("config: %s: set %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+// readEnv reads the AUTHSVC_ variables with envconfig.
+//
+// envconfig.Process falls back to the bare tag name (ADDR, DATABASE_URL, LOG_LEVEL, ...) when the prefixed
+// variable is unset, which would let variables meant for other programs configure authd. So envconfig is
+// handed a mirror of config whose field names are the tag names and which carries no envconfig tag: it then
+// looks up AUTHSVC_<name> and nothing else. Defaults still come from config's tags.
+func readEnv() (config, error) {
+	t := reflect.TypeFor[config]()
+	fields := make([]reflect.StructField, t.NumField())
+	for i := range fields {
+		f := t.Field(i)
+		fields[i] = reflect.StructField{
+			Name: f.Tag.Get("envconfig"), // every field has one; StructOf panics on an empty name
+			Type: f.Type,
+			Tag:  reflect.StructTag(fmt.Sprintf("default:%q", f.Tag.Get("default"))),
+		}
+	}
+	mirror := reflect.New(reflect.StructOf(fields)).Elem()
+	if err := envconfig.Process(envPrefix, mirror.Addr().Interface()); err != nil {
+		// Only the durations can fail to parse, so echoing the value leaks no secret.
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return config{}, fmt.Errorf("config: %s: invalid %s %q (want e.g. 90s or 1h)", pe.KeyName, pe.TypeName, pe.Value)
+		}
+		return config{}, fmt.Errorf("config: %w", err)
+	}
+	var c config
+	v := reflect.ValueOf(&c).Elem()
+	for i := range fields {
+		v.Field(i).Set(mirror.Field(i))
+	}
+	return c, nil
+}
+
+// resolve applies the seed fallbacks and defaults that depend on other values, then validates. socketDir is
+// libpq's default socket directory; it is a parameter so tests can point it at a directory of their own.
+func (c *config) resolve(socketDir string) error {
+	if c.DatabaseURL == "" {
+		u, err := seedDatabaseURL(socketDir)
+		if err != nil {
+			return err
+		}
+		c.DatabaseURL = u
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = defaultDatabaseURL
+	}
+
+	secretVar := envPrefix + "_HMAC_SECRET"
+	if c.HMACSecret == "" {
+		c.HMACSecret = os.Getenv("AUTHSECRET")
+		secretVar = "AUTHSECRET"
+	}
+	if c.SigningAlg == "" {
+		// The seed signs HS256 with AUTHSECRET; keep doing so, so its tokens stay verifiable.
+		c.SigningAlg = "EdDSA"
+		if c.HMACSecret != "" {
+			c.SigningAlg = "HS256"
+		}
+	}
+	if err := oneOf(envPrefix+"_SIGNING_ALG", c.SigningAlg, "EdDSA", "ES256", "RS256", "HS256"); err != nil {
+		return err
+	}
+	if c.SigningAlg == "HS256" {
+		if c.HMACSecret == "" {
+			return fmt.Errorf("config: HS256 needs a secret: set %s_HMAC_SECRET or AUTHSECRET (at least %d bytes)", envPrefix, minHMACSecretLen)
+		}
+		if n := len(c.HMACSecret); n < minHMACSecretLen {
+			return fmt.Errorf("config: the HS256 secret in %s is too short: it is %d bytes, at least %d bytes are needed (set %s_HMAC_SECRET or AUTHSECRET to a longer random value)",
+				secretVar, n, minHMACSecretLen, envPrefix)
+		}
+	}
+
+	if err := c.resolveTokenTTL(); err != nil {
+		return err
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("config: %s_SHUTDOWN_TIMEOUT must be positive, got %s", envPrefix, c.ShutdownTimeout)
+	}
+
+	if (c.BootstrapClientID == "") != (c.BootstrapClientSecret == "") {
+		return fmt.Errorf("config: %[1]s_BOOTSTRAP_CLIENT_ID and %[1]s_BOOTSTRAP_CLIENT_SECRET must be set together", envPrefix)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return fmt.Errorf("config: %[1]s_TLS_CERT_FILE and %[1]s_TLS_KEY_FILE must be set together", envPrefix)
+	}
+	if err := oneOf(envPrefix+"_LOG_FORMAT", c.LogFormat, "json", "text"); err != nil {
+		return err
+	}
+	if err := oneOf(envPrefix+"_LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error"); err != nil {
+		return err
+	}
+	return c.resolveIssuer()
+}
+
+// oneOf returns an error naming variable unless value is one of allowed. Only for values that are not secret.
+func oneOf(variable, value string, allowed ...string) error {
+	if slices.Contains(allowed, value) {
+		return nil
+	}
+	return fmt.Errorf("config: %s must be one of %s, got %q", variable, strings.Join(allowed, ", "), value)
+}
+
+// resolveTokenTTL takes the lifetime from AUTHSVC_TOKEN_TTL, else the seed's EXPIRESSECONDS, else 1h.
+func (c *config) resolveTokenTTL() error {
+	if os.Getenv(envPrefix+"_TOKEN_TTL") == "" {
+		c.TokenTTL = defaultTokenTTL
+		// The seed's sample .env has "EXPIRESSECONDS=3000 ", and a real environment may keep the space.
+		if s := strings.TrimSpace(os.Getenv("EXPIRESSECONDS")); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > maxExpiresSeconds {
+				return fmt.Errorf("config: EXPIRESSECONDS must be a whole number of seconds from 1 to %d, got %q", maxExpiresSeconds, s)
+			}
+			c.TokenTTL = time.Duration(n) * time.Second
+		}
+	}
+	if c.TokenTTL <= 0 || c.TokenTTL > maxTokenTTL {
+		return fmt.Errorf("config: %s_TOKEN_TTL must be positive and at most %s, got %s", envPrefix, maxTokenTTL, c.TokenTTL)
+	}
+	return nil
+}
+
+// resolveIssuer checks Addr and derives or checks Issuer, which ends up in every token's iss claim.
+func (c *config) resolveIssuer() error {
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("config: %s_ADDR must be host:port, got %q", envPrefix, c.Addr)
+	}
+	if c.Issuer == "" {
+		// A wildcard listen address is not a name clients can use.
+		if host == "" || net.ParseIP(host).IsUnspecified() {
+			host = "localhost"
+		}
+		scheme := "http"
+		if c.TLSCertFile != "" {
+			scheme = "https"
+		}
+		c.Issuer = scheme + "://" + net.JoinHostPort(host, port)
+	}
+	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
+	// The value is not echoed: a URL with user info may carry a password.
+	u, err := url.Parse(c.Issuer)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil ||
+		strings.ContainsAny(c.Issuer, "?#") {
+		return fmt.Errorf("config: %s_ISSUER must be an absolute http or https URL without user info, query or fragment", envPrefix)
+	}
+	return nil
+}
+
+// seedDatabaseURL builds a PostgreSQL URL for lib/pq from the seed's DBNAME, DBUSER, DBPASSWORD and the
+// optional DBHOST, DBPORT, DBSSLMODE. It returns "" when DBNAME is unset. net/url does the escaping, so
+// passwords such as "p@ss:w/rd" survive.
+func seedDatabaseURL(socketDir string) (string, error) {
+	name := os.Getenv("DBNAME")
+	if name == "" {
+		return "", nil
+	}
+	port := "5432"
+	if s := strings.TrimSpace(os.Getenv("DBPORT")); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("config: DBPORT must be a port number from 1 to 65535, got %q", s)
+		}
+		port = strconv.Itoa(n)
+	}
+	sslmode := strings.TrimSpace(os.Getenv("DBSSLMODE"))
+	if sslmode == "" {
+		sslmode = "prefer"
+	}
+	if err := oneOf("DBSSLMODE", sslmode, "disable", "allow", "prefer", "require", "verify-ca", "verify-full"); err != nil {
+		return "", err
+	}
+	host := strings.TrimSpace(os.Getenv("DBHOST"))
+	if host == "" {
+		host = "localhost"
+		if fi, err := os.Stat(socketDir); err == nil && fi.IsDir() {
+			host = socketDir
+		}
+	}
+
+	u := &url.URL{Scheme: "postgres", Path: "/" + name}
+	q := url.Values{"sslmode": {sslmode}}
+	if strings.HasPrefix(host, "/") {
+		// A socket directory cannot go in the authority; lib/pq and libpq take it as the host parameter.
+		q.Set("host", host)
+		if os.Getenv("DBPORT") != "" {
+			q.Set("port", port)
+		}
+	} else {
+		u.Host = net.JoinHostPort(host, port)
+	}
+	u.RawQuery = q.Encode()
+	user, password := os.Getenv("DBUSER"), os.Getenv("DBPASSWORD")
+	switch {
+	case password != "":
+		u.User = url.UserPassword(user, password)
+	case user != "":
+		u.User = url.User(user)
+	}
+	return u.String(), nil
+}
+
+// parseDotenv parses .env content: KEY=VALUE lines; blank lines and lines starting with # ignored; optional
+// leading "export "; whitespace around key and around an unquoted value trimmed (so "3000 " is "3000");
+// an unquoted value ends at " #" (inline comment); single-quoted values literal; double-quoted values support \n \" \\ escapes;
+// keys must match [A-Za-z_][A-Za-z0-9_]*; a malformed line is an error naming its line number (but never echoing the value,
+// which may be a secret). Limit: input over 1 MiB is an error.
+//
+// Also: CRLF line endings and a leading UTF-8 byte order mark are accepted (Windows editors write both);
+// other backslash sequences in double quotes are kept as written; a value may not contain a NUL byte
+// (the environment cannot hold one); a later line for the same key wins, as in a shell.
+func parseDotenv(data []byte) (map[string]string, error) {
+	if len(data) > maxDotenvSize {
+		return nil, fmt.Errorf("input is over the %d-byte limit", maxDotenvSize)
+	}
+	text := strings.TrimPrefix(string(data), "\ufeff")
+	vars := make(map[string]string)
+	for i, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line) // also drops the \r of a CRLF ending
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "export"); ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
+			line = strings.TrimLeft(rest, " \t")
+		}
+		key, raw, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("line %d: want KEY=VALUE", i+1)
+		}
+		key = strings.TrimSpace(key)
+		if !validEnvKey(key) {
+			return nil, fmt.Errorf("line %d: invalid variable name (want letters, digits and _, not starting with a digit)", i+1)
+		}
+		value, err := parseDotenvValue(raw)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %s: %w", i+1, key, err)
+		}
+		vars[key] = value
+	}
+	return vars, nil
+}
+
+// parseDotenvValue parses what follows the '=' of a line. Its errors never include the value.
+func parseDotenvValue(raw string) (string, error) {
+	v := strings.TrimLeftFunc(raw, unicode.IsSpace)
+	var value, rest string
+	switch {
+	case strings.HasPrefix(v, "'"):
+		end := strings.IndexByte(v[1:], '\'')
+		if end < 0 {
+			return "", errors.New("missing closing single quote")
+		}
+		value, rest = v[1:1+end], v[2+end:]
+	case strings.HasPrefix(v, `"`):
+		var b strings.Builder
+		i := 1
+		for ; i < len(v) && v[i] != '"'; i++ {
+			if v[i] == '\\' && i+1 < len(v) {
+				switch v[i+1] {
+				case 'n':
+					b.WriteByte('\n')
+					i++
+					continue
+				case '"', '\\':
+					b.WriteByte(v[i+1])
+					i++
+					continue
+				}
+			}
+			b.WriteByte(v[i])
+		}
+		if i >= len(v) {
+			return "", errors.New("missing closing double quote")
+		}
+		value, rest = b.String(), v[i+1:]
+	default:
+		// Search raw, not v: "KEY= #x" is an empty value with a comment, "KEY=#x" is the value "#x".
+		for i := 1; i < len(raw); i++ {
+			if raw[i] == '#' && (raw[i-1] == ' ' || raw[i-1] == '\t') {
+				raw = raw[:i]
+				break
+			}
+		}
+		value = strings.TrimSpace(raw)
+	}
+	if rest = strings.TrimSpace(rest); rest != "" && rest[0] != '#' {
+		return "", errors.New("unexpected text after the closing quote")
+	}
+	if strings.IndexByte(value, 0) >= 0 {
+		return "", errors.New("value contains a NUL byte")
+	}
+	return value, nil
+}
+
+// validEnvKey reports whether k matches [A-Za-z_][A-Za-z0-9_]*.
+func validEnvKey(k string) bool {
+	if k == "" || ('0' <= k[0] && k[0] <= '9') {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// redacted returns a copy safe to log: secrets (HMACSecret, SecretPepper, KeyEncryptionKey, BootstrapClientSecret,
+// and the password inside DatabaseURL) replaced by "redacted" when set.
+func (c config) redacted() config {
+	for _, s := range []*string{&c.HMACSecret, &c.SecretPepper, &c.KeyEncryptionKey, &c.BootstrapClientSecret} {
+		if *s != "" {
+			*s = redactedValue
+		}
+	}
+	c.DatabaseURL = redactDatabaseURL(c.DatabaseURL)
+	return c
+}
+
+// redactDatabaseURL hides the password of a database URL, whether in the user info or in a password or
+// sslpassword query parameter (lib/pq reads both). A value it cannot take apart, such as a keyword/value
+// DSN that mentions a password, is replaced whole: better an unhelpful log line than a leaked password.
+func redactDatabaseURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return redactedValue
+	}
+	if u.Scheme == "" {
+		if strings.Contains(strings.ToLower(s), "password") {
+			return redactedValue
+		}
+		return s
+	}
+	changed := false
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), redactedValue)
+		changed = true
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return redactedValue // u.Query would silently drop a malformed password parameter
+	}
+	for _, k := range []string{"password", "sslpassword"} {
+		if q.Has(k) {
+			q.Set(k, redactedValue)
+			u.RawQuery = q.Encode()
+			changed = true
+		}
+	}
+	if !changed {
+		return s
+	}
+	return u.String()
+}

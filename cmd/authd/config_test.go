@@ -1,0 +1,689 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// seedSecret is a 40-byte AUTHSECRET like the seed's sample .env.
+const seedSecret = "0123456789abcdefghijklmnopqrstuvwxyzABCD"
+
+// seedDotenv is the seed service's sample .env, byte for byte (note the trailing space after 3000).
+const seedDotenv = "DBNAME=authdb\nDBUSER=authuser\nDBPASSWORD=p@ss:w/rd\nAUTHSECRET=" + seedSecret + "\nEXPIRESSECONDS=3000 \n"
+
+// clearEnv unsets every variable loadConfig reads, plus the bare names envconfig would fall back to, so a
+// test sees neither the developer's environment nor what an earlier test's .env put into the process.
+// t.Setenv registers the restore; the Unsetenv matters because envconfig treats set-but-empty as a value
+// (no default applied, and a parse error for durations).
+func clearEnv(t *testing.T) {
+	t.Helper()
+	names := []string{"DBNAME", "DBUSER", "DBPASSWORD", "DBHOST", "DBPORT", "DBSSLMODE", "AUTHSECRET", "EXPIRESSECONDS"}
+	ct := reflect.TypeFor[config]()
+	for i := range ct.NumField() {
+		tag := ct.Field(i).Tag.Get("envconfig")
+		names = append(names, "AUTHSVC_"+tag, tag)
+	}
+	for _, k := range names {
+		t.Setenv(k, "")
+		if err := os.Unsetenv(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func setEnv(t *testing.T, vars map[string]string) {
+	t.Helper()
+	for k, v := range vars {
+		t.Setenv(k, v)
+	}
+}
+
+// writeDotenv writes content to a .env file in a fresh directory and returns its path.
+func writeDotenv(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), ".env")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func mustLoad(t *testing.T, dotenvPath string) config {
+	t.Helper()
+	c, err := loadConfig(dotenvPath)
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	return c
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	want := config{
+		Addr:            "127.0.0.1:5000",
+		DatabaseURL:     "sqlite:authd.db",
+		Issuer:          "http://127.0.0.1:5000",
+		TokenTTL:        time.Hour,
+		SigningAlg:      "EdDSA",
+		LogFormat:       "json",
+		LogLevel:        "info",
+		ShutdownTimeout: 15 * time.Second,
+	}
+	tests := []struct {
+		name   string
+		dotenv func(t *testing.T) string
+	}{
+		{"no dotenv", func(*testing.T) string { return "" }},
+		{"missing dotenv", func(t *testing.T) string { return filepath.Join(t.TempDir(), ".env") }},
+		{"empty dotenv", func(t *testing.T) string { return writeDotenv(t, "") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			if got := mustLoad(t, tt.dotenv(t)); got != want {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigSeedDotenv(t *testing.T) {
+	clearEnv(t)
+	c := mustLoad(t, writeDotenv(t, seedDotenv))
+
+	if c.SigningAlg != "HS256" || c.HMACSecret != seedSecret {
+		t.Errorf("SigningAlg, HMACSecret = %q, %q; want HS256 and AUTHSECRET", c.SigningAlg, c.HMACSecret)
+	}
+	if c.TokenTTL != 3000*time.Second {
+		t.Errorf("TokenTTL = %v, want 50m0s", c.TokenTTL)
+	}
+	u, err := url.Parse(c.DatabaseURL)
+	if err != nil {
+		t.Fatalf("DatabaseURL does not parse: %v", err)
+	}
+	pw, _ := u.User.Password()
+	if u.Scheme != "postgres" || u.User.Username() != "authuser" || pw != "p@ss:w/rd" || u.Path != "/authdb" {
+		t.Errorf("DatabaseURL %q: scheme %q user %q password %q path %q", c.DatabaseURL, u.Scheme, u.User.Username(), pw, u.Path)
+	}
+	if got := u.Query().Get("sslmode"); got != "prefer" {
+		t.Errorf("sslmode = %q, want prefer", got)
+	}
+	// No DBHOST: libpq's default, the socket directory when this machine has one, else localhost.
+	if fi, err := os.Stat(pgSocketDir); err == nil && fi.IsDir() {
+		if u.Host != "" || u.Query().Get("host") != pgSocketDir {
+			t.Errorf("DatabaseURL %q: want socket host %s", c.DatabaseURL, pgSocketDir)
+		}
+	} else if u.Host != "localhost:5432" {
+		t.Errorf("DatabaseURL %q: host %q, want localhost:5432", c.DatabaseURL, u.Host)
+	}
+
+	// lib/pq is what will read the URL.
+	pc, err := pq.NewConfig(c.DatabaseURL)
+	if err != nil {
+		t.Fatalf("lib/pq rejects %q: %v", c.DatabaseURL, err)
+	}
+	if pc.User != "authuser" || pc.Password != "p@ss:w/rd" || pc.Database != "authdb" {
+		t.Errorf("lib/pq reads user %q password %q dbname %q", pc.User, pc.Password, pc.Database)
+	}
+}
+
+func TestSeedDatabaseURL(t *testing.T) {
+	socketDir := t.TempDir()
+	noSocketDir := filepath.Join(socketDir, "missing")
+	tests := []struct {
+		name      string
+		env       map[string]string
+		socketDir string
+		// what lib/pq makes of the URL
+		host, dbname, user, password, sslmode string
+		port                                  uint16
+	}{
+		{
+			name:      "libpq default socket directory",
+			env:       map[string]string{"DBNAME": "authdb", "DBUSER": "u", "DBPASSWORD": "p w@/:?#%"},
+			socketDir: socketDir,
+			host:      socketDir, port: 5432, dbname: "authdb", user: "u", password: "p w@/:?#%", sslmode: "disable", // lib/pq: no TLS on sockets
+		},
+		{
+			name:      "no socket directory falls back to localhost",
+			env:       map[string]string{"DBNAME": "authdb", "DBUSER": "u"},
+			socketDir: noSocketDir,
+			host:      "localhost", port: 5432, dbname: "authdb", user: "u", sslmode: "prefer",
+		},
+		{
+			name:      "explicit host, port and sslmode",
+			env:       map[string]string{"DBNAME": "authdb", "DBUSER": "u", "DBPASSWORD": "pw", "DBHOST": "db.example.com", "DBPORT": " 6543 ", "DBSSLMODE": "verify-full"},
+			socketDir: socketDir,
+			host:      "db.example.com", port: 6543, dbname: "authdb", user: "u", password: "pw", sslmode: "verify-full",
+		},
+		{
+			name:      "IPv6 host",
+			env:       map[string]string{"DBNAME": "authdb", "DBUSER": "u", "DBHOST": "::1"},
+			socketDir: socketDir,
+			host:      "::1", port: 5432, dbname: "authdb", user: "u", sslmode: "prefer",
+		},
+		{
+			name:      "socket DBHOST with port",
+			env:       map[string]string{"DBNAME": "authdb", "DBUSER": "u", "DBHOST": "/run/pg", "DBPORT": "5433"},
+			socketDir: noSocketDir,
+			host:      "/run/pg", port: 5433, dbname: "authdb", user: "u", sslmode: "disable",
+		},
+		{
+			name:      "awkward database name",
+			env:       map[string]string{"DBNAME": "my db/x?y#z%", "DBUSER": "u", "DBHOST": "h"},
+			socketDir: socketDir,
+			host:      "h", port: 5432, dbname: "my db/x?y#z%", user: "u", sslmode: "prefer",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			setEnv(t, tt.env)
+			s, err := seedDatabaseURL(tt.socketDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := url.Parse(s)
+			if err != nil {
+				t.Fatalf("%q does not parse: %v", s, err)
+			}
+			if pw, _ := u.User.Password(); u.User.Username() != tt.user || pw != tt.password {
+				t.Errorf("%q: url.Parse gives user %q password %q", s, u.User.Username(), pw)
+			}
+			pc, err := pq.NewConfig(s)
+			if err != nil {
+				t.Fatalf("lib/pq rejects %q: %v", s, err)
+			}
+			const format = "host %q port %d dbname %q user %q password %q sslmode %q"
+			got := fmt.Sprintf(format, pc.Host, pc.Port, pc.Database, pc.User, pc.Password, pc.SSLMode)
+			want := fmt.Sprintf(format, tt.host, tt.port, tt.dbname, tt.user, tt.password, tt.sslmode)
+			if got != want {
+				t.Errorf("%q: lib/pq reads %q, want %q", s, got, want)
+			}
+		})
+	}
+
+	t.Run("no DBNAME", func(t *testing.T) {
+		clearEnv(t)
+		setEnv(t, map[string]string{"DBUSER": "u", "DBPASSWORD": "pw"})
+		if s, err := seedDatabaseURL(socketDir); s != "" || err != nil {
+			t.Errorf("got %q, %v; want no URL", s, err)
+		}
+	})
+}
+
+// The seed's sample .env writes "EXPIRESSECONDS=3000 ", and a shell or container may pass the space on.
+func TestExpiresSecondsFromEnvironment(t *testing.T) {
+	for in, want := range map[string]time.Duration{" 3000 ": 3000 * time.Second, "1": time.Second, "31536000": 365 * 24 * time.Hour} {
+		t.Run(in, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv("EXPIRESSECONDS", in)
+			if got := mustLoad(t, "").TokenTTL; got != want {
+				t.Errorf("TokenTTL = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestAuthsvcWinsOverSeed(t *testing.T) {
+	authsvc := map[string]string{
+		"AUTHSVC_DATABASE_URL": "postgres://svc@db.internal/authsvc",
+		"AUTHSVC_HMAC_SECRET":  strings.Repeat("s", 48),
+		"AUTHSVC_TOKEN_TTL":    "10m",
+		"AUTHSVC_SIGNING_ALG":  "ES256",
+	}
+	// A broken seed value does not matter once its AUTHSVC_ twin is set.
+	seed := seedDotenv + "DBPORT=not-a-port\nEXPIRESSECONDS=never\n"
+	check := func(t *testing.T, c config) {
+		t.Helper()
+		if c.DatabaseURL != authsvc["AUTHSVC_DATABASE_URL"] || c.HMACSecret != authsvc["AUTHSVC_HMAC_SECRET"] ||
+			c.TokenTTL != 10*time.Minute || c.SigningAlg != "ES256" {
+			t.Errorf("seed won: %+v", c)
+		}
+	}
+	t.Run("AUTHSVC_ in environment", func(t *testing.T) {
+		clearEnv(t)
+		setEnv(t, authsvc)
+		check(t, mustLoad(t, writeDotenv(t, seed)))
+	})
+	t.Run("both in one dotenv", func(t *testing.T) {
+		clearEnv(t)
+		var b strings.Builder
+		for k, v := range authsvc {
+			fmt.Fprintf(&b, "%s=%s\n", k, v)
+		}
+		// AUTHSVC_ lines first and last, so line order cannot be what decides.
+		check(t, mustLoad(t, writeDotenv(t, b.String()+seed+b.String())))
+	})
+	t.Run("seed secret with explicit algorithm", func(t *testing.T) {
+		clearEnv(t)
+		t.Setenv("AUTHSVC_SIGNING_ALG", "EdDSA")
+		c := mustLoad(t, writeDotenv(t, seedDotenv))
+		if c.SigningAlg != "EdDSA" {
+			t.Errorf("SigningAlg = %q, want the explicit EdDSA", c.SigningAlg)
+		}
+	})
+}
+
+func TestDotenvDoesNotOverrideEnvironment(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("AUTHSVC_LOG_LEVEL", "debug")
+	t.Setenv("DBNAME", "") // set but empty still counts as set
+	c := mustLoad(t, writeDotenv(t, "AUTHSVC_LOG_LEVEL=warn\nDBNAME=fromfile\nAUTHSVC_LOG_FORMAT=text\n"))
+	if c.LogLevel != "debug" {
+		t.Errorf("LogLevel = %q, want debug from the environment", c.LogLevel)
+	}
+	if c.DatabaseURL != "sqlite:authd.db" || os.Getenv("DBNAME") != "" {
+		t.Errorf("DBNAME from .env replaced the empty one: DatabaseURL %q", c.DatabaseURL)
+	}
+	if c.LogFormat != "text" || os.Getenv("AUTHSVC_LOG_FORMAT") != "text" {
+		t.Errorf("variables only in .env were not loaded: LogFormat %q", c.LogFormat)
+	}
+}
+
+// envconfig on its own would read ADDR, DATABASE_URL, LOG_LEVEL... when the AUTHSVC_ variable is unset.
+func TestBareNamesIgnored(t *testing.T) {
+	clearEnv(t)
+	setEnv(t, map[string]string{
+		"ADDR":         "bad",
+		"DATABASE_URL": "postgres://someone-else/db",
+		"TOKEN_TTL":    "garbage",
+		"HMAC_SECRET":  "short",
+		"LOG_LEVEL":    "trace",
+		"LOG_FORMAT":   "xml",
+	})
+	c := mustLoad(t, "")
+	if c.Addr != "127.0.0.1:5000" || c.DatabaseURL != "sqlite:authd.db" || c.HMACSecret != "" || c.LogLevel != "info" || c.LogFormat != "json" {
+		t.Errorf("bare variables leaked in: %+v", c)
+	}
+}
+
+func TestHMACSecretTooShort(t *testing.T) {
+	tests := []struct {
+		name   string
+		env    map[string]string
+		dotenv string
+		secret string // must not appear in the error
+		want   []string
+	}{
+		{
+			name:   "seed AUTHSECRET from dotenv",
+			dotenv: "DBNAME=authdb\nAUTHSECRET=tutorial-secret\n",
+			secret: "tutorial-secret",
+			want:   []string{"AUTHSECRET", "too short", "15 bytes", "at least 32 bytes"},
+		},
+		{
+			name:   "AUTHSVC_HMAC_SECRET",
+			env:    map[string]string{"AUTHSVC_HMAC_SECRET": "tutorial-secret", "AUTHSVC_SIGNING_ALG": "HS256"},
+			secret: "tutorial-secret",
+			want:   []string{"AUTHSVC_HMAC_SECRET", "too short", "15 bytes", "at least 32 bytes"},
+		},
+		{
+			name:   "one byte short",
+			env:    map[string]string{"AUTHSECRET": "abcdefghijklmnopqrstuvwxyz01234"},
+			secret: "abcdefghijklmnopqrstuvwxyz01234",
+			want:   []string{"AUTHSECRET", "too short", "31 bytes", "at least 32 bytes"},
+		},
+		{
+			name: "HS256 without any secret",
+			env:  map[string]string{"AUTHSVC_SIGNING_ALG": "HS256"},
+			want: []string{"AUTHSVC_HMAC_SECRET", "AUTHSECRET", "32 bytes"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			setEnv(t, tt.env)
+			path := ""
+			if tt.dotenv != "" {
+				path = writeDotenv(t, tt.dotenv)
+			}
+			_, err := loadConfig(path)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if tt.secret != "" && strings.Contains(err.Error(), tt.secret) {
+				t.Errorf("error %q echoes the secret", err)
+			}
+		})
+	}
+
+	t.Run("exactly 32 bytes is enough", func(t *testing.T) {
+		clearEnv(t)
+		t.Setenv("AUTHSECRET", strings.Repeat("x", 32))
+		if c := mustLoad(t, ""); c.SigningAlg != "HS256" {
+			t.Errorf("SigningAlg = %q", c.SigningAlg)
+		}
+	})
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string // the variable the error must name
+	}{
+		{map[string]string{"EXPIRESSECONDS": "abc"}, "EXPIRESSECONDS"},
+		{map[string]string{"EXPIRESSECONDS": "0"}, "EXPIRESSECONDS"},
+		{map[string]string{"EXPIRESSECONDS": "-5"}, "EXPIRESSECONDS"},
+		{map[string]string{"EXPIRESSECONDS": "31536001"}, "EXPIRESSECONDS"},
+		{map[string]string{"EXPIRESSECONDS": "3000s"}, "EXPIRESSECONDS"},
+		{map[string]string{"EXPIRESSECONDS": "1.5"}, "EXPIRESSECONDS"},
+		{map[string]string{"DBNAME": "d", "DBPORT": "0"}, "DBPORT"},
+		{map[string]string{"DBNAME": "d", "DBPORT": "65536"}, "DBPORT"},
+		{map[string]string{"DBNAME": "d", "DBPORT": "-1"}, "DBPORT"},
+		{map[string]string{"DBNAME": "d", "DBPORT": "postgres"}, "DBPORT"},
+		{map[string]string{"DBNAME": "d", "DBSSLMODE": "on"}, "DBSSLMODE"},
+		{map[string]string{"AUTHSVC_TOKEN_TTL": "0s"}, "AUTHSVC_TOKEN_TTL"},
+		{map[string]string{"AUTHSVC_TOKEN_TTL": "-1m"}, "AUTHSVC_TOKEN_TTL"},
+		{map[string]string{"AUTHSVC_TOKEN_TTL": "8761h"}, "AUTHSVC_TOKEN_TTL"},
+		{map[string]string{"AUTHSVC_TOKEN_TTL": "3000"}, "AUTHSVC_TOKEN_TTL"},
+		{map[string]string{"AUTHSVC_TOKEN_TTL": ""}, "AUTHSVC_TOKEN_TTL"}, // envconfig: set-empty is a value
+		{map[string]string{"AUTHSVC_SHUTDOWN_TIMEOUT": "0s"}, "AUTHSVC_SHUTDOWN_TIMEOUT"},
+		{map[string]string{"AUTHSVC_SIGNING_ALG": "none"}, "AUTHSVC_SIGNING_ALG"},
+		{map[string]string{"AUTHSVC_SIGNING_ALG": "hs256"}, "AUTHSVC_SIGNING_ALG"},
+		{map[string]string{"AUTHSVC_BOOTSTRAP_CLIENT_ID": "admin"}, "AUTHSVC_BOOTSTRAP_CLIENT_SECRET"},
+		{map[string]string{"AUTHSVC_BOOTSTRAP_CLIENT_SECRET": "boot-secret-value"}, "AUTHSVC_BOOTSTRAP_CLIENT_ID"},
+		{map[string]string{"AUTHSVC_TLS_CERT_FILE": "cert.pem"}, "AUTHSVC_TLS_KEY_FILE"},
+		{map[string]string{"AUTHSVC_TLS_KEY_FILE": "key.pem"}, "AUTHSVC_TLS_CERT_FILE"},
+		{map[string]string{"AUTHSVC_LOG_FORMAT": "xml"}, "AUTHSVC_LOG_FORMAT"},
+		{map[string]string{"AUTHSVC_LOG_LEVEL": "trace"}, "AUTHSVC_LOG_LEVEL"},
+		{map[string]string{"AUTHSVC_LOG_LEVEL": ""}, "AUTHSVC_LOG_LEVEL"},
+		{map[string]string{"AUTHSVC_ADDR": "localhost"}, "AUTHSVC_ADDR"},
+		{map[string]string{"AUTHSVC_ADDR": ""}, "AUTHSVC_ADDR"},
+		{map[string]string{"AUTHSVC_ISSUER": "ftp://auth.example.com"}, "AUTHSVC_ISSUER"},
+		{map[string]string{"AUTHSVC_ISSUER": "/relative"}, "AUTHSVC_ISSUER"},
+		{map[string]string{"AUTHSVC_ISSUER": "auth.example.com"}, "AUTHSVC_ISSUER"},
+		{map[string]string{"AUTHSVC_ISSUER": "https://"}, "AUTHSVC_ISSUER"},
+		{map[string]string{"AUTHSVC_ISSUER": "https://:8443"}, "AUTHSVC_ISSUER"},
+		{map[string]string{"AUTHSVC_ISSUER": "https://auth.example.com?tenant=1"}, "AUTHSVC_ISSUER"},
+		{map[string]string{"AUTHSVC_ISSUER": "https://auth.example.com/#"}, "AUTHSVC_ISSUER"},
+		{map[string]string{"AUTHSVC_ISSUER": "https://admin:issuer-pw@auth.example.com"}, "AUTHSVC_ISSUER"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
+			clearEnv(t)
+			setEnv(t, tt.env)
+			_, err := loadConfig("")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "config: ") || !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q: want prefix %q and a mention of %s", msg, "config: ", tt.want)
+			}
+			for _, secret := range []string{"boot-secret-value", "issuer-pw"} {
+				if strings.Contains(msg, secret) {
+					t.Errorf("error %q echoes a secret", msg)
+				}
+			}
+		})
+	}
+}
+
+func TestIssuer(t *testing.T) {
+	tls := map[string]string{"AUTHSVC_TLS_CERT_FILE": "cert.pem", "AUTHSVC_TLS_KEY_FILE": "key.pem"}
+	tests := []struct {
+		addr, issuer string
+		tls          bool
+		want         string
+	}{
+		{want: "http://127.0.0.1:5000"},
+		{tls: true, want: "https://127.0.0.1:5000"},
+		{addr: ":5000", want: "http://localhost:5000"},
+		{addr: "0.0.0.0:8080", want: "http://localhost:8080"},
+		{addr: "[::]:8080", tls: true, want: "https://localhost:8080"},
+		{addr: "[::1]:8443", want: "http://[::1]:8443"},
+		{addr: "auth.example.com:443", tls: true, want: "https://auth.example.com:443"},
+		{issuer: "https://auth.example.com/", want: "https://auth.example.com"},
+		{issuer: "https://example.com/auth/", tls: true, want: "https://example.com/auth"},
+		{addr: ":5000", issuer: "http://proxy.example.com", want: "http://proxy.example.com"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s|%s|%v", tt.addr, tt.issuer, tt.tls), func(t *testing.T) {
+			clearEnv(t)
+			if tt.addr != "" {
+				t.Setenv("AUTHSVC_ADDR", tt.addr)
+			}
+			if tt.issuer != "" {
+				t.Setenv("AUTHSVC_ISSUER", tt.issuer)
+			}
+			if tt.tls {
+				setEnv(t, tls)
+			}
+			if got := mustLoad(t, "").Issuer; got != tt.want {
+				t.Errorf("Issuer = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseDotenv(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     map[string]string
+	}{
+		{"empty", "", map[string]string{}},
+		{"blank lines and comments", "\n  \n# comment\n   # indented comment\nA=1\n\n", map[string]string{"A": "1"}},
+		{"trailing space", "EXPIRESSECONDS=3000 \n", map[string]string{"EXPIRESSECONDS": "3000"}},
+		{"spaces around key and value", "  KEY \t=  some value \t\n", map[string]string{"KEY": "some value"}},
+		{"no final newline", "A=1", map[string]string{"A": "1"}},
+		{"export", "export A=1\nexport\tB=2\nexport=3\n", map[string]string{"A": "1", "B": "2", "export": "3"}},
+		{"empty values", "A=\nB=''\nC=\"\"\nD= # comment\n", map[string]string{"A": "", "B": "", "C": "", "D": ""}},
+		{"equals in value", "URL=postgres://u@h/db?sslmode=require\n", map[string]string{"URL": "postgres://u@h/db?sslmode=require"}},
+		{"inline comment", "A=1 # one\nB=2\t# two\nC=x#y\nD=#d\n", map[string]string{"A": "1", "B": "2", "C": "x#y", "D": "#d"}},
+		{"single quotes are literal", `A='a\nb "c" # d $E'`, map[string]string{"A": `a\nb "c" # d $E`}},
+		{"single quotes keep spaces", "A='  x  '  # c\n", map[string]string{"A": "  x  "}},
+		{"double quote escapes", `A="l1\nl2 \"q\" back\\slash \t \$"`, map[string]string{"A": "l1\nl2 \"q\" back\\slash \\t \\$"}},
+		{"double quotes keep hash and spaces", `A=" a # b " # c`, map[string]string{"A": " a # b "}},
+		{"quote after closing quote comment", `A="x"#c`, map[string]string{"A": "x"}},
+		{"quote inside unquoted", `A=it's "fine"`, map[string]string{"A": `it's "fine"`}},
+		{"CRLF", "A=1\r\nB='x'\r\nC=\"y\"\r\n\r\n# c\r\nD=3000 \r\n", map[string]string{"A": "1", "B": "x", "C": "y", "D": "3000"}},
+		{"byte order mark", "\ufeffA=1\n", map[string]string{"A": "1"}},
+		{"later line wins", "A=1\nA=2\n", map[string]string{"A": "2"}},
+		{"key characters", "_a9_Z=1\n", map[string]string{"_a9_Z": "1"}},
+		{"seed sample", seedDotenv, map[string]string{
+			"DBNAME": "authdb", "DBUSER": "authuser", "DBPASSWORD": "p@ss:w/rd", "AUTHSECRET": seedSecret, "EXPIRESSECONDS": "3000",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseDotenv([]byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseDotenvErrors(t *testing.T) {
+	const secret = "hunter2secret"
+	tests := []struct {
+		name, in, want string
+	}{
+		{"no equals sign", "A=1\n" + secret + "\n", "line 2"},
+		{"no equals sign with export", "export " + secret + "\n", "line 1"},
+		{"key starts with digit", "A=1\n\n1" + secret + "=x\n", "line 3"},
+		{"dash in key", "A-" + secret + "=x", "line 1"},
+		{"space in key", "A " + secret + "=x", "line 1"},
+		{"empty key", "# c\n=" + secret, "line 2"},
+		{"unterminated single quote", "A='" + secret, "line 1"},
+		{"unterminated double quote", "A=1\r\nB=\"" + secret + "\r\n", "line 2"},
+		{"escaped closing quote", `A="` + secret + `\"`, "line 1"},
+		{"text after closing quote", `A="` + secret + `"x`, "line 1"},
+		{"text after closing single quote", `A='` + secret + `' x`, "line 1"},
+		{"NUL byte", "A=" + secret + "\x00", "line 1"},
+		{"over 1 MiB", "A=" + strings.Repeat("x", 1<<20), "limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := parseDotenv([]byte(tt.in))
+			if err == nil {
+				t.Fatalf("no error, got %q", m)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "xxxx") {
+				t.Errorf("error %q echoes the value", err)
+			}
+		})
+	}
+
+	t.Run("exactly 1 MiB is fine", func(t *testing.T) {
+		in := "A=" + strings.Repeat("x", 1<<20-2)
+		if m, err := parseDotenv([]byte(in)); err != nil || len(m["A"]) != 1<<20-2 {
+			t.Errorf("err %v, len %d", err, len(m["A"]))
+		}
+	})
+}
+
+func TestLoadConfigDotenvErrors(t *testing.T) {
+	t.Run("malformed line", func(t *testing.T) {
+		clearEnv(t)
+		path := writeDotenv(t, "DBNAME=authdb\nAUTHSECRET "+seedSecret+"\n")
+		_, err := loadConfig(path)
+		if err == nil || !strings.HasPrefix(err.Error(), "config: ") || !strings.Contains(err.Error(), path) ||
+			!strings.Contains(err.Error(), "line 2") || strings.Contains(err.Error(), seedSecret) {
+			t.Errorf("error %v: want config: prefix, the path, line 2 and no secret", err)
+		}
+		if _, set := os.LookupEnv("DBNAME"); set {
+			t.Error("a broken .env was partly loaded")
+		}
+	})
+	t.Run("directory", func(t *testing.T) {
+		clearEnv(t)
+		if _, err := loadConfig(t.TempDir()); err == nil || !strings.HasPrefix(err.Error(), "config: ") {
+			t.Errorf("error %v, want a config: error", err)
+		}
+	})
+}
+
+func TestRedacted(t *testing.T) {
+	secrets := map[string]bool{"HMACSecret": true, "SecretPepper": true, "KeyEncryptionKey": true, "BootstrapClientSecret": true}
+
+	// Give every string field a distinct value, so a secret that redacted misses shows up by name.
+	var c config
+	v := reflect.ValueOf(&c).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.String {
+			f.SetString("value-of-" + v.Type().Field(i).Name)
+		}
+	}
+	c.DatabaseURL = "postgres://authuser:p%40ss%3Aw%2Frd@localhost:5432/authdb?sslmode=prefer"
+	orig := c
+
+	r := c.redacted()
+	if c != orig {
+		t.Error("redacted modified its receiver")
+	}
+	rv := reflect.ValueOf(r)
+	for i := range rv.NumField() {
+		name, got := rv.Type().Field(i).Name, rv.Field(i)
+		want := reflect.ValueOf(orig).Field(i)
+		switch {
+		case secrets[name]:
+			if got.String() != "redacted" {
+				t.Errorf("%s = %q, want redacted", name, got)
+			}
+		case name == "DatabaseURL":
+			if got.String() != "postgres://authuser:redacted@localhost:5432/authdb?sslmode=prefer" {
+				t.Errorf("DatabaseURL = %q", got)
+			}
+		case !got.Equal(want):
+			t.Errorf("%s = %v, want it unchanged (%v)", name, got, want)
+		}
+	}
+
+	t.Run("unset secrets stay empty", func(t *testing.T) {
+		if got := (config{Addr: "a"}).redacted(); got != (config{Addr: "a"}) {
+			t.Errorf("got %+v", got)
+		}
+	})
+
+	t.Run("seed dotenv", func(t *testing.T) {
+		clearEnv(t)
+		c := mustLoad(t, writeDotenv(t, seedDotenv))
+		s := fmt.Sprintf("%+v", c.redacted())
+		for _, leak := range []string{seedSecret, "p@ss", "p%40ss", "w/rd", "w%2Frd"} {
+			if strings.Contains(s, leak) {
+				t.Errorf("redacted config %s contains %q", s, leak)
+			}
+		}
+		if !strings.Contains(s, "authuser:redacted@") {
+			t.Errorf("redacted config %s lost the user or the marker", s)
+		}
+	})
+}
+
+func TestRedactDatabaseURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"sqlite:authd.db", "sqlite:authd.db"},
+		{"postgres://u@h/db?sslmode=require", "postgres://u@h/db?sslmode=require"},
+		{"postgres://u:pw-secret@h/db", "postgres://u:redacted@h/db"},
+		{"postgres://:pw-secret@/db?host=%2Frun", "postgres://:redacted@/db?host=%2Frun"},
+		{"postgres://u@h/db?password=pw-secret&sslmode=require", "postgres://u@h/db?password=redacted&sslmode=require"},
+		{"postgres://u@h/db?sslpassword=pw-secret", "postgres://u@h/db?sslpassword=redacted"},
+		{"postgres://u@h/db?password=pw-secret%zz", "redacted"}, // url.Values would drop it silently
+		{"postgres://u:pw-secret%zz@h/db", "redacted"},          // does not parse at all
+		{"host=h user=u password=pw-secret dbname=db", "redacted"},
+		{"host=h user=u dbname=db", "host=h user=u dbname=db"},
+	}
+	for _, tt := range tests {
+		if got := redactDatabaseURL(tt.in); got != tt.want {
+			t.Errorf("redactDatabaseURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzParseDotenv checks that parseDotenv never panics, only returns valid keys and values the environment
+// can hold, and that what it returns survives being written back as KEY="escaped value" lines.
+func FuzzParseDotenv(f *testing.F) {
+	for _, s := range []string{
+		seedDotenv,
+		"export A='x # y'\r\nB=\"1\\n2\\\"3\\\\\" # c\r\n",
+		"\ufeffA= #c\nB=#b\nC=it's\n",
+		"A=\"\\",
+		"1A=x\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		vars, err := parseDotenv(data)
+		if err != nil {
+			return
+		}
+		var b strings.Builder
+		esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+		for k, v := range vars {
+			if !validEnvKey(k) {
+				t.Fatalf("invalid key %q", k)
+			}
+			if strings.ContainsRune(v, 0) {
+				t.Fatalf("value of %s holds a NUL byte", k)
+			}
+			fmt.Fprintf(&b, "%s=\"%s\"\n", k, esc.Replace(v))
+		}
+		again, err := parseDotenv([]byte(b.String()))
+		if err != nil {
+			t.Fatalf("re-parsing %q: %v", b.String(), err)
+		}
+		if !reflect.DeepEqual(vars, again) {
+			t.Fatalf("round trip changed %q into %q", vars, again)
+		}
+	})
+}
