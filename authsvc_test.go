@@ -335,17 +335,17 @@ func TestLogout(t *testing.T) {
 			t.Fatalf("another token of the same client must stay valid: %v", err)
 		}
 		// Junk is refused and not stored (the seed stored any string).
-		for _, junk := range []string{"", "junk", "'); INSERT INTO clients VALUES (99, 'x', 'x', true); --", strings.Repeat("a.b.c", 100)} {
+		for _, junk := range []string{"", "junk", "'); INSERT INTO authsvc_clients VALUES (99, 'x', 'x', true); --", strings.Repeat("a.b.c", 100)} {
 			if err := a.Logout(ctx, junk); !errors.Is(err, ErrInvalidToken) {
 				t.Errorf("Logout(junk %.20q) = %v, want ErrInvalidToken", junk, err)
 			}
 		}
 		sq := a.store.(*sqlStore)
 		var n int
-		if err := sq.db.Get(&n, `SELECT COUNT(*) FROM revoked_tokens`); err != nil || n != 1 {
+		if err := sq.db.Get(&n, `SELECT COUNT(*) FROM authsvc_revoked_tokens`); err != nil || n != 1 {
 			t.Fatalf("revoked_tokens has %d rows (%v), want 1", n, err)
 		}
-		if err := sq.db.Get(&n, `SELECT COUNT(*) FROM clients`); err != nil || n != 1 {
+		if err := sq.db.Get(&n, `SELECT COUNT(*) FROM authsvc_clients`); err != nil || n != 1 {
 			t.Fatalf("clients has %d rows (%v), want 1", n, err)
 		}
 	})
@@ -498,7 +498,7 @@ func TestKeyEncryptionAtRest(t *testing.T) {
 	_, secret := mustClient(t, a, NewClient{ID: "c"})
 	tok := mustToken(t, a, "c", secret).AccessToken
 	var stored string
-	if err := s.(*sqlStore).db.Get(&stored, `SELECT private_key FROM signing_keys`); err != nil {
+	if err := s.(*sqlStore).db.Get(&stored, `SELECT private_key FROM authsvc_signing_keys`); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(stored, sealedPrefix) {
@@ -634,7 +634,7 @@ func TestConcurrentStartOneKeySet(t *testing.T) {
 		}
 		s := openStore(t, url)
 		var keys int
-		if err := s.(*sqlStore).db.Get(&keys, `SELECT COUNT(*) FROM signing_keys`); err != nil || keys != 1 {
+		if err := s.(*sqlStore).db.Get(&keys, `SELECT COUNT(*) FROM authsvc_signing_keys`); err != nil || keys != 1 {
 			t.Fatalf("%d signing keys (%v), want 1", keys, err)
 		}
 	})

@@ -203,12 +203,12 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 			return unavailable(err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS authsvc_schema_migrations (
 		version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("authsvc: migrate: %w", err)
 	}
 	var current int
-	if err := tx.GetContext(ctx, &current, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`); err != nil {
+	if err := tx.GetContext(ctx, &current, `SELECT COALESCE(MAX(version), 0) FROM authsvc_schema_migrations`); err != nil {
 		return fmt.Errorf("authsvc: migrate: %w", err)
 	}
 	if len(ms) > 0 && current > ms[len(ms)-1].version {
@@ -225,7 +225,7 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
 			return fmt.Errorf("authsvc: migration %s: %w", m.name, err)
 		}
-		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`),
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO authsvc_schema_migrations (version, applied_at) VALUES (?, ?)`),
 			m.version, time.Now().Unix()); err != nil {
 			return fmt.Errorf("authsvc: migration %s: %w", m.name, err)
 		}
@@ -287,10 +287,10 @@ func (s *sqlStore) CreateClient(ctx context.Context, c *ClientRecord) error {
 	defer tx.Rollback()
 	var id int64
 	args := []any{c.ID, c.SecretHash, c.IsAdmin, strings.Join(c.Scopes, " "), unixOrZero(c.TokensValidAfter), created, updated}
-	q := `INSERT INTO clients (client_id, secret_hash, is_admin, scopes, tokens_valid_after, created_at, updated_at)
+	q := `INSERT INTO authsvc_clients (client_id, secret_hash, is_admin, scopes, tokens_valid_after, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
 	if c.RowID != 0 {
-		q = `INSERT INTO clients (client_id, secret_hash, is_admin, scopes, tokens_valid_after, created_at, updated_at, id)
+		q = `INSERT INTO authsvc_clients (client_id, secret_hash, is_admin, scopes, tokens_valid_after, created_at, updated_at, id)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
 		args = append(args, c.RowID)
 	}
@@ -303,7 +303,7 @@ func (s *sqlStore) CreateClient(ctx context.Context, c *ClientRecord) error {
 	}
 	if c.RowID != 0 && s.postgres {
 		// An explicit id leaves the identity sequence behind: move it past.
-		if _, err := tx.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('clients', 'id'), GREATEST((SELECT MAX(id) FROM clients), 1))`); err != nil {
+		if _, err := tx.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('authsvc_clients', 'id'), GREATEST((SELECT MAX(id) FROM authsvc_clients), 1))`); err != nil {
 			return unavailable(err)
 		}
 	}
@@ -317,7 +317,7 @@ func (s *sqlStore) CreateClient(ctx context.Context, c *ClientRecord) error {
 
 func (s *sqlStore) Client(ctx context.Context, clientID string) (*ClientRecord, error) {
 	var r clientRow
-	err := s.db.GetContext(ctx, &r, s.db.Rebind(`SELECT `+clientColumns+` FROM clients WHERE client_id = ?`), clientID)
+	err := s.db.GetContext(ctx, &r, s.db.Rebind(`SELECT `+clientColumns+` FROM authsvc_clients WHERE client_id = ?`), clientID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrClientNotFound
 	}
@@ -329,7 +329,7 @@ func (s *sqlStore) Client(ctx context.Context, clientID string) (*ClientRecord, 
 
 func (s *sqlStore) Clients(ctx context.Context) ([]ClientRecord, error) {
 	var rows []clientRow
-	if err := s.db.SelectContext(ctx, &rows, `SELECT `+clientColumns+` FROM clients ORDER BY client_id`); err != nil {
+	if err := s.db.SelectContext(ctx, &rows, `SELECT `+clientColumns+` FROM authsvc_clients ORDER BY client_id`); err != nil {
 		return nil, unavailable(err)
 	}
 	out := make([]ClientRecord, len(rows))
@@ -340,7 +340,7 @@ func (s *sqlStore) Clients(ctx context.Context) ([]ClientRecord, error) {
 }
 
 func (s *sqlStore) DeleteClient(ctx context.Context, clientID string) error {
-	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM clients WHERE client_id = ?`), clientID)
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM authsvc_clients WHERE client_id = ?`), clientID)
 	if err != nil {
 		return unavailable(err)
 	}
@@ -353,7 +353,7 @@ func (s *sqlStore) DeleteClient(ctx context.Context, clientID string) error {
 }
 
 func (s *sqlStore) UpdateSecretHash(ctx context.Context, clientID, oldHash, newHash string) (bool, error) {
-	res, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE clients SET secret_hash = ?, updated_at = ?
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE authsvc_clients SET secret_hash = ?, updated_at = ?
 		WHERE client_id = ? AND secret_hash = ?`), newHash, time.Now().Unix(), clientID, oldHash)
 	if err != nil {
 		return false, unavailable(err)
@@ -366,14 +366,14 @@ func (s *sqlStore) UpdateSecretHash(ctx context.Context, clientID, oldHash, newH
 }
 
 func (s *sqlStore) RevokeToken(ctx context.Context, jti, clientID string, expiresAt time.Time) error {
-	_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO revoked_tokens (jti, client_id, expires_at)
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO authsvc_revoked_tokens (jti, client_id, expires_at)
 		VALUES (?, ?, ?) ON CONFLICT (jti) DO NOTHING`), jti, clientID, expiresAt.Unix())
 	return unavailable(err)
 }
 
 func (s *sqlStore) IsRevoked(ctx context.Context, jti string) (bool, error) {
 	var n int
-	err := s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT COUNT(*) FROM revoked_tokens WHERE jti = ?`), jti)
+	err := s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT COUNT(*) FROM authsvc_revoked_tokens WHERE jti = ?`), jti)
 	if err != nil {
 		return false, unavailable(err)
 	}
@@ -381,7 +381,7 @@ func (s *sqlStore) IsRevoked(ctx context.Context, jti string) (bool, error) {
 }
 
 func (s *sqlStore) PurgeRevocations(ctx context.Context, now time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM revoked_tokens WHERE expires_at < ?`), now.Unix())
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM authsvc_revoked_tokens WHERE expires_at < ?`), now.Unix())
 	if err != nil {
 		return 0, unavailable(err)
 	}
@@ -408,7 +408,7 @@ func (s *sqlStore) EnsureSigningKey(ctx context.Context, alg string, generate fu
 		}
 	}
 	var n int
-	if err := tx.GetContext(ctx, &n, tx.Rebind(`SELECT COUNT(*) FROM signing_keys WHERE alg = ?`), alg); err != nil {
+	if err := tx.GetContext(ctx, &n, tx.Rebind(`SELECT COUNT(*) FROM authsvc_signing_keys WHERE alg = ?`), alg); err != nil {
 		return nil, unavailable(err)
 	}
 	if n == 0 {
@@ -416,13 +416,13 @@ func (s *sqlStore) EnsureSigningKey(ctx context.Context, alg string, generate fu
 		if err != nil {
 			return nil, err
 		}
-		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO signing_keys (kid, alg, private_key, created_at) VALUES (?, ?, ?, ?)`),
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO authsvc_signing_keys (kid, alg, private_key, created_at) VALUES (?, ?, ?, ?)`),
 			k.ID, k.Alg, k.PrivateKey, k.CreatedAt.Unix()); err != nil {
 			return nil, unavailable(err)
 		}
 	}
 	var rows []keyRow
-	if err := tx.SelectContext(ctx, &rows, `SELECT kid, alg, private_key, created_at FROM signing_keys ORDER BY created_at, kid`); err != nil {
+	if err := tx.SelectContext(ctx, &rows, `SELECT kid, alg, private_key, created_at FROM authsvc_signing_keys ORDER BY created_at, kid`); err != nil {
 		return nil, unavailable(err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -278,7 +278,7 @@ func TestSeedInjectionsRefused(t *testing.T) {
 			}
 		}
 		// Seed flaw 2: SQL in a token or header creates an admin.
-		inj := "'); INSERT INTO clients (client_id, secret_hash, is_admin, created_at, updated_at) VALUES ('pwned', 'x', true, 0, 0); --"
+		inj := "'); INSERT INTO authsvc_clients (client_id, secret_hash, is_admin, created_at, updated_at) VALUES ('pwned', 'x', true, 0, 0); --"
 		expect(t, "injection logout", ts.form("/logout", url.Values{"token": {inj}}, ""), 400)
 		expect(t, "injection verify", ts.do("POST", "/verify", "", "", map[string]string{"Authorization": "Bearer " + inj}), 401)
 		expect(t, "injection create", ts.form("/client", url.Values{"client_id": {"y"}}, inj), 401)

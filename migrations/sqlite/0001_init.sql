@@ -1,6 +1,6 @@
 -- Clients, revocations and signing keys. Times are unix seconds (BIGINT), the
 -- same in both dialects and the same as the tokens' own claims.
-CREATE TABLE IF NOT EXISTS clients (
+CREATE TABLE IF NOT EXISTS authsvc_clients (
     id                 INTEGER PRIMARY KEY AUTOINCREMENT,
     client_id          VARCHAR(128) NOT NULL UNIQUE,
     secret_hash        TEXT NOT NULL,
@@ -11,14 +11,14 @@ CREATE TABLE IF NOT EXISTS clients (
     updated_at         BIGINT NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS revoked_tokens (
+CREATE TABLE IF NOT EXISTS authsvc_revoked_tokens (
     jti        TEXT PRIMARY KEY,
     client_id  VARCHAR(128) NOT NULL,
     expires_at BIGINT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS revoked_tokens_expires_at ON revoked_tokens (expires_at);
+CREATE INDEX IF NOT EXISTS authsvc_revoked_tokens_expires_at ON authsvc_revoked_tokens (expires_at);
 
-CREATE TABLE IF NOT EXISTS signing_keys (
+CREATE TABLE IF NOT EXISTS authsvc_signing_keys (
     kid         TEXT PRIMARY KEY,
     alg         TEXT NOT NULL,
     private_key TEXT NOT NULL,
