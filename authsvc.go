@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -110,8 +112,34 @@ type Config struct {
 	// store errors). Nil means no logging. Secrets and tokens are never logged.
 	Logger *slog.Logger
 
-	// Now is the clock. Nil means time.Now; tests set it.
+	// Now is the clock of token times (iat, exp). Nil means time.Now; tests
+	// set it. Staleness of the in-memory state is measured on the real clock.
 	Now func() time.Time
+
+	// PollInterval is how often the in-memory state catches up with the
+	// store's change log. PostgreSQL also notifies every instance at once;
+	// the poll is the safety net for a lost notification, and the only
+	// channel on SQLite (for changes made by another process, such as the
+	// authd CLI). Zero means one second.
+	PollInterval time.Duration
+
+	// MaxStaleness bounds how long Verify keeps answering from memory while
+	// the store cannot be reached: past it Verify fails with ErrUnavailable.
+	// Until then a revocation made on another instance during the outage is
+	// not seen. Zero means 30 seconds. Authenticate needs a reachable store
+	// (it fails closed as soon as a catch-up fails).
+	MaxStaleness time.Duration
+
+	// JWKSMaxAge is how long verifiers may cache the JWKS (authd sends it as
+	// Cache-Control max-age). A rotated key is published at once but used
+	// for signing only after this long, so no verifier meets an unknown
+	// kid. Zero means 5 minutes.
+	JWKSMaxAge time.Duration
+
+	// KeyRotationPeriod, when set, rotates the signing key automatically
+	// once the newest key is older than this. Zero means never (rotate
+	// with RotateKeys or `authd keys rotate`).
+	KeyRotationPeriod time.Duration
 }
 
 // Client is a registered client, as callers see it: never with its secret.
@@ -168,14 +196,21 @@ type Authenticator struct {
 	store    Store
 	cfg      Config
 	hasher   *secretHasher
-	keys     *keySet
+	keys     atomic.Pointer[keySet]
+	state    *state
 	now      func() time.Time
 	log      *slog.Logger
 	audience []string
+
+	stop context.CancelFunc // stops the background sync
+	done sync.WaitGroup     // the background goroutines
+	kick chan struct{}      // a change notification: catch up now
 }
 
-// New checks cfg, loads (or, on a fresh store, generates) the signing keys
-// and returns an Authenticator. It fails early on a bad Config.
+// New checks cfg, loads (or, on a fresh store, generates) the signing keys,
+// loads the clients and live revocations into memory, and starts following
+// the store's change log in the background. Close stops that. It fails
+// early on a bad Config.
 func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	if store == nil {
 		return nil, errors.New("authsvc: New needs a Store")
@@ -198,8 +233,25 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.keys = keys
+	a.keys.Store(keys)
+	a.state = newState()
+	if err := a.state.load(ctx, store, time.Now()); err != nil {
+		return nil, err
+	}
+	bg, stop := context.WithCancel(context.Background())
+	a.stop = stop
+	a.kick = make(chan struct{}, 1)
+	a.done.Add(2)
+	go a.follow(bg)
+	go a.watch(bg)
 	return a, nil
+}
+
+// Close stops the background sync. It does not close the Store.
+func (a *Authenticator) Close() error {
+	a.stop()
+	a.done.Wait()
+	return nil
 }
 
 func checkConfig(cfg *Config) error {
@@ -240,6 +292,15 @@ func checkConfig(cfg *Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.MaxStaleness <= 0 {
+		cfg.MaxStaleness = 30 * time.Second
+	}
+	if cfg.JWKSMaxAge <= 0 {
+		cfg.JWKSMaxAge = 5 * time.Minute
+	}
 	for _, aud := range cfg.DefaultAudience {
 		if err := checkAudience(aud); err != nil {
 			return fmt.Errorf("authsvc: Config.DefaultAudience: %w", err)
@@ -261,15 +322,9 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 	if nc.RowID < 0 {
 		return nil, "", fmt.Errorf("%w: negative row id", ErrInvalidArgument)
 	}
-	secret := nc.Secret
-	var hash string
-	if secret == "" {
-		if secret, err = GenerateSecret(); err != nil {
-			return nil, "", err
-		}
-		hash = a.hasher.hashGenerated(secret)
-	} else if hash, err = a.hasher.hashChosen(secret); err != nil {
-		return nil, "", fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	secret, hash, err := a.newSecret(nc.Secret)
+	if err != nil {
+		return nil, "", err
 	}
 	now := a.now().UTC().Truncate(time.Second)
 	rec := &ClientRecord{
@@ -282,6 +337,7 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 	if err := a.store.CreateClient(ctx, rec); err != nil {
 		return nil, "", err
 	}
+	a.state.putClient(rec.ID, rec)
 	c := rec.Client
 	return &c, secret, nil
 }
@@ -312,7 +368,117 @@ func (a *Authenticator) Clients(ctx context.Context) ([]Client, error) {
 // DeleteClient removes a client. Its tokens are refused from then on, even
 // those not yet expired: a compromised client is cut off at once.
 func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error {
-	return a.store.DeleteClient(ctx, clientID)
+	if err := a.store.DeleteClient(ctx, clientID); err != nil {
+		return err
+	}
+	a.state.putClient(clientID, nil)
+	return nil
+}
+
+// ClientUpdate changes a client; nil fields are left as they are.
+type ClientUpdate struct {
+	IsAdmin *bool
+	Scopes  *[]string
+}
+
+// UpdateClient changes a client's admin flag or scopes. Tokens already
+// issued keep the claims they were issued with; admin rights are checked
+// against the current record by authd's admin routes.
+func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u ClientUpdate) (*Client, error) {
+	var scopes []string
+	if u.Scopes != nil {
+		var err error
+		if scopes, err = normalizeScopes(*u.Scopes); err != nil {
+			return nil, err
+		}
+	}
+	return a.updateClient(ctx, clientID, func(rec *ClientRecord) error {
+		if u.IsAdmin != nil {
+			rec.IsAdmin = *u.IsAdmin
+		}
+		if u.Scopes != nil {
+			rec.Scopes = scopes
+		}
+		return nil
+	})
+}
+
+// updateClient applies f in the store and in memory.
+func (a *Authenticator) updateClient(ctx context.Context, clientID string, f func(*ClientRecord) error) (*Client, error) {
+	rec, err := a.store.UpdateClient(ctx, clientID, f)
+	if err != nil {
+		return nil, err
+	}
+	a.state.putClient(clientID, rec)
+	c := rec.Client
+	return &c, nil
+}
+
+// LogoutClient logs a client out everywhere: every token of it issued
+// before now is refused from now on, on every instance. Tokens issued in
+// the same second as the call are refused too (iat has a resolution of one
+// second, and refusing a few too many is the safe side).
+func (a *Authenticator) LogoutClient(ctx context.Context, clientID string) (*Client, error) {
+	cutoff := a.now().Truncate(time.Second).Add(time.Second)
+	return a.updateClient(ctx, clientID, func(rec *ClientRecord) error {
+		if cutoff.After(rec.TokensValidAfter) {
+			rec.TokensValidAfter = cutoff
+		}
+		return nil
+	})
+}
+
+// RotateSecret options.
+type RotateSecret struct {
+	// Secret is the new secret; empty means generate one.
+	Secret string
+	// Grace keeps the previous secret valid this long, so a fleet of
+	// callers can switch without an outage. Zero ends it at once.
+	Grace time.Duration
+	// LogoutEverywhere also refuses every token issued so far.
+	LogoutEverywhere bool
+}
+
+// RotateSecret gives a client a new secret and returns it. Tokens issued
+// before stay valid unless LogoutEverywhere is set.
+func (a *Authenticator) RotateSecret(ctx context.Context, clientID string, opt RotateSecret) (*Client, string, error) {
+	if opt.Grace < 0 {
+		return nil, "", fmt.Errorf("%w: negative grace period", ErrInvalidArgument)
+	}
+	secret, hash, err := a.newSecret(opt.Secret)
+	if err != nil {
+		return nil, "", err
+	}
+	now := a.now()
+	c, err := a.updateClient(ctx, clientID, func(rec *ClientRecord) error {
+		rec.OldSecretHash, rec.OldSecretExpiresAt = "", time.Time{}
+		if opt.Grace > 0 {
+			rec.OldSecretHash, rec.OldSecretExpiresAt = rec.SecretHash, now.Add(opt.Grace).UTC()
+		}
+		rec.SecretHash = hash
+		if opt.LogoutEverywhere {
+			rec.TokensValidAfter = now.Truncate(time.Second).Add(time.Second)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return c, secret, nil
+}
+
+// newSecret hashes a chosen secret, or generates one when chosen is empty.
+func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error) {
+	if chosen == "" {
+		if secret, err = GenerateSecret(); err != nil {
+			return "", "", err
+		}
+		return secret, a.hasher.hashGenerated(secret), nil
+	}
+	if hash, err = a.hasher.hashChosen(chosen); err != nil {
+		return "", "", fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	return chosen, hash, nil
 }
 
 // Authenticate checks a client's credentials and issues an access token.
@@ -343,7 +509,12 @@ func (a *Authenticator) AuthenticateClient(ctx context.Context, clientID, secret
 	if clientID == "" || len(clientID) > MaxClientIDLen || secret == "" || len(secret) > MaxSecretLen {
 		return nil, ErrInvalidClient
 	}
-	rec, err := a.store.Client(ctx, clientID)
+	// Fail closed: with the store unreachable, a deleted client cannot be
+	// told from a live one.
+	if _, healthy := a.state.freshness(); !healthy {
+		return nil, ErrUnavailable
+	}
+	rec, err := a.lookupClient(ctx, clientID)
 	if errors.Is(err, ErrClientNotFound) {
 		a.hasher.dummyVerify(secret)
 		return nil, ErrInvalidClient
@@ -351,11 +522,11 @@ func (a *Authenticator) AuthenticateClient(ctx context.Context, clientID, secret
 	if err != nil {
 		return nil, err
 	}
-	ok, rehash, err := a.hasher.verify(rec.SecretHash, secret)
-	if err != nil {
-		// A corrupt stored hash: refuse, and tell the operator (not the caller).
-		a.log.Error("authsvc: stored secret hash unusable", "client_id", clientID, "err", err)
-		return nil, ErrInvalidClient
+	ok, rehash := a.checkSecret(rec, rec.SecretHash, secret)
+	if !ok && rec.OldSecretHash != "" && a.now().Before(rec.OldSecretExpiresAt) {
+		// Within a rotation's grace period the previous secret still works.
+		ok, _ = a.checkSecret(rec, rec.OldSecretHash, secret)
+		rehash = false
 	}
 	if !ok {
 		return nil, ErrInvalidClient
@@ -365,6 +536,31 @@ func (a *Authenticator) AuthenticateClient(ctx context.Context, clientID, secret
 	}
 	c := rec.Client
 	return &c, nil
+}
+
+// checkSecret verifies secret against one of rec's hashes.
+func (a *Authenticator) checkSecret(rec *ClientRecord, hash, secret string) (ok, rehash bool) {
+	ok, rehash, err := a.hasher.verify(hash, secret)
+	if err != nil {
+		// A corrupt stored hash: refuse, and tell the operator (not the caller).
+		a.log.Error("authsvc: stored secret hash unusable", "client_id", rec.ID, "err", err)
+		return false, false
+	}
+	return ok, rehash
+}
+
+// lookupClient returns a client's record from memory, or from the store
+// when memory does not have it yet (created a moment ago elsewhere).
+func (a *Authenticator) lookupClient(ctx context.Context, clientID string) (*ClientRecord, error) {
+	if rec := a.state.client(clientID); rec != nil {
+		return rec, nil
+	}
+	rec, err := a.store.Client(ctx, clientID)
+	if err != nil {
+		return nil, err
+	}
+	a.state.putClient(clientID, rec)
+	return rec, nil
 }
 
 // upgradeHash replaces a legacy or weaker hash after a successful login. The
@@ -382,7 +578,20 @@ func (a *Authenticator) upgradeHash(ctx context.Context, rec *ClientRecord, secr
 		newHash, err = a.hasher.hashArgon2(secret)
 	}
 	if err == nil {
-		_, err = a.store.UpdateSecretHash(ctx, rec.ID, rec.SecretHash, newHash)
+		var updated *ClientRecord
+		updated, err = a.store.UpdateClient(ctx, rec.ID, func(cur *ClientRecord) error {
+			if cur.SecretHash != rec.SecretHash {
+				return errStale // rotated meanwhile: leave the new secret alone
+			}
+			cur.SecretHash = newHash
+			return nil
+		})
+		if errors.Is(err, errStale) {
+			return
+		}
+		if err == nil {
+			a.state.putClient(rec.ID, updated)
+		}
 	}
 	if err != nil {
 		a.log.Warn("authsvc: could not upgrade secret hash", "client_id", rec.ID, "err", err)
@@ -393,35 +602,53 @@ func (a *Authenticator) upgradeHash(ctx context.Context, rec *ClientRecord, secr
 
 // Verify checks an access token: its signature, algorithm, type, issuer,
 // expiry, that it has not been revoked and that its client still exists and
-// has not been cut off. It returns the token's claims.
+// has not been cut off. It returns the token's claims (shared: do not
+// modify their slices).
+//
+// Verify answers from memory: a token seen before costs a hash and a few
+// map lookups, and no store call is made for a known client. Revocations
+// and client changes from other instances arrive through the store's change
+// log (see Config.PollInterval); when the store has been unreachable for
+// longer than Config.MaxStaleness, Verify fails with ErrUnavailable.
 func (a *Authenticator) Verify(ctx context.Context, token string) (*Claims, error) {
-	claims, err := a.parse(token, true)
+	if synced, _ := a.state.freshness(); time.Since(synced) > a.cfg.MaxStaleness {
+		return nil, fmt.Errorf("%w: no word from the store for %s", ErrUnavailable, time.Since(synced).Round(time.Second))
+	}
+	if token == "" || len(token) > MaxTokenLen {
+		return nil, fmt.Errorf("%w: empty or longer than %d bytes", ErrInvalidToken, MaxTokenLen)
+	}
+	key := tokenKey(token)
+	claims := a.state.cachedClaims(key)
+	if claims != nil {
+		if a.now().After(time.Unix(claims.ExpiresAt, 0).Add(a.cfg.Leeway)) {
+			return nil, ErrTokenExpired
+		}
+	} else {
+		var err error
+		if claims, err = a.parse(token, true); err != nil {
+			return nil, err
+		}
+	}
+	rec, err := a.state.check(claims)
 	if err != nil {
 		return nil, err
 	}
-	revoked, err := a.store.IsRevoked(ctx, claims.ID)
-	if err != nil {
-		return nil, err
+	if rec == nil {
+		// Not in memory: a client created a moment ago elsewhere, or gone.
+		rec, err = a.lookupClient(ctx, claims.Subject)
+		if errors.Is(err, ErrClientNotFound) {
+			return nil, errClientDeleted
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := checkClient(claims, rec); err != nil {
+			return nil, err
+		}
 	}
-	if revoked {
-		return nil, ErrTokenRevoked
-	}
-	rec, err := a.store.Client(ctx, claims.Subject)
-	if errors.Is(err, ErrClientNotFound) {
-		return nil, fmt.Errorf("%w: client deleted", ErrTokenRevoked)
-	}
-	if err != nil {
-		return nil, err
-	}
-	// A client deleted and created again under the same client_id gets a
-	// new row id: the old client's tokens stay refused.
-	if rec.RowID != claims.ClientRowID {
-		return nil, fmt.Errorf("%w: client deleted", ErrTokenRevoked)
-	}
-	if !rec.TokensValidAfter.IsZero() && claims.IssuedAt < rec.TokensValidAfter.Unix() {
-		return nil, fmt.Errorf("%w: client logged out", ErrTokenRevoked)
-	}
-	return claims, nil
+	a.state.remember(key, claims, a.now().Unix())
+	c := *claims
+	return &c, nil
 }
 
 // Logout revokes a token until it expires. Only a token this Authenticator
@@ -437,11 +664,15 @@ func (a *Authenticator) Logout(ctx context.Context, token string) error {
 
 // revoke stores the revocation of a parsed token until it expires.
 func (a *Authenticator) revoke(ctx context.Context, claims *Claims) error {
-	exp := time.Unix(claims.ExpiresAt, 0)
-	if !exp.Add(a.cfg.Leeway).After(a.now()) {
+	exp := time.Unix(claims.ExpiresAt, 0).Add(a.cfg.Leeway)
+	if !exp.After(a.now()) {
 		return nil // expired: refused anyway, nothing to store
 	}
-	return a.store.RevokeToken(ctx, claims.ID, claims.Subject, exp.Add(a.cfg.Leeway))
+	if err := a.store.RevokeToken(ctx, claims.ID, claims.Subject, exp); err != nil {
+		return err
+	}
+	a.state.revoke(claims.ID, exp.Unix())
+	return nil
 }
 
 // Revoke revokes a token on behalf of the client by (RFC 7009): a client
@@ -459,16 +690,16 @@ func (a *Authenticator) Revoke(ctx context.Context, by *Client, token string) er
 	return a.revoke(ctx, claims)
 }
 
-// PurgeExpired deletes revocations whose tokens have expired anyway. Run it
-// now and then (authd does, every few minutes).
-func (a *Authenticator) PurgeExpired(ctx context.Context) (int64, error) {
-	return a.store.PurgeRevocations(ctx, a.now())
-}
 
 // Ping checks that the store can be reached.
 func (a *Authenticator) Ping(ctx context.Context) error {
 	return a.store.Ping(ctx)
 }
+
+func wrapErr(base error, msg string) error { return fmt.Errorf("%w: %s", base, msg) }
+
+// errStale: a conditional update found the record changed meanwhile.
+var errStale = errors.New("authsvc: record changed meanwhile")
 
 // checkClientID accepts 1-128 bytes of printable UTF-8 without white space.
 func checkClientID(id string) error {

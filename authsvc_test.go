@@ -52,6 +52,7 @@ func newAuth(t *testing.T, s Store, cfg Config) *Authenticator {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(func() { a.Close() })
 	return a
 }
 
@@ -219,7 +220,7 @@ func TestCreateClientRefuses(t *testing.T) {
 // build tokens it would never issue itself.
 func signWith(t *testing.T, a *Authenticator, header map[string]any, claims jwt.MapClaims) string {
 	t.Helper()
-	s := a.keys.current
+	s := a.keys.Load().current(time.Now())
 	tok := jwt.NewWithClaims(s.method, claims)
 	for k, v := range header {
 		tok.Header[k] = v
@@ -253,7 +254,7 @@ func TestVerifyRefuses(t *testing.T) {
 		payload, _ := json.Marshal(p)
 		noneTok := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"at+jwt"}`)) + "." + parts[1] + "."
 		// Algorithm confusion: HS256 keyed with the public key's bytes.
-		pub := a.keys.current.public
+		pub := a.keys.Load().current(time.Now()).public
 		hsTok := jwt.NewWithClaims(jwt.SigningMethodHS256, valid())
 		hsTok.Header["kid"], hsTok.Header["typ"] = kid, "at+jwt"
 		hsSigned, _ := hsTok.SignedString([]byte(fmt.Sprint(pub)))
@@ -557,23 +558,43 @@ func TestStoreDownFailsClosed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := newAuth(t, s, Config{})
+		a := newAuth(t, s, Config{PollInterval: 20 * time.Millisecond, MaxStaleness: 500 * time.Millisecond})
 		_, secret := mustClient(t, a, NewClient{ID: "c"})
 		tok := mustToken(t, a, "c", secret).AccessToken
 		s.Close()
-		if _, err := a.Verify(ctx, tok); !errors.Is(err, ErrUnavailable) {
-			t.Errorf("Verify with store down = %v, want ErrUnavailable", err)
+		// Verify answers from memory for a while...
+		if _, err := a.Verify(ctx, tok); err != nil {
+			t.Fatalf("Verify right after the store went away: %v", err)
 		}
-		if _, err := a.Authenticate(ctx, "c", secret, TokenRequest{}); !errors.Is(err, ErrUnavailable) {
-			t.Errorf("Authenticate with store down = %v, want ErrUnavailable", err)
-		}
+		// ...Authenticate fails closed as soon as a catch-up fails...
+		waitFor(t, 2*time.Second, "Authenticate to fail closed", func() bool {
+			_, err := a.Authenticate(ctx, "c", secret, TokenRequest{})
+			return errors.Is(err, ErrUnavailable)
+		})
 		if err := a.Logout(ctx, tok); !errors.Is(err, ErrUnavailable) {
 			t.Errorf("Logout with store down = %v, want ErrUnavailable", err)
 		}
 		if _, _, err := a.CreateClient(ctx, NewClient{ID: "d"}); !errors.Is(err, ErrUnavailable) {
 			t.Errorf("CreateClient with store down = %v, want ErrUnavailable", err)
 		}
+		// ...and Verify refuses once MaxStaleness has passed.
+		waitFor(t, 3*time.Second, "Verify to fail closed", func() bool {
+			_, err := a.Verify(ctx, tok)
+			return errors.Is(err, ErrUnavailable)
+		})
 	})
+}
+
+// waitFor polls cond until it holds or the time is up.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestPurgeExpired(t *testing.T) {
@@ -586,12 +607,19 @@ func TestPurgeExpired(t *testing.T) {
 		if err := a.Logout(ctx, tok); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := a.PurgeExpired(ctx); err != nil || n != 0 {
-			t.Fatalf("purge before exp: %d, %v", n, err)
+		count := func() int {
+			revs, err := a.store.Revocations(ctx, time.Unix(0, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(revs)
+		}
+		if err := a.Housekeep(ctx); err != nil || count() != 1 {
+			t.Fatalf("purge before exp: %d left, %v", count(), err)
 		}
 		clock.Add(2 * time.Minute)
-		if n, err := a.PurgeExpired(ctx); err != nil || n != 1 {
-			t.Fatalf("purge after exp: %d, %v", n, err)
+		if err := a.Housekeep(ctx); err != nil || count() != 0 {
+			t.Fatalf("purge after exp: %d left, %v", count(), err)
 		}
 		if _, err := a.Verify(ctx, tok); !errors.Is(err, ErrTokenExpired) {
 			t.Fatalf("purged token: %v, want ErrTokenExpired", err)
@@ -620,6 +648,7 @@ func TestConcurrentStartOneKeySet(t *testing.T) {
 					errs[i] = err
 					return
 				}
+				defer a.Close()
 				jwks[i] = string(a.JWKS())
 			}(i)
 		}

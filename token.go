@@ -18,7 +18,6 @@ import (
 	"math/big"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -97,27 +96,44 @@ type SigningKey struct {
 	ID         string // kid
 	Alg        string
 	PrivateKey string    // PKCS#8 DER, base64; "enc:" + AES-GCM sealed when a key-encryption key is set
-	CreatedAt  time.Time // when it was generated
+	CreatedAt  time.Time // when it was generated and published in the JWKS
+	ActivateAt time.Time // when instances start signing with it
 }
 
 // signer is a parsed signing key.
 type signer struct {
-	kid     string
-	alg     string
-	method  jwt.SigningMethod
-	private any // ed25519.PrivateKey, *ecdsa.PrivateKey, *rsa.PrivateKey or []byte (HS256)
-	public  crypto.PublicKey
+	kid        string
+	alg        string
+	method     jwt.SigningMethod
+	private    any // ed25519.PrivateKey, *ecdsa.PrivateKey, *rsa.PrivateKey or []byte (HS256)
+	public     crypto.PublicKey
+	createdAt  time.Time
+	activateAt time.Time
 }
 
-// keySet holds the parsed keys: the one that signs, and every one that
-// verifies. jwks is computed once per key change, not per request.
+// keySet holds the parsed keys: those that may sign (of the configured
+// algorithm, by activation time) and every one that verifies. It is built
+// once per key change and never modified, so readers need no lock; the
+// JWKS bytes and the parsers are made here, not per request.
 type keySet struct {
-	mu      sync.RWMutex // guards current, byKid, jwks
-	current *signer
+	signers []*signer // of cfg.SigningAlg, oldest activation first
 	byKid   map[string]*signer
 	jwks    []byte
-	hmac    bool // HS256: a single shared secret, no kid, nothing published
 	methods []string
+	parser  *jwt.Parser // checks exp/nbf/iss
+	lenient *jwt.Parser // signature, alg and iss only (Logout, Revoke)
+}
+
+// current returns the newest signer whose activation time has come (or the
+// oldest, if none has yet: a fresh store's first key).
+func (ks *keySet) current(now time.Time) *signer {
+	cur := ks.signers[0]
+	for _, s := range ks.signers[1:] {
+		if !s.activateAt.After(now) {
+			cur = s
+		}
+	}
+	return cur
 }
 
 // loadKeySet builds the key set from cfg: the HS256 secret, or the store's
@@ -125,20 +141,24 @@ type keySet struct {
 func loadKeySet(ctx context.Context, store Store, cfg Config) (*keySet, error) {
 	if cfg.SigningAlg == AlgHS256 {
 		s := &signer{alg: AlgHS256, method: jwt.SigningMethodHS256, private: cfg.HMACSecret}
-		ks := &keySet{current: s, byKid: map[string]*signer{"": s}, hmac: true, methods: []string{AlgHS256}}
-		ks.jwks = []byte(`{"keys":[]}`)
+		ks := &keySet{signers: []*signer{s}, byKid: map[string]*signer{"": s}, methods: []string{AlgHS256}, jwks: []byte(`{"keys":[]}`)}
+		ks.buildParsers(cfg)
 		return ks, nil
 	}
 	stored, err := store.EnsureSigningKey(ctx, cfg.SigningAlg, func() (SigningKey, error) {
-		return generateSigningKey(cfg.SigningAlg, cfg.KeyEncryptionKey, cfg.Now())
+		now := cfg.Now()
+		return generateSigningKey(cfg.SigningAlg, cfg.KeyEncryptionKey, now, now)
 	})
 	if err != nil {
 		return nil, err
 	}
+	return buildKeySet(stored, cfg)
+}
+
+// buildKeySet parses stored keys into a key set.
+func buildKeySet(stored []SigningKey, cfg Config) (*keySet, error) {
 	ks := &keySet{byKid: make(map[string]*signer)}
 	methodSeen := map[string]bool{}
-	// Sign with the newest key of the configured algorithm; verify with all.
-	sort.Slice(stored, func(i, j int) bool { return stored[i].CreatedAt.Before(stored[j].CreatedAt) })
 	for _, k := range stored {
 		s, err := parseSigningKey(k, cfg.KeyEncryptionKey)
 		if err != nil {
@@ -150,20 +170,35 @@ func loadKeySet(ctx context.Context, store Store, cfg Config) (*keySet, error) {
 			ks.methods = append(ks.methods, s.alg)
 		}
 		if s.alg == cfg.SigningAlg {
-			ks.current = s
+			ks.signers = append(ks.signers, s)
 		}
 	}
-	if ks.current == nil {
+	if len(ks.signers) == 0 {
 		return nil, fmt.Errorf("authsvc: the store has no %s signing key", cfg.SigningAlg)
 	}
+	sort.SliceStable(ks.signers, func(i, j int) bool { return ks.signers[i].activateAt.Before(ks.signers[j].activateAt) })
+	var err error
 	if ks.jwks, err = buildJWKS(ks.byKid); err != nil {
 		return nil, err
 	}
+	ks.buildParsers(cfg)
 	return ks, nil
 }
 
+func (ks *keySet) buildParsers(cfg Config) {
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(ks.methods),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(cfg.Leeway),
+		jwt.WithTimeFunc(cfg.Now),
+	}
+	ks.parser = jwt.NewParser(opts...)
+	ks.lenient = jwt.NewParser(append(opts, jwt.WithoutClaimsValidation())...)
+}
+
 // generateSigningKey makes a new key of alg, sealed with kek when set.
-func generateSigningKey(alg string, kek []byte, now time.Time) (SigningKey, error) {
+func generateSigningKey(alg string, kek []byte, now, activateAt time.Time) (SigningKey, error) {
 	var priv any
 	var err error
 	switch alg {
@@ -192,7 +227,8 @@ func generateSigningKey(alg string, kek []byte, now time.Time) (SigningKey, erro
 	if err != nil {
 		return SigningKey{}, err
 	}
-	return SigningKey{ID: kid, Alg: alg, PrivateKey: sealed, CreatedAt: now.UTC().Truncate(time.Second)}, nil
+	return SigningKey{ID: kid, Alg: alg, PrivateKey: sealed, CreatedAt: now.UTC().Truncate(time.Second),
+		ActivateAt: activateAt.UTC().Truncate(time.Second)}, nil
 }
 
 const sealedPrefix = "enc:"
@@ -258,7 +294,7 @@ func parseSigningKey(k SigningKey, kek []byte) (*signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authsvc: signing key %s: %w", k.ID, err)
 	}
-	s := &signer{kid: k.ID, alg: k.Alg, private: priv}
+	s := &signer{kid: k.ID, alg: k.Alg, private: priv, createdAt: k.CreatedAt, activateAt: k.ActivateAt}
 	switch p := priv.(type) {
 	case ed25519.PrivateKey:
 		s.method, s.public = jwt.SigningMethodEdDSA, p.Public()
@@ -326,16 +362,12 @@ func buildJWKS(byKid map[string]*signer) ([]byte, error) {
 // bytes are shared: do not modify them. With HS256 the set is empty: the
 // shared secret is never published.
 func (a *Authenticator) JWKS() []byte {
-	a.keys.mu.RLock()
-	defer a.keys.mu.RUnlock()
-	return a.keys.jwks
+	return a.keys.Load().jwks
 }
 
 // SigningAlgorithms lists the algorithms of the keys tokens may be signed with.
 func (a *Authenticator) SigningAlgorithms() []string {
-	a.keys.mu.RLock()
-	defer a.keys.mu.RUnlock()
-	return append([]string(nil), a.keys.methods...)
+	return append([]string(nil), a.keys.Load().methods...)
 }
 
 // Issuer returns the configured issuer.
@@ -363,9 +395,7 @@ func (a *Authenticator) issue(c *Client, scopes, aud []string) (*Token, error) {
 		IsAdmin:        c.IsAdmin,
 		LegacyClientID: c.ID,
 	}
-	a.keys.mu.RLock()
-	s := a.keys.current
-	a.keys.mu.RUnlock()
+	s := a.keys.Load().current(now)
 	t := jwt.NewWithClaims(s.method, claims)
 	t.Header["typ"] = "at+jwt"
 	if s.kid != "" {
@@ -392,21 +422,13 @@ func (a *Authenticator) parse(token string, checkTime bool) (*Claims, error) {
 	if token == "" || len(token) > MaxTokenLen {
 		return nil, fmt.Errorf("%w: empty or longer than %d bytes", ErrInvalidToken, MaxTokenLen)
 	}
-	a.keys.mu.RLock()
-	methods := a.keys.methods
-	a.keys.mu.RUnlock()
-	opts := []jwt.ParserOption{
-		jwt.WithValidMethods(methods),
-		jwt.WithIssuer(a.cfg.Issuer),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(a.cfg.Leeway),
-		jwt.WithTimeFunc(a.now),
-	}
+	ks := a.keys.Load()
+	p := ks.parser
 	if !checkTime {
-		opts = append(opts, jwt.WithoutClaimsValidation())
+		p = ks.lenient
 	}
 	claims := &Claims{}
-	t, err := jwt.NewParser(opts...).ParseWithClaims(token, claims, a.keyFor)
+	t, err := p.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) { return ks.keyFor(t) })
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			return nil, fmt.Errorf("%w: %w", ErrTokenExpired, err)
@@ -426,11 +448,9 @@ func (a *Authenticator) parse(token string, checkTime bool) (*Claims, error) {
 
 // keyFor finds the verification key of a token by its kid, and refuses a
 // token whose alg is not that key's (no algorithm confusion).
-func (a *Authenticator) keyFor(t *jwt.Token) (any, error) {
+func (ks *keySet) keyFor(t *jwt.Token) (any, error) {
 	kid, _ := t.Header["kid"].(string)
-	a.keys.mu.RLock()
-	s, ok := a.keys.byKid[kid]
-	a.keys.mu.RUnlock()
+	s, ok := ks.byKid[kid]
 	if !ok {
 		return nil, errors.New("unknown kid")
 	}

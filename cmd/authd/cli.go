@@ -74,6 +74,7 @@ func cmdClient(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return err
 	}
 	defer store.Close()
+	defer a.Close()
 
 	switch sub {
 	case "create":

@@ -149,7 +149,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	}
 	ap := &app{cfg: cfg, log: log, store: store, auth: a}
 	if err := ap.bootstrap(ctx); err != nil {
-		store.Close()
+		ap.close()
 		return nil, err
 	}
 	s := &server{auth: a, log: log}
@@ -164,14 +164,14 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		store.Close()
+		ap.close()
 		return nil, err
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
 			ln.Close()
-			store.Close()
+			ap.close()
 			return nil, fmt.Errorf("TLS: %w", err)
 		}
 		ap.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
@@ -221,34 +221,28 @@ func (ap *app) bootstrap(ctx context.Context) error {
 	return nil
 }
 
+// close stops the Authenticator's background work and closes the store.
+func (ap *app) close() {
+	ap.auth.Close()
+	ap.store.Close()
+}
+
 // serve runs until ctx is done, then drains requests within the shutdown
 // timeout and closes the store.
 func (ap *app) serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- ap.srv.Serve(ap.ln) }()
-	housekeeping := time.NewTicker(10 * time.Minute)
-	defer housekeeping.Stop()
-	for {
-		select {
-		case err := <-errc:
-			ap.store.Close()
-			return err
-		case <-housekeeping.C:
-			if n, err := ap.auth.PurgeExpired(ctx); err != nil {
-				ap.log.Warn("purge of expired revocations failed", "err", err)
-			} else if n > 0 {
-				ap.log.Info("purged expired revocations", "count", n)
-			}
-			continue
-		case <-ctx.Done():
-		}
-		break
+	select {
+	case err := <-errc:
+		ap.close()
+		return err
+	case <-ctx.Done():
 	}
 	ap.log.Info("shutting down", "timeout", ap.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), ap.cfg.ShutdownTimeout)
 	defer cancel()
 	err := ap.srv.Shutdown(sctx)
-	ap.store.Close()
+	ap.close()
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -53,6 +53,13 @@ const adminSecret = "bootstrap-admin-secret-0123456789"
 
 func newTestServer(t *testing.T, dbURL string) *testServer {
 	t.Helper()
+	return newTestServerWith(t, dbURL, authsvc.Config{})
+}
+
+// newTestServerWith starts authd's handler with cfg (Issuer and Logger are
+// set here).
+func newTestServerWith(t *testing.T, dbURL string, cfg authsvc.Config) *testServer {
+	t.Helper()
 	ctx := context.Background()
 	store, err := authsvc.OpenStore(ctx, dbURL)
 	if err != nil {
@@ -61,10 +68,12 @@ func newTestServer(t *testing.T, dbURL string) *testServer {
 	t.Cleanup(func() { store.Close() })
 	logs := &logBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := authsvc.New(ctx, store, authsvc.Config{Issuer: "http://authd.test", Logger: log})
+	cfg.Issuer, cfg.Logger = "http://authd.test", log
+	a, err := authsvc.New(ctx, store, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { a.Close() })
 	ap := &app{cfg: config{BootstrapClientID: "root", BootstrapClientSecret: adminSecret}, log: log, store: store, auth: a}
 	if err := ap.bootstrap(ctx); err != nil {
 		t.Fatal(err)
@@ -374,8 +383,15 @@ func TestBadInput(t *testing.T) {
 
 func TestStoreDownIs503(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dbURL string) {
-		ts := newTestServer(t, dbURL)
+		ts := newTestServerWith(t, dbURL, authsvc.Config{PollInterval: 20 * time.Millisecond, MaxStaleness: 300 * time.Millisecond})
 		ts.store.Close()
+		deadline := time.Now().Add(3 * time.Second)
+		for ts.form("/verify", nil, ts.admin).status != http.StatusServiceUnavailable {
+			if time.Now().After(deadline) {
+				t.Fatal("/verify still answers from memory after MaxStaleness")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		for _, c := range []struct {
 			name string
 			r    reply
@@ -384,6 +400,7 @@ func TestStoreDownIs503(t *testing.T) {
 			{"verify", ts.form("/verify", nil, ts.admin)},
 			{"logout", ts.form("/logout", url.Values{"token": {ts.admin}}, "")},
 			{"create", ts.form("/client", url.Values{"client_id": {"x"}}, ts.admin)},
+			{"oauth token", ts.do("POST", "/oauth/token", form, "grant_type=client_credentials&client_id=root&client_secret="+adminSecret, nil)},
 			{"readyz", ts.do("GET", "/readyz", "", "", nil)},
 		} {
 			if c.r.status != http.StatusServiceUnavailable {
@@ -443,7 +460,7 @@ func TestServeProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ap2.store.Close()
+	defer ap2.close()
 	defer ap2.ln.Close()
 	if _, err := ap2.auth.Verify(context.Background(), body["token"].(string)); err != nil {
 		t.Fatalf("token after restart: %v", err)

@@ -1,0 +1,263 @@
+package authsvc
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"sync"
+	"time"
+)
+
+// state is what the hot paths read instead of the store: the clients, the
+// live revocations and the tokens already verified. It follows the store's
+// change log, so a change made by any instance (or by the CLI on the same
+// database) reaches it: at once through the Authenticator that made it,
+// within milliseconds through PostgreSQL's NOTIFY, and within PollInterval
+// in any case.
+type state struct {
+	mu       sync.RWMutex // guards every field below
+	clients  map[string]*ClientRecord
+	revoked  map[string]int64 // jti → exp (unix seconds)
+	verified map[[32]byte]*Claims
+	cursor   int64     // id of the last change applied
+	synced   time.Time // when the store last answered a catch-up
+	healthy  bool      // the last catch-up succeeded
+
+	// changed is closed and replaced whenever a change is applied, so that
+	// long-polling feeds can wait for one.
+	changed chan struct{}
+}
+
+// maxVerifiedTokens bounds the verified-token cache.
+const maxVerifiedTokens = 100_000
+
+func newState() *state {
+	return &state{
+		clients:  make(map[string]*ClientRecord),
+		revoked:  make(map[string]int64),
+		verified: make(map[[32]byte]*Claims),
+		changed:  make(chan struct{}),
+	}
+}
+
+// load fills the state from the store. The cursor is read first, so a
+// change made while loading is applied again by the next catch-up (applying
+// a change twice is harmless).
+func (st *state) load(ctx context.Context, store Store, now time.Time) error {
+	cursor, err := store.LastChange(ctx)
+	if err != nil {
+		return err
+	}
+	clients, err := store.Clients(ctx)
+	if err != nil {
+		return err
+	}
+	revs, err := store.Revocations(ctx, now)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for i := range clients {
+		st.clients[clients[i].ID] = &clients[i]
+	}
+	for _, r := range revs {
+		st.revoked[r.JTI] = r.ExpiresAt.Unix()
+	}
+	st.cursor, st.synced, st.healthy = cursor, now, true
+	return nil
+}
+
+// client returns the in-memory record of a client, or nil.
+func (st *state) client(id string) *ClientRecord {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.clients[id]
+}
+
+// putClient stores a client's newest record (nil: it was deleted).
+func (st *state) putClient(id string, rec *ClientRecord) {
+	st.mu.Lock()
+	if rec == nil {
+		delete(st.clients, id)
+	} else {
+		st.clients[id] = rec
+	}
+	st.notifyLocked()
+	st.mu.Unlock()
+}
+
+func (st *state) revoke(jti string, exp int64) {
+	st.mu.Lock()
+	st.revoked[jti] = exp
+	st.notifyLocked()
+	st.mu.Unlock()
+}
+
+func (st *state) notifyLocked() {
+	close(st.changed)
+	st.changed = make(chan struct{})
+}
+
+// waitChange returns a channel closed at the next applied change.
+func (st *state) waitChange() <-chan struct{} {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.changed
+}
+
+func tokenKey(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+
+// cachedClaims returns the claims of a token verified before, or nil.
+func (st *state) cachedClaims(k [32]byte) *Claims {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.verified[k]
+}
+
+// remember caches a verified token's claims; they are dropped when the
+// token expires, and every use re-checks revocation and the client.
+func (st *state) remember(k [32]byte, c *Claims, now int64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.verified) >= maxVerifiedTokens {
+		for key, v := range st.verified {
+			if v.ExpiresAt < now {
+				delete(st.verified, key)
+			}
+		}
+		// Still full: drop an arbitrary tenth (map order is random).
+		for key := range st.verified {
+			if len(st.verified) < maxVerifiedTokens*9/10 {
+				break
+			}
+			delete(st.verified, key)
+		}
+	}
+	st.verified[k] = c
+}
+
+// check applies what the store knows to verified claims: revocation, the
+// client's existence (same row id) and its cut-off. It returns the client's
+// record when known, or nil when the client is not in memory.
+func (st *state) check(c *Claims) (*ClientRecord, error) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if _, revoked := st.revoked[c.ID]; revoked {
+		return nil, ErrTokenRevoked
+	}
+	rec := st.clients[c.Subject]
+	if rec == nil {
+		return nil, nil
+	}
+	if err := checkClient(c, rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+func checkClient(c *Claims, rec *ClientRecord) error {
+	// A client deleted and created again under the same client_id gets a
+	// new row id: the old client's tokens stay refused.
+	if rec.RowID != c.ClientRowID {
+		return errClientDeleted
+	}
+	if !rec.TokensValidAfter.IsZero() && c.IssuedAt < rec.TokensValidAfter.Unix() {
+		return errClientCutOff
+	}
+	return nil
+}
+
+var (
+	errClientDeleted = wrapErr(ErrTokenRevoked, "client deleted")
+	errClientCutOff  = wrapErr(ErrTokenRevoked, "client logged out everywhere")
+)
+
+// catchUp applies the store's changes after the cursor. reloadKeys is
+// called when the key set changed.
+func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reloadKeys func(context.Context) error) error {
+	st.mu.RLock()
+	cursor := st.cursor
+	st.mu.RUnlock()
+	for {
+		changes, err := store.Changes(ctx, cursor, 500)
+		if err != nil {
+			st.setHealthy(false)
+			return err
+		}
+		keys := false
+		for _, c := range changes {
+			switch c.Kind {
+			case ChangeRevoke:
+				st.revoke(c.JTI, c.ExpiresAt)
+			case ChangeClient:
+				rec, err := store.Client(ctx, c.ClientID)
+				if errors.Is(err, ErrClientNotFound) {
+					rec, err = nil, nil // deleted since: a later change says so
+				}
+				if err != nil {
+					st.setHealthy(false)
+					return err
+				}
+				if rec != nil {
+					st.putClient(c.ClientID, rec)
+				}
+			case ChangeClientDeleted:
+				st.mu.Lock()
+				if rec := st.clients[c.ClientID]; rec != nil && rec.RowID == c.RowID {
+					delete(st.clients, c.ClientID)
+				}
+				st.notifyLocked()
+				st.mu.Unlock()
+			case ChangeKey:
+				keys = true
+			}
+			cursor = c.ID
+		}
+		if keys {
+			if err := reloadKeys(ctx); err != nil {
+				st.setHealthy(false)
+				return err
+			}
+		}
+		st.mu.Lock()
+		if cursor > st.cursor {
+			st.cursor = cursor
+		}
+		st.synced, st.healthy = now, true
+		st.mu.Unlock()
+		if len(changes) < 500 {
+			return nil
+		}
+	}
+}
+
+func (st *state) setHealthy(ok bool) {
+	st.mu.Lock()
+	st.healthy = ok
+	st.mu.Unlock()
+}
+
+// freshness reports when the store last answered and whether it did the
+// last time it was asked.
+func (st *state) freshness() (time.Time, bool) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.synced, st.healthy
+}
+
+// purgeExpired drops revocations and cached tokens past their exp.
+func (st *state) purgeExpired(now int64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for jti, exp := range st.revoked {
+		if exp < now {
+			delete(st.revoked, jti)
+		}
+	}
+	for k, c := range st.verified {
+		if c.ExpiresAt < now {
+			delete(st.verified, k)
+		}
+	}
+}

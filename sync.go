@@ -1,0 +1,193 @@
+package authsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// follow catches up with the store's change log every PollInterval, at
+// once when watch reports a notification, and runs housekeeping now and
+// then. It logs the store going away and coming back once each, not per
+// attempt.
+func (a *Authenticator) follow(ctx context.Context) {
+	defer a.done.Done()
+	poll := time.NewTicker(a.cfg.PollInterval)
+	defer poll.Stop()
+	housekeeping := time.NewTicker(housekeepingInterval)
+	defer housekeeping.Stop()
+	down := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+		case <-a.kick:
+		case <-housekeeping.C:
+			if _, err := a.store.TryLock(ctx, "housekeeping", a.Housekeep); err != nil && ctx.Err() == nil {
+				a.log.Warn("authsvc: housekeeping failed", "err", err)
+			}
+			continue
+		}
+		err := a.state.catchUp(ctx, a.store, time.Now(), a.reloadKeys)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil && !down:
+			down = true
+			a.log.Error("authsvc: store unreachable: serving verifications from memory, refusing authentications", "err", err)
+		case err == nil && down:
+			down = false
+			a.log.Info("authsvc: store reachable again")
+		}
+	}
+}
+
+// housekeepingInterval is how often an instance tries to purge expired
+// revocations and retired keys (one instance at a time does).
+const housekeepingInterval = 5 * time.Minute
+
+// watch relays the store's change notifications to follow, reconnecting
+// after failures, until ctx is done.
+func (a *Authenticator) watch(ctx context.Context) {
+	defer a.done.Done()
+	kick := func() {
+		select {
+		case a.kick <- struct{}{}:
+		default: // one catch-up pending is enough
+		}
+	}
+	for ctx.Err() == nil {
+		err := a.store.Watch(ctx, kick)
+		if errors.Is(err, ErrNoWatch) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// reloadKeys rebuilds the key set from the store after a key change.
+func (a *Authenticator) reloadKeys(ctx context.Context) error {
+	if a.cfg.SigningAlg == AlgHS256 {
+		return nil
+	}
+	stored, err := a.store.SigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	ks, err := buildKeySet(stored, a.cfg)
+	if err != nil {
+		a.log.Error("authsvc: cannot use the stored signing keys; keeping the current set", "err", err)
+		return nil
+	}
+	a.keys.Store(ks)
+	return nil
+}
+
+// Housekeep purges revocations of expired tokens, old change-log entries
+// and retired signing keys, and rotates the signing key when
+// Config.KeyRotationPeriod says so. The Authenticator runs it every few
+// minutes on one instance at a time; calling it directly is safe.
+func (a *Authenticator) Housekeep(ctx context.Context) error {
+	now := a.now()
+	// Change-log entries are kept as long as a token can live, so that a
+	// remote verifier's feed can still find a deletion it missed.
+	if _, err := a.store.Purge(ctx, now, now.Add(-a.cfg.TokenTTL-a.cfg.Leeway-time.Hour)); err != nil {
+		return err
+	}
+	a.state.purgeExpired(now.Unix())
+	if a.cfg.SigningAlg == AlgHS256 {
+		return nil
+	}
+	ks := a.keys.Load()
+	cur := ks.current(now)
+	var retired []string
+	for kid, s := range ks.byKid {
+		// A key older than the current signer signed nothing since the
+		// current one took over; its tokens are gone a TTL later.
+		if s != cur && s.activateAt.Before(cur.activateAt) && now.After(cur.activateAt.Add(a.cfg.TokenTTL+a.cfg.Leeway)) {
+			retired = append(retired, kid)
+		}
+	}
+	if len(retired) > 0 {
+		if err := a.store.DeleteSigningKeys(ctx, retired); err != nil {
+			return err
+		}
+		a.log.Info("authsvc: retired signing keys removed", "kids", retired)
+		if err := a.reloadKeys(ctx); err != nil {
+			return err
+		}
+	}
+	if p := a.cfg.KeyRotationPeriod; p > 0 {
+		newest := ks.signers[len(ks.signers)-1]
+		if now.Sub(newest.createdAt) >= p {
+			if _, err := a.RotateKeys(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// KeyInfo describes a signing key, without its private part.
+type KeyInfo struct {
+	ID         string
+	Alg        string
+	CreatedAt  time.Time // published in the JWKS since
+	ActivateAt time.Time // signs from then on (until a newer key activates)
+	Signing    bool      // the key new tokens are signed with now
+}
+
+// Keys lists the signing keys, oldest first. With HS256 there are none.
+func (a *Authenticator) Keys() []KeyInfo {
+	ks := a.keys.Load()
+	if a.cfg.SigningAlg == AlgHS256 {
+		return nil
+	}
+	cur := ks.current(a.now())
+	out := make([]KeyInfo, 0, len(ks.byKid))
+	for _, s := range ks.byKid {
+		out = append(out, KeyInfo{ID: s.kid, Alg: s.alg, CreatedAt: s.createdAt, ActivateAt: s.activateAt, Signing: s == cur})
+	}
+	sortKeyInfo(out)
+	return out
+}
+
+func sortKeyInfo(k []KeyInfo) {
+	for i := 1; i < len(k); i++ {
+		for j := i; j > 0 && k[j].CreatedAt.Before(k[j-1].CreatedAt); j-- {
+			k[j], k[j-1] = k[j-1], k[j]
+		}
+	}
+}
+
+// RotateKeys starts a staged rotation: a new key of the configured
+// algorithm is published in the JWKS at once (every instance learns of it
+// through the change log) and used for signing only after JWKSMaxAge, so
+// that every verifier's cached JWKS has it by then. The old key stays
+// published until every token it signed has expired.
+func (a *Authenticator) RotateKeys(ctx context.Context) (*KeyInfo, error) {
+	if a.cfg.SigningAlg == AlgHS256 {
+		return nil, fmt.Errorf("%w: HS256 uses one shared secret; change AUTHSVC_HMAC_SECRET to rotate it", ErrInvalidArgument)
+	}
+	now := a.now()
+	k, err := generateSigningKey(a.cfg.SigningAlg, a.cfg.KeyEncryptionKey, now, now.Add(a.cfg.JWKSMaxAge))
+	if err != nil {
+		return nil, err
+	}
+	if err := a.store.AddSigningKey(ctx, k); err != nil {
+		return nil, err
+	}
+	if err := a.reloadKeys(ctx); err != nil {
+		return nil, err
+	}
+	a.log.Info("authsvc: signing key rotation started", "kid", k.ID, "activate_at", k.ActivateAt)
+	return &KeyInfo{ID: k.ID, Alg: k.Alg, CreatedAt: k.CreatedAt, ActivateAt: k.ActivateAt}, nil
+}
+
+// JWKSMaxAge is how long verifiers may cache the JWKS.
+func (a *Authenticator) JWKSMaxAge() time.Duration { return a.cfg.JWKSMaxAge }
