@@ -690,7 +690,6 @@ func (a *Authenticator) Revoke(ctx context.Context, by *Client, token string) er
 	return a.revoke(ctx, claims)
 }
 
-
 // Ping checks that the store can be reached.
 func (a *Authenticator) Ping(ctx context.Context) error {
 	return a.store.Ping(ctx)

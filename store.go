@@ -5,8 +5,8 @@ import (
 	"database/sql"
 	"embed"
 	"errors"
-	"hash/crc32"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"net/url"
 	"path"
@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq" // PostgreSQL driver, registered as "postgres"
+	"github.com/lib/pq"    // PostgreSQL driver, registered as "postgres"
 	_ "modernc.org/sqlite" // SQLite without cgo, registered as "sqlite"
 )
 
@@ -304,11 +304,11 @@ type clientRow struct {
 	SecretHash         string `db:"secret_hash"`
 	OldSecretHash      string `db:"old_secret_hash"`
 	OldSecretExpiresAt int64  `db:"old_secret_expires_at"`
-	IsAdmin          bool   `db:"is_admin"`
-	Scopes           string `db:"scopes"`
-	TokensValidAfter int64  `db:"tokens_valid_after"`
-	CreatedAt        int64  `db:"created_at"`
-	UpdatedAt        int64  `db:"updated_at"`
+	IsAdmin            bool   `db:"is_admin"`
+	Scopes             string `db:"scopes"`
+	TokensValidAfter   int64  `db:"tokens_valid_after"`
+	CreatedAt          int64  `db:"created_at"`
+	UpdatedAt          int64  `db:"updated_at"`
 }
 
 const clientColumns = `id, client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, tokens_valid_after, created_at, updated_at`
