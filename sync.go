@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -142,7 +143,7 @@ type KeyInfo struct {
 	Signing    bool      // the key new tokens are signed with now
 }
 
-// Keys lists the signing keys, oldest first. With HS256 there are none.
+// Keys lists the signing keys, in the order they sign (by activation). With HS256 there are none.
 func (a *Authenticator) Keys() []KeyInfo {
 	ks := a.keys.Load()
 	if a.cfg.SigningAlg == AlgHS256 {
@@ -157,12 +158,14 @@ func (a *Authenticator) Keys() []KeyInfo {
 	return out
 }
 
+// sortKeyInfo orders keys by activation, then creation.
 func sortKeyInfo(k []KeyInfo) {
-	for i := 1; i < len(k); i++ {
-		for j := i; j > 0 && k[j].CreatedAt.Before(k[j-1].CreatedAt); j-- {
-			k[j], k[j-1] = k[j-1], k[j]
+	sort.Slice(k, func(i, j int) bool {
+		if !k[i].ActivateAt.Equal(k[j].ActivateAt) {
+			return k[i].ActivateAt.Before(k[j].ActivateAt)
 		}
-	}
+		return k[i].CreatedAt.Before(k[j].CreatedAt)
+	})
 }
 
 // RotateKeys starts a staged rotation: a new key of the configured

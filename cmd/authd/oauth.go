@@ -17,10 +17,6 @@ import (
 // The standard OAuth 2.0 surface: RFC 6749 §4.4 token, RFC 7662
 // introspection, RFC 7009 revocation, RFC 7517 JWKS, RFC 8414 discovery.
 
-// jwksMaxAge is how long verifiers may cache the JWKS. Key rotation waits
-// at least this long between publishing a key and signing with it.
-const jwksMaxAge = 5 * time.Minute
-
 func (s *server) oauthRoutes(mux *http.ServeMux) {
 	mux.Handle("/oauth/token", methods{http.MethodPost: s.token})
 	mux.Handle("/oauth/introspect", methods{http.MethodPost: s.introspect})
@@ -284,7 +280,9 @@ func (s *server) revoke(w http.ResponseWriter, r *http.Request) {
 func (s *server) jwks(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(jwksMaxAge/time.Second)))
+	// Key rotation waits this long between publishing a key and signing
+	// with it, so no verifier that honours max-age meets an unknown kid.
+	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(s.auth.JWKSMaxAge()/time.Second)))
 	w.Write(s.auth.JWKS())
 }
 

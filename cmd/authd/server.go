@@ -35,6 +35,8 @@ func (s *server) routes() http.Handler {
 	s.oauthRoutes(mux)
 	mux.Handle("/client", methods{http.MethodPost: s.createClient, http.MethodDelete: s.deleteClient})
 	mux.Handle("/client/{id}", methods{http.MethodDelete: s.deleteClient})
+	mux.Handle("/client/{id}/logout", methods{http.MethodPost: s.logoutClient})
+	mux.Handle("/client/{id}/rotate-secret", methods{http.MethodPost: s.rotateSecret})
 	mux.Handle("/clients", methods{http.MethodGet: s.listClients})
 	mux.Handle("/auth", methods{http.MethodPost: s.authenticate})
 	mux.Handle("/verify", methods{http.MethodPost: s.verify})
@@ -432,6 +434,64 @@ func (s *server) deleteClient(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("client deleted", "client_id", id, "by", caller.Subject)
 	writeJSON(w, http.StatusOK, map[string]any{"success": true})
+}
+
+// logoutClient: POST /client/{id}/logout (admin) logs a client out
+// everywhere: every token it was issued so far is refused, on every instance.
+func (s *server) logoutClient(w http.ResponseWriter, r *http.Request) {
+	caller, ok := s.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	c, err := s.auth.LogoutClient(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("client logged out everywhere", "client_id", c.ID, "by", caller.Subject)
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "client_id": c.ID, "tokens_valid_after": c.TokensValidAfter.Unix()})
+}
+
+// rotateSecret: POST /client/{id}/rotate-secret (admin). Optional fields:
+// client_secret (else generated), grace (a duration such as 24h during which
+// the old secret still works), logout_everywhere (also refuse every token
+// issued so far).
+func (s *server) rotateSecret(w http.ResponseWriter, r *http.Request) {
+	caller, ok := s.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	p, ok := params(w, r, "client_secret", "grace", "logout_everywhere")
+	if !ok {
+		return
+	}
+	var opt authsvc.RotateSecret
+	opt.Secret = p["client_secret"]
+	if g := p["grace"]; g != "" {
+		d, err := time.ParseDuration(g)
+		if err != nil || d < 0 || d > 30*24*time.Hour {
+			writeError(w, http.StatusBadRequest, "grace must be a duration such as 24h, at most 720h")
+			return
+		}
+		opt.Grace = d
+	}
+	var err error
+	if opt.LogoutEverywhere, err = parseBool(p["logout_everywhere"]); err != nil {
+		writeError(w, http.StatusBadRequest, "logout_everywhere must be true or false")
+		return
+	}
+	c, secret, err := s.auth.RotateSecret(r.Context(), r.PathValue("id"), opt)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("client secret rotated", "client_id", c.ID, "grace", opt.Grace.String(), "logout_everywhere", opt.LogoutEverywhere, "by", caller.Subject)
+	noStore(w)
+	out := map[string]any{"success": true, "client_id": c.ID, "client_secret": secret}
+	if opt.Grace > 0 {
+		out["old_secret_valid_until"] = time.Now().Add(opt.Grace).Unix()
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // clientJSON is a client as GET /clients shows it: never a secret or hash.
