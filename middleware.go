@@ -1,7 +1,9 @@
 package authsvc
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 )
@@ -66,4 +68,186 @@ func isB64Token(s string) bool {
 		}
 	}
 	return true
+}
+
+// Verifier checks an access token and returns its claims. Authenticator and
+// RemoteVerifier are Verifiers. Verify must be safe for concurrent use by
+// multiple goroutines.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (*Claims, error)
+}
+
+// ErrorWriter writes a refusal. status is 401, 403 or 503; code is the RFC
+// 6750 error code ("invalid_token", "insufficient_scope", "invalid_request")
+// or "" when no token was presented. It must not echo the token.
+type ErrorWriter func(w http.ResponseWriter, r *http.Request, status int, code string)
+
+// MiddlewareOption configures Middleware.
+type MiddlewareOption func(*middleware)
+
+// WithRealm sets the realm of WWW-Authenticate challenges (default "authsvc").
+func WithRealm(realm string) MiddlewareOption {
+	return func(m *middleware) { m.realm = realm }
+}
+
+// WithSkipPaths lets requests for these exact paths (such as /healthz)
+// through without a token.
+func WithSkipPaths(paths ...string) MiddlewareOption {
+	return func(m *middleware) {
+		for _, p := range paths {
+			m.skip[p] = true
+		}
+	}
+}
+
+// WithErrorWriter replaces the default JSON refusal body. The status and
+// the WWW-Authenticate header are set before it is called.
+func WithErrorWriter(f ErrorWriter) MiddlewareOption {
+	return func(m *middleware) { m.writeError = f }
+}
+
+// WithAudience refuses tokens whose aud does not contain aud: a token
+// minted for another service is not accepted here.
+func WithAudience(aud string) MiddlewareOption {
+	return func(m *middleware) { m.audience = aud }
+}
+
+type middleware struct {
+	v          Verifier
+	realm      string
+	skip       map[string]bool
+	audience   string
+	writeError ErrorWriter
+}
+
+type contextKey int
+
+const (
+	claimsKey contextKey = iota
+	middlewareKey
+)
+
+// ClaimsFromContext returns the claims Middleware put in the request's
+// context, or nil.
+func ClaimsFromContext(ctx context.Context) *Claims {
+	c, _ := ctx.Value(claimsKey).(*Claims)
+	return c
+}
+
+// Middleware returns net/http middleware (usable with any router) that lets
+// a request through only with a valid bearer token (RFC 6750), and puts the
+// token's claims in its context. A missing token is 401 with a bare
+// challenge; a bad, expired or revoked one 401 with error="invalid_token";
+// an unreachable store 503 (it fails closed). Refusals never say why in
+// detail and never echo the token.
+func Middleware(v Verifier, opts ...MiddlewareOption) func(http.Handler) http.Handler {
+	m := &middleware{v: v, realm: "authsvc", skip: map[string]bool{}, writeError: writeErrorJSON}
+	for _, o := range opts {
+		o(m)
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if m.skip[r.URL.Path] {
+				next.ServeHTTP(w, r)
+				return
+			}
+			tok, err := BearerToken(r)
+			switch {
+			case errors.Is(err, ErrNoToken):
+				m.refuse(w, r, http.StatusUnauthorized, "")
+				return
+			case errors.Is(err, ErrMalformedAuthorization):
+				m.refuse(w, r, http.StatusBadRequest, "invalid_request")
+				return
+			case err != nil:
+				m.refuse(w, r, http.StatusUnauthorized, "invalid_token")
+				return
+			}
+			claims, err := m.v.Verify(r.Context(), tok)
+			if errors.Is(err, ErrUnavailable) {
+				w.Header().Set("Retry-After", "1")
+				m.refuse(w, r, http.StatusServiceUnavailable, "")
+				return
+			}
+			if err != nil || (m.audience != "" && !claims.HasAudience(m.audience)) {
+				m.refuse(w, r, http.StatusUnauthorized, "invalid_token")
+				return
+			}
+			ctx := context.WithValue(r.Context(), claimsKey, claims)
+			ctx = context.WithValue(ctx, middlewareKey, m)
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}
+
+// refuse sets the status and challenge, then lets the error writer write.
+func (m *middleware) refuse(w http.ResponseWriter, r *http.Request, status int, code string) {
+	m.refuseScope(w, r, status, code, "")
+}
+
+func (m *middleware) refuseScope(w http.ResponseWriter, r *http.Request, status int, code, scope string) {
+	if status != http.StatusServiceUnavailable {
+		c := `Bearer realm="` + m.realm + `"`
+		if code != "" {
+			c += `, error="` + code + `"`
+		}
+		if scope != "" {
+			c += `, scope="` + scope + `"`
+		}
+		w.Header().Set("WWW-Authenticate", c)
+	}
+	m.writeError(w, r, status, code)
+}
+
+// writeErrorJSON is the default refusal: a small JSON body.
+func writeErrorJSON(w http.ResponseWriter, _ *http.Request, status int, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if code == "" {
+		code = strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
+	}
+	fmt.Fprintf(w, "{\"error\":%q}\n", code)
+}
+
+// RequireScope lets a request through only if its token (put in the context
+// by Middleware) carries every one of scopes; otherwise 403 with
+// error="insufficient_scope". Without Middleware in front it refuses (401).
+func RequireScope(scopes ...string) func(http.Handler) http.Handler {
+	return require(func(c *Claims) bool {
+		for _, s := range scopes {
+			if !c.HasScope(s) {
+				return false
+			}
+		}
+		return true
+	}, strings.Join(scopes, " "))
+}
+
+// RequireAdmin lets a request through only if its token has isAdmin set.
+// The claim is as old as the token: for decisions that must see a demotion
+// at once, check the client's current record (authd's admin routes do).
+func RequireAdmin() func(http.Handler) http.Handler {
+	return require(func(c *Claims) bool { return c.IsAdmin }, "")
+}
+
+func require(ok func(*Claims) bool, scope string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c := ClaimsFromContext(r.Context())
+			m, _ := r.Context().Value(middlewareKey).(*middleware)
+			if m == nil {
+				m = &middleware{realm: "authsvc", writeError: writeErrorJSON}
+			}
+			if c == nil {
+				m.refuse(w, r, http.StatusUnauthorized, "")
+				return
+			}
+			if !ok(c) {
+				m.refuseScope(w, r, http.StatusForbidden, "insufficient_scope", scope)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }

@@ -46,6 +46,9 @@ type Store interface {
 	Revocations(ctx context.Context, now time.Time) ([]Revocation, error)
 	// Changes returns up to limit changes with an id above after, in order.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+	// Deletions returns the client deletions logged since (their ClientID
+	// and RowID), for the revocation feed's snapshot.
+	Deletions(ctx context.Context, since time.Time) ([]Change, error)
 	// LastChange returns the id of the newest change (0 when none).
 	LastChange(ctx context.Context) (int64, error)
 	// Purge deletes revocations that expired before now and changes older
@@ -538,6 +541,13 @@ func (s *sqlStore) Changes(ctx context.Context, after int64, limit int) ([]Chang
 	var out []Change
 	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT id, kind, client_id, row_id, jti, expires_at, at
 		FROM authsvc_changes WHERE id > ? ORDER BY id LIMIT ?`), after, limit)
+	return out, unavailable(err)
+}
+
+func (s *sqlStore) Deletions(ctx context.Context, since time.Time) ([]Change, error) {
+	var out []Change
+	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT id, kind, client_id, row_id, jti, expires_at, at
+		FROM authsvc_changes WHERE kind = ? AND at >= ? ORDER BY id`), ChangeClientDeleted, since.Unix())
 	return out, unavailable(err)
 }
 

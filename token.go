@@ -54,6 +54,16 @@ func (c *Claims) HasScope(s string) bool {
 	return false
 }
 
+// HasAudience reports whether aud is among the token's audiences.
+func (c *Claims) HasAudience(aud string) bool {
+	for _, a := range c.Audience {
+		if a == aud {
+			return true
+		}
+	}
+	return false
+}
+
 // Expiry returns exp as a time.
 func (c *Claims) Expiry() time.Time { return time.Unix(c.ExpiresAt, 0) }
 

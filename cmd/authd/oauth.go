@@ -24,6 +24,22 @@ func (s *server) oauthRoutes(mux *http.ServeMux) {
 	mux.Handle("/.well-known/jwks.json", methods{http.MethodGet: s.jwks})
 	mux.Handle("/.well-known/oauth-authorization-server", methods{http.MethodGet: s.discovery})
 	mux.Handle("/.well-known/openid-configuration", methods{http.MethodGet: s.discovery})
+	mux.Handle("/revocations", methods{http.MethodGet: s.revocations})
+}
+
+// revocations: GET /revocations?after=CURSOR&wait=SECONDS, the revocation
+// feed that RemoteVerifiers follow (see authsvc.FeedHandler). Any client may
+// read it, authenticated with HTTP Basic: it names revoked jtis and client
+// ids, which anonymous callers have no business enumerating.
+func (s *server) revocations(w http.ResponseWriter, r *http.Request) {
+	cc, ok := readClientCredentials(w, r, url.Values{})
+	if !ok {
+		return
+	}
+	if _, ok := s.authenticateClient(w, r, cc); !ok {
+		return
+	}
+	s.feed.ServeHTTP(w, r)
 }
 
 // oauthError is an RFC 6749 §5.2 error response.
@@ -300,14 +316,16 @@ func buildDiscovery(a *authsvc.Authenticator) []byte {
 	auth := []string{"client_secret_basic", "client_secret_post"}
 	algs := a.SigningAlgorithms()
 	doc := map[string]any{
-		"issuer":                                iss,
-		"token_endpoint":                        iss + "/oauth/token",
-		"jwks_uri":                              iss + "/.well-known/jwks.json",
-		"introspection_endpoint":                iss + "/oauth/introspect",
-		"revocation_endpoint":                   iss + "/oauth/revoke",
-		"grant_types_supported":                 []string{"client_credentials"},
-		"response_types_supported":              []string{},
-		"token_endpoint_auth_methods_supported": auth,
+		"issuer":                 iss,
+		"token_endpoint":         iss + "/oauth/token",
+		"jwks_uri":               iss + "/.well-known/jwks.json",
+		"introspection_endpoint": iss + "/oauth/introspect",
+		"revocation_endpoint":    iss + "/oauth/revoke",
+		// authsvc's own: the feed RemoteVerifiers follow (not an RFC field).
+		"revocation_feed_endpoint":                      iss + "/revocations",
+		"grant_types_supported":                         []string{"client_credentials"},
+		"response_types_supported":                      []string{},
+		"token_endpoint_auth_methods_supported":         auth,
 		"introspection_endpoint_auth_methods_supported": auth,
 		"revocation_endpoint_auth_methods_supported":    auth,
 		// No ID tokens are issued; OpenID parsers require these two fields,

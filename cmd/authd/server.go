@@ -25,12 +25,14 @@ const maxBodyBytes = 64 << 10
 type server struct {
 	auth         *authsvc.Authenticator
 	log          *slog.Logger
-	discoveryDoc []byte // RFC 8414 metadata, built once by routes
+	discoveryDoc []byte       // RFC 8414 metadata, built once by routes
+	feed         http.Handler // the revocation feed, built once by routes
 }
 
 // routes returns authd's HTTP handler.
 func (s *server) routes() http.Handler {
 	s.discoveryDoc = buildDiscovery(s.auth)
+	s.feed = s.auth.FeedHandler()
 	mux := http.NewServeMux()
 	s.oauthRoutes(mux)
 	mux.Handle("/client", methods{http.MethodPost: s.createClient, http.MethodDelete: s.deleteClient})

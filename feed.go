@@ -1,0 +1,167 @@
+package authsvc
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// The revocation feed: how a RemoteVerifier learns of logouts, per-client
+// cut-offs and deleted clients without calling authd per request. Both ends
+// of the protocol live in this package (FeedHandler serves it,
+// RemoteVerifier reads it) so they cannot drift apart.
+//
+//	GET /revocations?after=CURSOR&wait=SECONDS
+//
+// answers a FeedPage. Without a cursor (or after=0) the page is a snapshot
+// of everything live (Reset is true); with one, the changes since. When
+// there are none it waits up to wait seconds (long-poll, at most 25) for one.
+
+// FeedPage is one answer of the revocation feed.
+type FeedPage struct {
+	Cursor  int64          `json:"cursor"`
+	Reset   bool           `json:"reset"` // a full snapshot: replace what you had
+	Revoked []FeedRevoked  `json:"revoked"`
+	Cutoffs []FeedCutoff   `json:"cutoffs"`
+	Deleted []FeedDeletion `json:"deleted"`
+}
+
+// FeedRevoked is a revoked token, refused until it expires anyway.
+type FeedRevoked struct {
+	JTI       string `json:"jti"`
+	ExpiresAt int64  `json:"exp"`
+}
+
+// FeedCutoff is a client's "logged out everywhere": its tokens issued
+// before NotBefore (unix seconds) are refused.
+type FeedCutoff struct {
+	ClientID  string `json:"client_id"`
+	NotBefore int64  `json:"not_before"`
+}
+
+// FeedDeletion is a deleted client: every token carrying its row id is
+// refused (a client re-created under the same client_id has another).
+type FeedDeletion struct {
+	ClientID string `json:"client_id"`
+	RowID    int64  `json:"id"`
+}
+
+// Feed returns the revocation feed's page after cursor (0: a snapshot).
+func (a *Authenticator) Feed(ctx context.Context, after int64) (*FeedPage, error) {
+	if after <= 0 {
+		return a.feedSnapshot(ctx)
+	}
+	changes, err := a.store.Changes(ctx, after, 1000)
+	if err != nil {
+		return nil, err
+	}
+	page := &FeedPage{Cursor: after, Revoked: []FeedRevoked{}, Cutoffs: []FeedCutoff{}, Deleted: []FeedDeletion{}}
+	for _, c := range changes {
+		switch c.Kind {
+		case ChangeRevoke:
+			page.Revoked = append(page.Revoked, FeedRevoked{JTI: c.JTI, ExpiresAt: c.ExpiresAt})
+		case ChangeClient:
+			rec, err := a.store.Client(ctx, c.ClientID)
+			if err == nil && !rec.TokensValidAfter.IsZero() {
+				page.Cutoffs = append(page.Cutoffs, FeedCutoff{ClientID: rec.ID, NotBefore: rec.TokensValidAfter.Unix()})
+			} else if err != nil && err != ErrClientNotFound {
+				return nil, err
+			}
+		case ChangeClientDeleted:
+			page.Deleted = append(page.Deleted, FeedDeletion{ClientID: c.ClientID, RowID: c.RowID})
+		}
+		page.Cursor = c.ID
+	}
+	return page, nil
+}
+
+func (a *Authenticator) feedSnapshot(ctx context.Context) (*FeedPage, error) {
+	// The cursor first: whatever happens while the rest is read comes again
+	// in the next page, and applying an entry twice is harmless.
+	cursor, err := a.store.LastChange(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := a.now()
+	revs, err := a.store.Revocations(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	clients, err := a.store.Clients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	deletions, err := a.store.Deletions(ctx, now.Add(-a.cfg.TokenTTL-a.cfg.Leeway))
+	if err != nil {
+		return nil, err
+	}
+	page := &FeedPage{Cursor: cursor, Reset: true, Revoked: make([]FeedRevoked, 0, len(revs)), Cutoffs: []FeedCutoff{}, Deleted: []FeedDeletion{}}
+	for _, r := range revs {
+		page.Revoked = append(page.Revoked, FeedRevoked{JTI: r.JTI, ExpiresAt: r.ExpiresAt.Unix()})
+	}
+	for _, c := range clients {
+		if !c.TokensValidAfter.IsZero() {
+			page.Cutoffs = append(page.Cutoffs, FeedCutoff{ClientID: c.ID, NotBefore: c.TokensValidAfter.Unix()})
+		}
+	}
+	for _, d := range deletions {
+		page.Deleted = append(page.Deleted, FeedDeletion{ClientID: d.ClientID, RowID: d.RowID})
+	}
+	return page, nil
+}
+
+// maxFeedWait bounds a long-poll, below common proxies' idle timeouts and
+// authd's write timeout (30 s).
+const maxFeedWait = 25 * time.Second
+
+// FeedHandler serves the revocation feed (GET only). It does not
+// authenticate the caller: put it behind whatever the deployment requires
+// (authd requires client credentials).
+func (a *Authenticator) FeedHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		after, err := strconv.ParseInt(q.Get("after"), 10, 64)
+		if q.Get("after") == "" {
+			after, err = 0, nil
+		}
+		wait, werr := strconv.Atoi(q.Get("wait"))
+		if q.Get("wait") == "" {
+			wait, werr = 0, nil
+		}
+		if err != nil || after < 0 || werr != nil || wait < 0 {
+			writeFeedError(w, http.StatusBadRequest, "after must be a cursor and wait a number of seconds")
+			return
+		}
+		waitFor := min(time.Duration(wait)*time.Second, maxFeedWait)
+		// Subscribe before reading, so a change landing in between wakes us.
+		changed := a.state.waitChange()
+		page, err := a.Feed(r.Context(), after)
+		if err == nil && after > 0 && page.Cursor == after && waitFor > 0 {
+			timer := time.NewTimer(waitFor)
+			select {
+			case <-changed:
+				page, err = a.Feed(r.Context(), after)
+			case <-timer.C:
+			case <-r.Context().Done():
+				timer.Stop()
+				return
+			}
+			timer.Stop()
+		}
+		if err != nil {
+			writeFeedError(w, http.StatusServiceUnavailable, "the store cannot be reached")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(page)
+	})
+}
+
+func writeFeedError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"success": false, "error": msg})
+}

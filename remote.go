@@ -1,0 +1,429 @@
+package authsvc
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// RemoteVerifier verifies tokens of a remote authd without calling it per
+// request: it checks signatures locally against the authd's JWKS, and
+// follows its revocation feed so that a logout, a per-client "log out
+// everywhere" or a deleted client is refused within about a second.
+//
+// When the feed has been unreachable for longer than the staleness bound
+// (WithMaxStaleness, default 30 s) Verify fails closed with ErrUnavailable,
+// unless WithFailOpen was given. Close stops its goroutine.
+type RemoteVerifier struct {
+	issuer   string
+	jwksURL  string
+	feedURL  string
+	client   *http.Client
+	clientID string
+	secret   string
+	leeway   time.Duration
+	maxStale time.Duration
+	failOpen bool
+	log      *slog.Logger
+	now      func() time.Time
+
+	keysMu      sync.RWMutex // guards keys, methods, parser, keysFetched
+	keys        map[string]remoteKey
+	parser      *jwt.Parser
+	keysFetched time.Time
+	fetchMu     sync.Mutex // one JWKS fetch in flight; waiters share its result
+
+	mu       sync.RWMutex // guards everything below
+	revoked  map[string]int64
+	cutoffs  map[string]int64
+	deleted  map[int64]bool
+	cursor   int64
+	fedAt    time.Time // the feed last answered (real clock)
+	verified map[[32]byte]*Claims
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+type remoteKey struct {
+	alg string
+	pub crypto.PublicKey
+}
+
+// RemoteOption configures NewRemoteVerifier.
+type RemoteOption func(*RemoteVerifier)
+
+// WithClientCredentials sets the client the verifier authenticates as to
+// read the revocation feed (authd requires one; any client will do).
+func WithClientCredentials(clientID, secret string) RemoteOption {
+	return func(v *RemoteVerifier) { v.clientID, v.secret = clientID, secret }
+}
+
+// WithHTTPClient sets the HTTP client. Nil means one with a 10 s timeout
+// for discovery and JWKS (the feed's long-poll has its own deadline).
+func WithHTTPClient(c *http.Client) RemoteOption {
+	return func(v *RemoteVerifier) { v.client = c }
+}
+
+// WithMaxStaleness sets how long Verify keeps trusting what it knows while
+// the feed is unreachable (default 30 s). Past it Verify fails closed.
+func WithMaxStaleness(d time.Duration) RemoteOption {
+	return func(v *RemoteVerifier) { v.maxStale = d }
+}
+
+// WithFailOpen makes Verify keep accepting validly signed tokens while the
+// feed is unreachable, however long. DANGEROUS: a token logged out during
+// the outage is accepted until it expires. Use only where availability
+// matters more than revocation.
+func WithFailOpen() RemoteOption {
+	return func(v *RemoteVerifier) { v.failOpen = true }
+}
+
+// WithRemoteLogger sets where the verifier logs feed outages.
+func WithRemoteLogger(l *slog.Logger) RemoteOption {
+	return func(v *RemoteVerifier) { v.log = l }
+}
+
+var _ Verifier = (*RemoteVerifier)(nil)
+var _ Verifier = (*Authenticator)(nil)
+
+// NewRemoteVerifier discovers the authd at issuerURL (RFC 8414), fetches
+// its JWKS and a snapshot of its revocations, and starts following the
+// revocation feed. It fails if any of that fails.
+func NewRemoteVerifier(ctx context.Context, issuerURL string, opts ...RemoteOption) (*RemoteVerifier, error) {
+	v := &RemoteVerifier{
+		issuer:   strings.TrimSuffix(issuerURL, "/"),
+		leeway:   30 * time.Second,
+		maxStale: 30 * time.Second,
+		log:      slog.New(slog.DiscardHandler),
+		now:      time.Now,
+		revoked:  map[string]int64{},
+		cutoffs:  map[string]int64{},
+		deleted:  map[int64]bool{},
+		verified: map[[32]byte]*Claims{},
+		done:     make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(v)
+	}
+	if v.client == nil {
+		v.client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if v.clientID == "" || v.secret == "" {
+		return nil, errors.New("authsvc: NewRemoteVerifier needs WithClientCredentials to read the revocation feed")
+	}
+	if err := v.discover(ctx); err != nil {
+		return nil, err
+	}
+	if err := v.fetchKeys(ctx); err != nil {
+		return nil, err
+	}
+	if err := v.poll(ctx, 0); err != nil {
+		return nil, err
+	}
+	bg, stop := context.WithCancel(context.Background())
+	v.stop = stop
+	go v.follow(bg)
+	return v, nil
+}
+
+// Close stops following the feed.
+func (v *RemoteVerifier) Close() error {
+	v.stop()
+	<-v.done
+	return nil
+}
+
+func (v *RemoteVerifier) getJSON(ctx context.Context, u string, auth bool, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	if auth {
+		req.SetBasicAuth(url.QueryEscape(v.clientID), url.QueryEscape(v.secret))
+	}
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("authsvc: GET %s: %s", u, resp.Status)
+	}
+	if err := json.Unmarshal(body, into); err != nil {
+		return fmt.Errorf("authsvc: GET %s: %w", u, err)
+	}
+	return nil
+}
+
+func (v *RemoteVerifier) discover(ctx context.Context) error {
+	var doc struct {
+		Issuer       string `json:"issuer"`
+		JWKSURI      string `json:"jwks_uri"`
+		FeedEndpoint string `json:"revocation_feed_endpoint"`
+	}
+	if err := v.getJSON(ctx, v.issuer+"/.well-known/oauth-authorization-server", false, &doc); err != nil {
+		return fmt.Errorf("authsvc: discovery: %w", err)
+	}
+	// RFC 8414 §3.3: the document must name the issuer it was fetched for.
+	if doc.Issuer != v.issuer || doc.JWKSURI == "" {
+		return fmt.Errorf("authsvc: discovery: issuer %q does not match %q, or no jwks_uri", doc.Issuer, v.issuer)
+	}
+	v.jwksURL, v.feedURL = doc.JWKSURI, doc.FeedEndpoint
+	if v.feedURL == "" {
+		v.feedURL = v.issuer + "/revocations"
+	}
+	return nil
+}
+
+// fetchKeys fetches the JWKS. Concurrent callers share one fetch; a failed
+// fetch keeps the keys already known.
+func (v *RemoteVerifier) fetchKeys(ctx context.Context) error {
+	var set struct {
+		Keys []JWK `json:"keys"`
+	}
+	if err := v.getJSON(ctx, v.jwksURL, false, &set); err != nil {
+		return fmt.Errorf("authsvc: JWKS: %w", err)
+	}
+	keys := make(map[string]remoteKey, len(set.Keys))
+	var methods []string
+	for _, k := range set.Keys {
+		pub, err := k.publicKey()
+		if err != nil || k.Use != "" && k.Use != "sig" {
+			continue // a key we cannot use is skipped, not fatal
+		}
+		keys[k.Kid] = remoteKey{alg: k.Alg, pub: pub}
+		methods = append(methods, k.Alg)
+	}
+	if len(keys) == 0 {
+		return errors.New("authsvc: JWKS has no usable key")
+	}
+	parser := jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithIssuer(v.issuer),
+		jwt.WithExpirationRequired(), jwt.WithLeeway(v.leeway), jwt.WithTimeFunc(v.now))
+	v.keysMu.Lock()
+	v.keys, v.parser, v.keysFetched = keys, parser, time.Now()
+	v.keysMu.Unlock()
+	return nil
+}
+
+// refetchAtMost is how often an unknown kid may trigger a JWKS fetch.
+const refetchAtMost = 5 * time.Second
+
+// keyFor finds the key of a token; an unknown kid refetches the JWKS once
+// (rotation published a key this verifier has not seen), at most every
+// refetchAtMost.
+func (v *RemoteVerifier) keyFor(ctx context.Context, t *jwt.Token) (any, error) {
+	kid, _ := t.Header["kid"].(string)
+	v.keysMu.RLock()
+	k, ok := v.keys[kid]
+	fetched := v.keysFetched
+	v.keysMu.RUnlock()
+	if !ok && time.Since(fetched) >= refetchAtMost {
+		v.fetchMu.Lock()
+		v.keysMu.RLock()
+		k, ok = v.keys[kid]
+		fetched = v.keysFetched
+		v.keysMu.RUnlock()
+		if !ok && time.Since(fetched) >= refetchAtMost {
+			if err := v.fetchKeys(ctx); err != nil {
+				v.log.Warn("authsvc: JWKS refetch failed; keeping the known keys", "err", err)
+			}
+			v.keysMu.RLock()
+			k, ok = v.keys[kid]
+			v.keysMu.RUnlock()
+		}
+		v.fetchMu.Unlock()
+	}
+	if !ok {
+		return nil, errors.New("unknown kid")
+	}
+	if t.Method.Alg() != k.alg {
+		return nil, errors.New("alg does not match the key")
+	}
+	return k.pub, nil
+}
+
+// Verify checks a token's signature and claims locally, then what the
+// revocation feed says of it. It makes no call to authd (except a JWKS
+// refetch when it meets a new kid).
+func (v *RemoteVerifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	v.mu.RLock()
+	fedAt := v.fedAt
+	v.mu.RUnlock()
+	if !v.failOpen && time.Since(fedAt) > v.maxStale {
+		return nil, fmt.Errorf("%w: no word from the revocation feed for %s", ErrUnavailable, time.Since(fedAt).Round(time.Second))
+	}
+	if token == "" || len(token) > MaxTokenLen {
+		return nil, fmt.Errorf("%w: empty or longer than %d bytes", ErrInvalidToken, MaxTokenLen)
+	}
+	key := tokenKey(token)
+	v.mu.RLock()
+	claims := v.verified[key]
+	v.mu.RUnlock()
+	if claims != nil {
+		if v.now().After(time.Unix(claims.ExpiresAt, 0).Add(v.leeway)) {
+			return nil, ErrTokenExpired
+		}
+	} else {
+		claims = &Claims{}
+		v.keysMu.RLock()
+		parser := v.parser
+		v.keysMu.RUnlock()
+		t, err := parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) { return v.keyFor(ctx, t) })
+		if err != nil {
+			if errors.Is(err, jwt.ErrTokenExpired) {
+				return nil, fmt.Errorf("%w: %w", ErrTokenExpired, err)
+			}
+			return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		}
+		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
+			return nil, fmt.Errorf("%w: typ is not at+jwt", ErrInvalidToken)
+		}
+		if claims.ID == "" || claims.Subject == "" {
+			return nil, fmt.Errorf("%w: missing jti or sub", ErrInvalidToken)
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, revoked := v.revoked[claims.ID]; revoked {
+		return nil, ErrTokenRevoked
+	}
+	if v.deleted[claims.ClientRowID] {
+		return nil, errClientDeleted
+	}
+	if cut, ok := v.cutoffs[claims.Subject]; ok && claims.IssuedAt < cut {
+		return nil, errClientCutOff
+	}
+	if len(v.verified) >= maxVerifiedTokens {
+		clear(v.verified) // rare; the next requests re-verify
+	}
+	v.verified[key] = claims
+	c := *claims
+	return &c, nil
+}
+
+// feedWait is the long-poll the verifier asks authd for.
+const feedWait = 20 * time.Second
+
+// follow reads the revocation feed until Close, backing off on errors.
+func (v *RemoteVerifier) follow(ctx context.Context) {
+	defer close(v.done)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		v.mu.RLock()
+		cursor, fedAt := v.cursor, v.fedAt
+		v.mu.RUnlock()
+		// After an outage longer than the staleness bound, start again from
+		// a snapshot: the changes missed may since have been purged.
+		if time.Since(fedAt) > v.maxStale {
+			cursor = 0
+		}
+		pctx, cancel := context.WithTimeout(ctx, feedWait+10*time.Second)
+		err := v.poll(pctx, cursor)
+		cancel()
+		if err == nil {
+			backoff = 100 * time.Millisecond
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		v.log.Warn("authsvc: revocation feed unreachable", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// poll reads one page of the feed after cursor and applies it.
+func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
+	u := v.feedURL + "?after=" + strconv.FormatInt(cursor, 10)
+	if cursor > 0 {
+		u += "&wait=" + strconv.Itoa(int(feedWait/time.Second))
+	}
+	var page FeedPage
+	if err := v.getJSON(ctx, u, true, &page); err != nil {
+		return fmt.Errorf("authsvc: revocation feed: %w", err)
+	}
+	now := v.now().Unix()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if page.Reset {
+		v.revoked, v.cutoffs, v.deleted = map[string]int64{}, map[string]int64{}, map[int64]bool{}
+	}
+	for _, r := range page.Revoked {
+		v.revoked[r.JTI] = r.ExpiresAt
+	}
+	for _, c := range page.Cutoffs {
+		if c.NotBefore > v.cutoffs[c.ClientID] {
+			v.cutoffs[c.ClientID] = c.NotBefore
+		}
+	}
+	for _, d := range page.Deleted {
+		v.deleted[d.RowID] = true
+	}
+	for jti, exp := range v.revoked {
+		if exp < now {
+			delete(v.revoked, jti)
+		}
+	}
+	v.cursor, v.fedAt = page.Cursor, time.Now()
+	return nil
+}
+
+// publicKey decodes a JWK's public key (OKP Ed25519, EC P-256, RSA).
+func (k JWK) publicKey() (crypto.PublicKey, error) {
+	b64 := base64.RawURLEncoding.DecodeString
+	switch {
+	case k.Kty == "OKP" && k.Crv == "Ed25519" && k.Alg == AlgEdDSA:
+		x, err := b64(k.X)
+		if err != nil || len(x) != ed25519.PublicKeySize {
+			return nil, errors.New("bad Ed25519 key")
+		}
+		return ed25519.PublicKey(x), nil
+	case k.Kty == "EC" && k.Crv == "P-256" && k.Alg == AlgES256:
+		x, err1 := b64(k.X)
+		y, err2 := b64(k.Y)
+		if err1 != nil || err2 != nil || len(x) != 32 || len(y) != 32 {
+			return nil, errors.New("bad P-256 key")
+		}
+		raw := append(append([]byte{4}, x...), y...)
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+		if err != nil {
+			return nil, err
+		}
+		return pub, nil
+	case k.Kty == "RSA" && k.Alg == AlgRS256:
+		n, err1 := b64(k.N)
+		e, err2 := b64(k.E)
+		if err1 != nil || err2 != nil || len(n) < 256 || len(e) == 0 || len(e) > 4 {
+			return nil, errors.New("bad RSA key")
+		}
+		return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}, nil
+	}
+	return nil, fmt.Errorf("unsupported key %s/%s/%s", k.Kty, k.Crv, k.Alg)
+}

@@ -1,0 +1,237 @@
+package authsvc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/authsvc/authsvc/internal/testdb"
+)
+
+// miniAuthd serves what a RemoteVerifier reads (discovery, JWKS, feed)
+// from an Authenticator, as authd does, and counts JWKS fetches. down makes
+// every route fail, to play an outage.
+type miniAuthd struct {
+	*httptest.Server
+	a          *Authenticator
+	jwksHits   atomic.Int64
+	down       atomic.Bool
+	feedCalled atomic.Int64
+}
+
+func newMiniAuthd(t *testing.T, cfg Config) *miniAuthd {
+	t.Helper()
+	m := &miniAuthd{}
+	mux := http.NewServeMux()
+	m.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.down.Load() {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(m.Close)
+	cfg.Issuer = m.URL
+	m.a = newAuth(t, openStore(t, testdb.SQLite(t)), cfg)
+	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"issuer": m.URL, "jwks_uri": m.URL + "/jwks", "revocation_feed_endpoint": m.URL + "/feed"})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
+		m.jwksHits.Add(1)
+		w.Write(m.a.JWKS())
+	})
+	feed := m.a.FeedHandler()
+	mux.HandleFunc("/feed", func(w http.ResponseWriter, r *http.Request) {
+		id, secret, _ := r.BasicAuth()
+		if _, err := m.a.AuthenticateClient(r.Context(), id, secret); err != nil {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		m.feedCalled.Add(1)
+		feed.ServeHTTP(w, r)
+	})
+	return m
+}
+
+var remoteClients atomic.Int64
+
+func newRemote(t *testing.T, m *miniAuthd, opts ...RemoteOption) *RemoteVerifier {
+	t.Helper()
+	id := fmt.Sprintf("resource-server-%d", remoteClients.Add(1))
+	_, secret := mustClient(t, m.a, NewClient{ID: id})
+	opts = append([]RemoteOption{WithClientCredentials(id, secret)}, opts...)
+	v, err := NewRemoteVerifier(context.Background(), m.URL, opts...)
+	if err != nil {
+		t.Fatalf("NewRemoteVerifier: %v", err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+// TestRemoteVerifierFollowsFeed: logouts, cut-offs and deletions at the
+// authd are refused by the remote verifier within a second, with no call
+// per request; the delay is measured and logged.
+func TestRemoteVerifierFollowsFeed(t *testing.T) {
+	ctx := context.Background()
+	m := newMiniAuthd(t, Config{})
+	_, secret := mustClient(t, m.a, NewClient{ID: "svc", Scopes: []string{"notes:read"}})
+	// A token revoked before the verifier starts is in its snapshot.
+	early := mustToken(t, m.a, "svc", secret).AccessToken
+	if err := m.a.Logout(ctx, early); err != nil {
+		t.Fatal(err)
+	}
+	v := newRemote(t, m)
+	if _, err := v.Verify(ctx, early); !errors.Is(err, ErrTokenRevoked) {
+		t.Fatalf("revoked before start: %v", err)
+	}
+	var delays []time.Duration
+	for i := 0; i < 20; i++ {
+		tok := mustToken(t, m.a, "svc", secret).AccessToken
+		c, err := v.Verify(ctx, tok)
+		if err != nil || c.Subject != "svc" || !c.HasScope("notes:read") {
+			t.Fatalf("Verify: %+v %v", c, err)
+		}
+		start := time.Now()
+		if err := m.a.Logout(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Second, "the remote verifier to refuse a logged-out token", func() bool {
+			_, err := v.Verify(ctx, tok)
+			return errors.Is(err, ErrTokenRevoked)
+		})
+		delays = append(delays, time.Since(start))
+	}
+	sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
+	t.Logf("logout → remote refusal over %d logouts: p50 %v, max %v (bound 1s)", len(delays), percentile(delays, 0.5), delays[len(delays)-1])
+
+	// Per-client cut-off.
+	tok := mustToken(t, m.a, "svc", secret).AccessToken
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.a.LogoutClient(ctx, "svc"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "a cut-off to reach the remote verifier", func() bool {
+		_, err := v.Verify(ctx, tok)
+		return errors.Is(err, ErrTokenRevoked)
+	})
+	// Deleted client.
+	time.Sleep(1100 * time.Millisecond)
+	tok = mustToken(t, m.a, "svc", secret).AccessToken
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatalf("token after cut-off: %v", err)
+	}
+	if err := m.a.DeleteClient(ctx, "svc"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "a deletion to reach the remote verifier", func() bool {
+		_, err := v.Verify(ctx, tok)
+		return errors.Is(err, ErrTokenRevoked)
+	})
+}
+
+// TestRemoteVerifierKeys: signatures are checked locally; a rotated key is
+// picked up by one refetch on its unknown kid; junk never triggers a fetch
+// storm.
+func TestRemoteVerifierKeys(t *testing.T) {
+	ctx := context.Background()
+	m := newMiniAuthd(t, Config{JWKSMaxAge: time.Second})
+	_, secret := mustClient(t, m.a, NewClient{ID: "svc"})
+	v := newRemote(t, m)
+	tok := mustToken(t, m.a, "svc", secret).AccessToken
+	parts := strings.Split(tok, ".")
+	bad := parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
+	cases := map[string]string{"bad signature": bad, "garbage": "x.y.z", "empty": "", "huge": strings.Repeat("a", MaxTokenLen+1)}
+	for name, tk := range cases {
+		if _, err := v.Verify(ctx, tk); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// An unknown kid, many times: at most one refetch per refetchAtMost.
+	before := m.jwksHits.Load()
+	forged := signWith(t, m.a, map[string]any{"kid": "no-such-kid", "typ": "at+jwt"}, map[string]any{"iss": m.URL, "sub": "svc", "exp": time.Now().Add(time.Hour).Unix(), "jti": "j"})
+	for i := 0; i < 50; i++ {
+		if _, err := v.Verify(ctx, forged); !errors.Is(err, ErrInvalidToken) {
+			t.Fatalf("unknown kid: %v", err)
+		}
+	}
+	if hits := m.jwksHits.Load() - before; hits > 1 {
+		t.Fatalf("%d JWKS fetches for one unknown kid, want at most 1", hits)
+	}
+	// Rotation: after activation the authd signs with a kid the verifier
+	// has not fetched; it refetches once and accepts.
+	time.Sleep(refetchAtMost) // let the rate limit pass
+	k, err := m.a.RotateKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(k.ActivateAt) + 50*time.Millisecond)
+	newTok := mustToken(t, m.a, "svc", secret).AccessToken
+	if h, _ := decodeParts(t, newTok); h["kid"] != k.ID {
+		t.Fatalf("not signed with the new key: %v", h["kid"])
+	}
+	if _, err := v.Verify(ctx, newTok); err != nil {
+		t.Fatalf("new key's token: %v", err)
+	}
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatalf("old key's token after rotation: %v", err)
+	}
+	// A fetch failure keeps the known keys.
+	m.down.Store(true)
+	if _, err := v.Verify(ctx, newTok); err != nil {
+		t.Fatalf("cached token while authd is down: %v", err)
+	}
+}
+
+// TestRemoteVerifierFailsClosed: with the feed unreachable past the bound,
+// Verify refuses; WithFailOpen keeps accepting; recovery resumes.
+func TestRemoteVerifierFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	m := newMiniAuthd(t, Config{})
+	_, secret := mustClient(t, m.a, NewClient{ID: "svc"})
+	closed := newRemote(t, m, WithMaxStaleness(500*time.Millisecond))
+	open := newRemote(t, m, WithMaxStaleness(500*time.Millisecond), WithFailOpen())
+	tok := mustToken(t, m.a, "svc", secret).AccessToken
+	for _, v := range []*RemoteVerifier{closed, open} {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.down.Store(true)
+	m.CloseClientConnections() // end the long-polls in flight
+	waitFor(t, 25*time.Second, "fail-closed verifier to refuse", func() bool {
+		_, err := closed.Verify(ctx, tok)
+		return errors.Is(err, ErrUnavailable)
+	})
+	if _, err := open.Verify(ctx, tok); err != nil {
+		t.Fatalf("fail-open verifier refused: %v", err)
+	}
+	m.down.Store(false)
+	waitFor(t, 10*time.Second, "the verifier to recover", func() bool {
+		_, err := closed.Verify(ctx, tok)
+		return err == nil
+	})
+}
+
+func TestNewRemoteVerifierErrors(t *testing.T) {
+	ctx := context.Background()
+	m := newMiniAuthd(t, Config{})
+	if _, err := NewRemoteVerifier(ctx, m.URL); err == nil {
+		t.Fatal("no credentials accepted")
+	}
+	if _, err := NewRemoteVerifier(ctx, m.URL, WithClientCredentials("ghost", "nope")); err == nil {
+		t.Fatal("bad credentials accepted")
+	}
+	if _, err := NewRemoteVerifier(ctx, m.URL+"/other", WithClientCredentials("a", "b")); err == nil {
+		t.Fatal("issuer mismatch accepted")
+	}
+}
