@@ -26,6 +26,8 @@ type FeedPage struct {
 	Revoked []FeedRevoked  `json:"revoked"`
 	Cutoffs []FeedCutoff   `json:"cutoffs"`
 	Deleted []FeedDeletion `json:"deleted"`
+	// KeysChanged: the signing key set changed; refetch the JWKS now.
+	KeysChanged bool `json:"keys_changed,omitempty"`
 }
 
 // FeedRevoked is a revoked token, refused until it expires anyway.
@@ -71,6 +73,8 @@ func (a *Authenticator) Feed(ctx context.Context, after int64) (*FeedPage, error
 			}
 		case ChangeClientDeleted:
 			page.Deleted = append(page.Deleted, FeedDeletion{ClientID: c.ClientID, RowID: c.RowID})
+		case ChangeKey:
+			page.KeysChanged = true
 		}
 		page.Cursor = c.ID
 	}

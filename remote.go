@@ -369,6 +369,14 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 	if err := v.getJSON(ctx, u, true, &page); err != nil {
 		return fmt.Errorf("authsvc: revocation feed: %w", err)
 	}
+	if page.KeysChanged {
+		// A rotation was published: fetch it now, long before it signs.
+		v.fetchMu.Lock()
+		if err := v.fetchKeys(ctx); err != nil {
+			v.log.Warn("authsvc: JWKS refetch after a key change failed", "err", err)
+		}
+		v.fetchMu.Unlock()
+	}
 	now := v.now().Unix()
 	v.mu.Lock()
 	defer v.mu.Unlock()

@@ -225,6 +225,9 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 			st.cursor = cursor
 		}
 		st.synced, st.healthy = now, true
+		if len(changes) > 0 {
+			st.notifyLocked() // wake long-polling feeds (key changes too)
+		}
 		st.mu.Unlock()
 		if len(changes) < 500 {
 			return nil

@@ -35,6 +35,10 @@ type config struct {
 	LogFormat             string        `envconfig:"LOG_FORMAT" default:"json"` // json or text
 	LogLevel              string        `envconfig:"LOG_LEVEL" default:"info"`
 	ShutdownTimeout       time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	JWKSMaxAge            time.Duration `envconfig:"JWKS_MAX_AGE" default:"5m"`        // JWKS cache lifetime; a rotated key signs only after it
+	KeyRotationPeriod     time.Duration `envconfig:"KEY_ROTATION_PERIOD" default:"0s"` // 0: rotate only on `authd keys rotate`
+	PollInterval          time.Duration `envconfig:"POLL_INTERVAL" default:"1s"`       // catch-up with the change log (besides NOTIFY)
+	MaxStaleness          time.Duration `envconfig:"MAX_STALENESS" default:"30s"`      // Verify fails closed after this long without the store
 }
 
 const (
@@ -184,6 +188,17 @@ func (c *config) resolve(socketDir string) error {
 
 	if err := c.resolveTokenTTL(); err != nil {
 		return err
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"JWKS_MAX_AGE", c.JWKSMaxAge}, {"POLL_INTERVAL", c.PollInterval}, {"MAX_STALENESS", c.MaxStaleness}} {
+		if d.v <= 0 {
+			return fmt.Errorf("config: %s_%s must be positive, got %s", envPrefix, d.name, d.v)
+		}
+	}
+	if c.KeyRotationPeriod < 0 || (c.KeyRotationPeriod > 0 && c.KeyRotationPeriod < c.JWKSMaxAge) {
+		return fmt.Errorf("config: %s_KEY_ROTATION_PERIOD must be 0 (off) or at least %s_JWKS_MAX_AGE", envPrefix, envPrefix)
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("config: %s_SHUTDOWN_TIMEOUT must be positive, got %s", envPrefix, c.ShutdownTimeout)

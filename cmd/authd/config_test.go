@@ -75,6 +75,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LogFormat:       "json",
 		LogLevel:        "info",
 		ShutdownTimeout: 15 * time.Second,
+		JWKSMaxAge:      5 * time.Minute,
+		PollInterval:    time.Second,
+		MaxStaleness:    30 * time.Second,
 	}
 	tests := []struct {
 		name   string

@@ -104,6 +104,11 @@ func libraryConfig(cfg config, log *slog.Logger) authsvc.Config {
 		TokenTTL:   cfg.TokenTTL,
 		SigningAlg: cfg.SigningAlg,
 		Logger:     log,
+
+		JWKSMaxAge:        cfg.JWKSMaxAge,
+		KeyRotationPeriod: cfg.KeyRotationPeriod,
+		PollInterval:      cfg.PollInterval,
+		MaxStaleness:      cfg.MaxStaleness,
 	}
 	if cfg.SigningAlg == authsvc.AlgHS256 {
 		c.HMACSecret = []byte(cfg.HMACSecret)

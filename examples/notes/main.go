@@ -1,0 +1,182 @@
+// Command notes is a small notes service protected by authsvc's middleware.
+// Reading notes needs a valid token; writing needs the notes:write scope.
+//
+// Two modes:
+//
+//	notes                                   in-process: embeds an Authenticator on SQLite
+//	                                        (notes-auth.db) and serves POST /oauth/token itself
+//	notes -authd http://127.0.0.1:5000 \    remote: verifies tokens of that authd offline
+//	      -client-id notes -client-secret S  (JWKS + revocation feed, read as this client)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/authsvc/authsvc"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	authd := flag.String("authd", "", "URL (issuer) of a remote authd; empty: in-process authentication")
+	clientID := flag.String("client-id", "", "remote mode: this service's client_id at authd (to read the revocation feed)")
+	secret := flag.String("client-secret", os.Getenv("NOTES_CLIENT_SECRET"), "remote mode: its secret (or NOTES_CLIENT_SECRET)")
+	db := flag.String("db", "notes-auth.db", "in-process mode: SQLite file of the embedded Authenticator")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var handler http.Handler
+	if *authd != "" {
+		rv, err := authsvc.NewRemoteVerifier(ctx, *authd, authsvc.WithClientCredentials(*clientID, *secret))
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer rv.Close()
+		handler = newHandler(rv)
+		log.Printf("notes: remote mode, verifying tokens of %s", *authd)
+	} else {
+		a, closeAuth, err := inProcessAuth(ctx, *db, "http://"+*addr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer closeAuth()
+		mux := http.NewServeMux()
+		mux.Handle("/notes", newHandler(a))
+		mux.Handle("/oauth/token", tokenHandler(a))
+		handler = mux
+		log.Printf("notes: in-process mode, token endpoint http://%s/oauth/token", *addr)
+	}
+	srv := &http.Server{Addr: *addr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Shutdown(context.Background())
+	}()
+	log.Printf("notes: listening on http://%s", *addr)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
+}
+
+// inProcessAuth opens an Authenticator on a SQLite file and, on first
+// start, creates a demo client whose credentials it prints.
+func inProcessAuth(ctx context.Context, db, issuer string) (*authsvc.Authenticator, func(), error) {
+	store, err := authsvc.OpenStore(ctx, "sqlite:"+db)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := authsvc.New(ctx, store, authsvc.Config{Issuer: issuer})
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	_, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "demo", Scopes: []string{"notes:read", "notes:write"}})
+	switch {
+	case err == nil:
+		log.Printf("notes: created client demo with secret %s (shown once)", secret)
+	case !errors.Is(err, authsvc.ErrClientExists):
+		a.Close()
+		store.Close()
+		return nil, nil, err
+	}
+	return a, func() { a.Close(); store.Close() }, nil
+}
+
+// note is one note.
+type note struct {
+	ID     int       `json:"id"`
+	Text   string    `json:"text"`
+	Author string    `json:"author"` // the client_id that wrote it
+	At     time.Time `json:"at"`
+}
+
+// notes keeps notes in memory.
+type notes struct {
+	mu    sync.Mutex // guards items
+	items []note
+}
+
+// newHandler serves GET /notes (any valid token) and POST /notes (scope
+// notes:write) behind authsvc's middleware; v is an Authenticator or a
+// RemoteVerifier.
+func newHandler(v authsvc.Verifier) http.Handler {
+	n := &notes{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /notes", n.list)
+	mux.Handle("POST /notes", authsvc.RequireScope("notes:write")(http.HandlerFunc(n.add)))
+	return authsvc.Middleware(v, authsvc.WithRealm("notes"))(mux)
+}
+
+func (n *notes) list(w http.ResponseWriter, r *http.Request) {
+	n.mu.Lock()
+	items := append([]note{}, n.items...)
+	n.mu.Unlock()
+	writeJSON(w, http.StatusOK, items)
+}
+
+func (n *notes) add(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Text string `json:"text"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&in); err != nil || strings.TrimSpace(in.Text) == "" || len(in.Text) > 1000 {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": `want {"text": "…"} of 1 to 1000 bytes`})
+		return
+	}
+	n.mu.Lock()
+	item := note{ID: len(n.items) + 1, Text: in.Text, Author: authsvc.ClaimsFromContext(r.Context()).Subject, At: time.Now().UTC()}
+	n.items = append(n.items, item)
+	n.mu.Unlock()
+	writeJSON(w, http.StatusCreated, item)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// tokenHandler is a minimal RFC 6749 §4.4 token endpoint over the embedded
+// Authenticator (client_secret_basic or client_secret_post), enough for
+// golang.org/x/oauth2/clientcredentials. authd's is the complete one.
+func tokenHandler(a *authsvc.Authenticator) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request"})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+		if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "client_credentials" {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unsupported_grant_type"})
+			return
+		}
+		id, secret, basic := r.BasicAuth()
+		if !basic {
+			id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+		}
+		tok, err := a.Authenticate(r.Context(), id, secret, authsvc.TokenRequest{Scopes: authsvc.ParseScope(r.PostForm.Get("scope"))})
+		switch {
+		case errors.Is(err, authsvc.ErrInvalidClient):
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+		case errors.Is(err, authsvc.ErrInvalidScope):
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_scope"})
+		case err != nil:
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		default:
+			writeJSON(w, http.StatusOK, map[string]any{"access_token": tok.AccessToken, "token_type": "Bearer",
+				"expires_in": int(tok.ExpiresIn.Seconds()), "scope": strings.Join(tok.Scopes, " ")})
+		}
+	})
+}
+
