@@ -179,4 +179,3 @@ func tokenHandler(a *authsvc.Authenticator) http.Handler {
 		}
 	})
 }
-
