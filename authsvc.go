@@ -202,6 +202,8 @@ type Authenticator struct {
 	log      *slog.Logger
 	audience []string
 
+	stats counters
+
 	stop context.CancelFunc // stops the background sync
 	done sync.WaitGroup     // the background goroutines
 	kick chan struct{}      // a change notification: catch up now
@@ -489,6 +491,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret strin
 	if err != nil {
 		return nil, err
 	}
+	a.stats.tokensIssued.Add(1)
 	scopes, err := grantScopes(c.Scopes, req.Scopes)
 	if err != nil {
 		return nil, err
@@ -506,6 +509,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret strin
 // (for endpoints where the caller authenticates as a client, such as token
 // introspection and revocation). Errors as Authenticate.
 func (a *Authenticator) AuthenticateClient(ctx context.Context, clientID, secret string) (*Client, error) {
+	c, err := a.authenticateClient(ctx, clientID, secret)
+	if errors.Is(err, ErrInvalidClient) {
+		a.stats.authFailures.Add(1)
+	} else if errors.Is(err, ErrUnavailable) {
+		a.stats.storeErrors.Add(1)
+	}
+	return c, err
+}
+
+func (a *Authenticator) authenticateClient(ctx context.Context, clientID, secret string) (*Client, error) {
 	if clientID == "" || len(clientID) > MaxClientIDLen || secret == "" || len(secret) > MaxSecretLen {
 		return nil, ErrInvalidClient
 	}
@@ -611,6 +624,12 @@ func (a *Authenticator) upgradeHash(ctx context.Context, rec *ClientRecord, secr
 // log (see Config.PollInterval); when the store has been unreachable for
 // longer than Config.MaxStaleness, Verify fails with ErrUnavailable.
 func (a *Authenticator) Verify(ctx context.Context, token string) (*Claims, error) {
+	c, err := a.verify(ctx, token)
+	a.stats.countVerify(err)
+	return c, err
+}
+
+func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, error) {
 	if synced, _ := a.state.freshness(); time.Since(synced) > a.cfg.MaxStaleness {
 		return nil, fmt.Errorf("%w: no word from the store for %s", ErrUnavailable, time.Since(synced).Round(time.Second))
 	}
@@ -619,11 +638,14 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (*Claims, erro
 	}
 	key := tokenKey(token)
 	claims := a.state.cachedClaims(key)
-	if claims != nil {
+	seen := claims != nil
+	if seen {
+		a.stats.cacheHits.Add(1)
 		if a.now().After(time.Unix(claims.ExpiresAt, 0).Add(a.cfg.Leeway)) {
 			return nil, ErrTokenExpired
 		}
 	} else {
+		a.stats.cacheMisses.Add(1)
 		var err error
 		if claims, err = a.parse(token, true); err != nil {
 			return nil, err
@@ -646,7 +668,9 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (*Claims, erro
 			return nil, err
 		}
 	}
-	a.state.remember(key, claims, a.now().Unix())
+	if !seen {
+		a.state.remember(key, claims, a.now().Unix())
+	}
 	c := *claims
 	return &c, nil
 }
@@ -671,6 +695,7 @@ func (a *Authenticator) revoke(ctx context.Context, claims *Claims) error {
 	if err := a.store.RevokeToken(ctx, claims.ID, claims.Subject, exp); err != nil {
 		return err
 	}
+	a.stats.revocations.Add(1)
 	a.state.revoke(claims.ID, exp.Unix())
 	return nil
 }

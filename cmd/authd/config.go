@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -39,6 +40,8 @@ type config struct {
 	KeyRotationPeriod     time.Duration `envconfig:"KEY_ROTATION_PERIOD" default:"0s"` // 0: rotate only on `authd keys rotate`
 	PollInterval          time.Duration `envconfig:"POLL_INTERVAL" default:"1s"`       // catch-up with the change log (besides NOTIFY)
 	MaxStaleness          time.Duration `envconfig:"MAX_STALENESS" default:"30s"`      // Verify fails closed after this long without the store
+	MetricsAddr           string        `envconfig:"METRICS_ADDR"`                     // serve /metrics there instead of on Addr
+	TrustedProxies        string        `envconfig:"TRUSTED_PROXIES"`                  // comma-separated CIDRs whose X-Forwarded-For is believed
 }
 
 const (
@@ -147,6 +150,31 @@ func readEnv() (config, error) {
 	return c, nil
 }
 
+// parseCIDRs parses a comma-separated list of CIDRs or single addresses.
+func parseCIDRs(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an address or CIDR", f)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or CIDR", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
 // resolve applies the seed fallbacks and defaults that depend on other values, then validates. socketDir is
 // libpq's default socket directory; it is a parameter so tests can point it at a directory of their own.
 func (c *config) resolve(socketDir string) error {
@@ -202,6 +230,15 @@ func (c *config) resolve(socketDir string) error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("config: %s_SHUTDOWN_TIMEOUT must be positive, got %s", envPrefix, c.ShutdownTimeout)
+	}
+
+	if _, err := parseCIDRs(c.TrustedProxies); err != nil {
+		return fmt.Errorf("config: %s_TRUSTED_PROXIES: %w", envPrefix, err)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("config: %s_METRICS_ADDR %q is not host:port", envPrefix, c.MetricsAddr)
+		}
 	}
 
 	if (c.BootstrapClientID == "") != (c.BootstrapClientSecret == "") {

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -144,6 +145,10 @@ type app struct {
 	auth  *authsvc.Authenticator
 	srv   *http.Server
 	ln    net.Listener
+	certs *certReloader // nil without TLS
+
+	metricsSrv *http.Server // nil unless AUTHSVC_METRICS_ADDR is set
+	metricsLn  net.Listener
 }
 
 // start opens the store, creates the bootstrap admin and starts listening.
@@ -157,7 +162,13 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		ap.close()
 		return nil, err
 	}
-	s := &server{auth: a, log: log}
+	trusted, err := parseCIDRs(cfg.TrustedProxies)
+	if err != nil {
+		ap.close()
+		return nil, err
+	}
+	s := &server{auth: a, log: log, throttle: newThrottle(), trusted: trusted,
+		metrics: newMetrics(a), metricsRoute: cfg.MetricsAddr == ""}
 	ap.srv = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -173,16 +184,29 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	if cfg.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
+		ap.certs = &certReloader{certFile: cfg.TLSCertFile, keyFile: cfg.TLSKeyFile}
+		if err := ap.certs.load(); err != nil {
 			ln.Close()
 			ap.close()
-			return nil, fmt.Errorf("TLS: %w", err)
+			return nil, err
 		}
-		ap.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		ap.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: ap.certs.get}
 		ln = tls.NewListener(ln, ap.srv.TLSConfig)
 	}
 	ap.ln = ln
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			ap.close()
+			return nil, fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.metrics.handler())
+		ap.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+		ap.metricsLn = mln
+		log.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	log.Info("authd listening", "addr", ln.Addr().String(), "tls", cfg.TLSCertFile != "",
 		"store", redactedStore(cfg.DatabaseURL), "alg", cfg.SigningAlg, "issuer", cfg.Issuer, "version", version)
 	if cfg.TLSCertFile == "" {
@@ -226,6 +250,39 @@ func (ap *app) bootstrap(ctx context.Context) error {
 	return nil
 }
 
+// reloadTLS reads the certificate files again (on SIGHUP); on failure the
+// current certificate stays in use.
+func (ap *app) reloadTLS() {
+	if ap.certs == nil {
+		ap.log.Info("SIGHUP ignored: no TLS certificate configured")
+		return
+	}
+	if err := ap.certs.load(); err != nil {
+		ap.log.Error("TLS certificate reload failed; keeping the current one", "err", err)
+		return
+	}
+	ap.log.Info("TLS certificate reloaded")
+}
+
+// certReloader serves the current certificate, replaced on reload.
+type certReloader struct {
+	certFile, keyFile string
+	cert              atomic.Pointer[tls.Certificate]
+}
+
+func (c *certReloader) load() error {
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		return fmt.Errorf("TLS: %w", err)
+	}
+	c.cert.Store(&cert)
+	return nil
+}
+
+func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return c.cert.Load(), nil
+}
+
 // close stops the Authenticator's background work and closes the store.
 func (ap *app) close() {
 	ap.auth.Close()
@@ -235,17 +292,32 @@ func (ap *app) close() {
 // serve runs until ctx is done, then drains requests within the shutdown
 // timeout and closes the store.
 func (ap *app) serve(ctx context.Context) error {
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- ap.srv.Serve(ap.ln) }()
-	select {
-	case err := <-errc:
-		ap.close()
-		return err
-	case <-ctx.Done():
+	if ap.metricsSrv != nil {
+		go func() { errc <- ap.metricsSrv.Serve(ap.metricsLn) }()
+	}
+	// SIGHUP reloads the TLS certificate without dropping a connection.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for done := false; !done; {
+		select {
+		case err := <-errc:
+			ap.close()
+			return err
+		case <-hup:
+			ap.reloadTLS()
+		case <-ctx.Done():
+			done = true
+		}
 	}
 	ap.log.Info("shutting down", "timeout", ap.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), ap.cfg.ShutdownTimeout)
 	defer cancel()
+	if ap.metricsSrv != nil {
+		ap.metricsSrv.Shutdown(sctx)
+	}
 	err := ap.srv.Shutdown(sctx)
 	ap.close()
 	if err != nil {

@@ -140,7 +140,11 @@ func readClientCredentials(w http.ResponseWriter, r *http.Request, v url.Values)
 // authenticateClient checks the caller's credentials, answering the error
 // itself; ok is false when it has.
 func (s *server) authenticateClient(w http.ResponseWriter, r *http.Request, cc clientCredentials) (*authsvc.Client, bool) {
+	if !s.allowAttempt(w, r, cc.id, true) {
+		return nil, false
+	}
 	c, err := s.auth.AuthenticateClient(r.Context(), cc.id, cc.secret)
+	s.noteAttempt(r, cc.id, err)
 	if err != nil {
 		s.oauthFail(w, r, cc, err)
 		return nil, false
@@ -152,7 +156,6 @@ func (s *server) authenticateClient(w http.ResponseWriter, r *http.Request, cc c
 func (s *server) oauthFail(w http.ResponseWriter, r *http.Request, cc clientCredentials, err error) {
 	switch {
 	case errors.Is(err, authsvc.ErrInvalidClient):
-		s.log.Warn("authentication failed", "client_id", cc.id, "remote", r.RemoteAddr, "path", r.URL.Path)
 		if cc.basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="authd"`)
 		}
@@ -205,7 +208,11 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 		req.Audience = append(req.Audience, res)
 	}
 	req.Audience = append(req.Audience, strings.Fields(v.Get("audience"))...)
+	if !s.allowAttempt(w, r, cc.id, true) {
+		return
+	}
 	tok, err := s.auth.Authenticate(r.Context(), cc.id, cc.secret, req)
+	s.noteAttempt(r, cc.id, err)
 	if err != nil {
 		s.oauthFail(w, r, cc, err)
 		return
@@ -279,9 +286,9 @@ func (s *server) revoke(w http.ResponseWriter, r *http.Request) {
 	err := s.auth.Revoke(r.Context(), caller, tok)
 	switch {
 	case err == nil:
-		s.log.Info("token revoked", "by", caller.ID)
+		s.log.Info("audit: token revoked", "by", caller.ID)
 	case errors.Is(err, authsvc.ErrForbidden):
-		s.log.Warn("revocation refused: not the token's client", "by", caller.ID)
+		s.log.Warn("audit: revocation refused: not the token's client", "by", caller.ID)
 	case errors.Is(err, authsvc.ErrInvalidToken):
 		// Unknown or invalid: nothing to revoke (RFC 7009 §2.2).
 	default:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
@@ -25,8 +27,12 @@ const maxBodyBytes = 64 << 10
 type server struct {
 	auth         *authsvc.Authenticator
 	log          *slog.Logger
-	discoveryDoc []byte       // RFC 8414 metadata, built once by routes
-	feed         http.Handler // the revocation feed, built once by routes
+	throttle     *throttle      // failed-authentication limits; nil: none
+	trusted      []netip.Prefix // proxies whose X-Forwarded-For is believed
+	metrics      *metrics       // nil: no metrics
+	metricsRoute bool           // serve /metrics on this handler (no separate metrics address)
+	discoveryDoc []byte         // RFC 8414 metadata, built once by routes
+	feed         http.Handler   // the revocation feed, built once by routes
 }
 
 // routes returns authd's HTTP handler.
@@ -45,6 +51,9 @@ func (s *server) routes() http.Handler {
 	mux.Handle("/logout", methods{http.MethodPost: s.logout})
 	mux.Handle("/healthz", methods{http.MethodGet: s.healthz})
 	mux.Handle("/readyz", methods{http.MethodGet: s.readyz})
+	if s.metrics != nil && s.metricsRoute {
+		mux.Handle("/metrics", methods{http.MethodGet: s.metrics.handler().ServeHTTP})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
@@ -95,14 +104,35 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// reqInfo is what the access log and the throttle learn of a request.
+type reqInfo struct {
+	addr     string // the client's address (see clientAddr)
+	clientID string // the client, once known
+}
+
+type reqInfoKey struct{}
+
+func info(r *http.Request) *reqInfo {
+	if ri, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
+		return ri
+	}
+	return &reqInfo{addr: r.RemoteAddr}
+}
+
+// setClient names the request's client for the access log.
+func setClient(r *http.Request, clientID string) { info(r).clientID = clientID }
+
 // common adds the headers every response gets, turns a panic into a 500
-// that leaks nothing, and writes one access line per request (never the
-// query string, which may carry a token, nor any header).
+// that leaks nothing, counts the request in the metrics, and writes one
+// access line per request: never the query string (it may carry a token),
+// nor any header.
 func (s *server) common(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		sw.Header().Set("X-Content-Type-Options", "nosniff")
+		ri := &reqInfo{addr: clientAddr(r, s.trusted)}
+		r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -113,11 +143,66 @@ func (s *server) common(next http.Handler) http.Handler {
 					writeError(sw, http.StatusInternalServerError, "internal error")
 				}
 			}
-			s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", r.RemoteAddr)
+			d := time.Since(start)
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			if s.metrics != nil {
+				s.metrics.observe(route, r.Method, sw.status, d)
+			}
+			attrs := []any{"method", r.Method, "route", route, "path", r.URL.Path, "status", sw.status,
+				"duration_ms", float64(d.Microseconds()) / 1000, "remote", ri.addr}
+			if ri.clientID != "" {
+				attrs = append(attrs, "client_id", ri.clientID)
+			}
+			s.log.Info("request", attrs...)
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// allowAttempt applies the throttle before a client's secret is checked;
+// false means a 429 has been written.
+func (s *server) allowAttempt(w http.ResponseWriter, r *http.Request, clientID string, oauth bool) bool {
+	if s.throttle == nil {
+		return true
+	}
+	ok, retry := s.throttle.allow(clientID, info(r).addr)
+	if ok {
+		return true
+	}
+	secs := int(retry/time.Second) + 1
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	s.log.Warn("authentication throttled", "client_id", clientID, "remote", info(r).addr, "retry_after_s", secs)
+	if s.metrics != nil {
+		s.metrics.throttled.Inc()
+	}
+	msg := "too many failed authentications: retry later"
+	if oauth {
+		oauthError(w, http.StatusTooManyRequests, "too_many_requests", msg)
+	} else {
+		writeError(w, http.StatusTooManyRequests, msg)
+	}
+	return false
+}
+
+// noteAttempt feeds an authentication's outcome to the throttle and the
+// audit log.
+func (s *server) noteAttempt(r *http.Request, clientID string, err error) {
+	ri := info(r)
+	switch {
+	case err == nil:
+		ri.clientID = clientID
+		if s.throttle != nil {
+			s.throttle.succeeded(clientID, ri.addr)
+		}
+	case errors.Is(err, authsvc.ErrInvalidClient):
+		s.log.Warn("audit: authentication failed", "client_id", clientID, "remote", ri.addr, "route", r.URL.Path)
+		if s.throttle != nil {
+			s.throttle.failed(clientID, ri.addr)
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -351,6 +436,7 @@ func (s *server) requireAdmin(w http.ResponseWriter, r *http.Request) (*authsvc.
 		s.fail(w, r, err)
 		return nil, false
 	}
+	setClient(r, claims.Subject)
 	c, err := s.auth.Client(r.Context(), claims.Subject)
 	if errors.Is(err, authsvc.ErrClientNotFound) {
 		s.fail(w, r, authsvc.ErrInvalidToken)
@@ -395,7 +481,7 @@ func (s *server) createClient(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("client created", "client_id", c.ID, "is_admin", c.IsAdmin, "by", caller.Subject)
+	s.log.Info("audit: client created", "client_id", c.ID, "is_admin", c.IsAdmin, "by", caller.Subject)
 	noStore(w)
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"success": true, "client_id": c.ID, "client_secret": secret,
@@ -434,7 +520,7 @@ func (s *server) deleteClient(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("client deleted", "client_id", id, "by", caller.Subject)
+	s.log.Info("audit: client deleted", "client_id", id, "by", caller.Subject)
 	writeJSON(w, http.StatusOK, map[string]any{"success": true})
 }
 
@@ -450,7 +536,7 @@ func (s *server) logoutClient(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("client logged out everywhere", "client_id", c.ID, "by", caller.Subject)
+	s.log.Info("audit: client logged out everywhere", "client_id", c.ID, "by", caller.Subject)
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, "client_id": c.ID, "tokens_valid_after": c.TokensValidAfter.Unix()})
 }
 
@@ -487,7 +573,7 @@ func (s *server) rotateSecret(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("client secret rotated", "client_id", c.ID, "grace", opt.Grace.String(), "logout_everywhere", opt.LogoutEverywhere, "by", caller.Subject)
+	s.log.Info("audit: client secret rotated", "client_id", c.ID, "grace", opt.Grace.String(), "logout_everywhere", opt.LogoutEverywhere, "by", caller.Subject)
 	noStore(w)
 	out := map[string]any{"success": true, "client_id": c.ID, "client_secret": secret}
 	if opt.Grace > 0 {
@@ -539,11 +625,12 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "client_id and client_secret are required")
 		return
 	}
+	if !s.allowAttempt(w, r, p["client_id"], false) {
+		return
+	}
 	tok, err := s.auth.Authenticate(r.Context(), p["client_id"], p["client_secret"], authsvc.TokenRequest{})
+	s.noteAttempt(r, p["client_id"], err)
 	if err != nil {
-		if errors.Is(err, authsvc.ErrInvalidClient) {
-			s.log.Warn("authentication failed", "client_id", p["client_id"], "remote", r.RemoteAddr)
-		}
 		s.fail(w, r, err)
 		return
 	}
@@ -567,6 +654,7 @@ func (s *server) verify(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	setClient(r, claims.Subject)
 	writeJSON(w, http.StatusOK, claims)
 }
 
@@ -601,6 +689,7 @@ func (s *server) logout(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.log.Info("audit: token logged out", "remote", info(r).addr)
 	writeJSON(w, http.StatusOK, map[string]any{"success": true})
 }
 

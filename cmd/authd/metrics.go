@@ -1,0 +1,89 @@
+package main
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/authsvc/authsvc"
+)
+
+// metrics are authd's Prometheus metrics: HTTP requests by route and
+// status, and the Authenticator's own counters (read from its Stats when
+// scraped, so the hot paths only bump atomic counters).
+type metrics struct {
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	throttled prometheus.Counter
+}
+
+func newMetrics(a *authsvc.Authenticator) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authd_http_requests_total", Help: "HTTP requests by route pattern, method and status.",
+		}, []string{"route", "method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "authd_http_request_duration_seconds", Help: "HTTP request latency by route pattern.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "authd_throttled_total", Help: "Authentications refused with 429 by the brute-force limits.",
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.throttled, statsCollector{a},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observe(route, method string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// statsCollector exports authsvc.Stats.
+type statsCollector struct{ a *authsvc.Authenticator }
+
+var (
+	descIssued   = prometheus.NewDesc("authd_tokens_issued_total", "Access tokens issued.", nil, nil)
+	descFailures = prometheus.NewDesc("authd_authentication_failures_total", "Client authentications refused (unknown client or wrong secret).", nil, nil)
+	descRevoked  = prometheus.NewDesc("authd_revocations_total", "Tokens logged out or revoked through this instance.", nil, nil)
+	descVerify   = prometheus.NewDesc("authd_verifications_total", "Token verifications by result.", []string{"result"}, nil)
+	descCache    = prometheus.NewDesc("authd_verify_cache_total", "Verifications answered from the verified-token cache (hit) or by a signature check (miss).", []string{"result"}, nil)
+	descStore    = prometheus.NewDesc("authd_store_errors_total", "Operations refused because the store was unreachable.", nil, nil)
+	descKeyAge   = prometheus.NewDesc("authd_signing_key_age_seconds", "Age of the key new tokens are signed with.", nil, nil)
+)
+
+func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descIssued, descFailures, descRevoked, descVerify, descCache, descStore, descKeyAge} {
+		ch <- d
+	}
+}
+
+func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.a.Stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(descIssued, s.TokensIssued)
+	counter(descFailures, s.AuthFailures)
+	counter(descRevoked, s.Revocations)
+	counter(descVerify, s.VerifyOK, "ok")
+	counter(descVerify, s.VerifyExpired, "expired")
+	counter(descVerify, s.VerifyRevoked, "revoked")
+	counter(descVerify, s.VerifyInvalid, "invalid")
+	counter(descVerify, s.VerifyUnavailable, "unavailable")
+	counter(descCache, s.VerifyCacheHits, "hit")
+	counter(descCache, s.VerifyCacheMisses, "miss")
+	counter(descStore, s.StoreErrors)
+	ch <- prometheus.MustNewConstMetric(descKeyAge, prometheus.GaugeValue, s.SigningKeyAge.Seconds())
+}

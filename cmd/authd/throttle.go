@@ -1,0 +1,175 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// throttle limits failed client authentications, as RFC 6749 §2.3.1 asks
+// of a token endpoint, so that secrets cannot be brute-forced:
+//
+//   - per remote address: 20 failures at once, then one more every 6 s;
+//   - per client_id: 50 failures at once, then one more every second.
+//
+// Over either limit the request is answered 429 with Retry-After and no
+// secret is even checked. Only failures count; a success never does.
+//
+// A flood of failures aimed at one client_id from elsewhere empties that
+// client_id's allowance, but it cannot lock the real client out: an
+// address from which that client_id has authenticated successfully in the
+// last 24 hours is exempt from the per-client limit (not from its own
+// per-address limit), and the allowance refills as soon as the flood stops.
+type throttle struct {
+	mu       sync.Mutex // guards byAddr, byClient, good
+	byAddr   map[string]*limiter
+	byClient map[string]*limiter
+	good     map[goodKey]time.Time // (client_id, address) → last success
+	now      func() time.Time
+}
+
+type limiter struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+type goodKey struct{ clientID, addr string }
+
+const (
+	addrBurst     = 20
+	addrEvery     = 6 * time.Second
+	clientBurst   = 50
+	clientEvery   = time.Second
+	goodFor       = 24 * time.Hour
+	throttleLimit = 100_000 // entries per map before idle ones are swept
+)
+
+func newThrottle() *throttle {
+	return &throttle{byAddr: map[string]*limiter{}, byClient: map[string]*limiter{}, good: map[goodKey]time.Time{}, now: time.Now}
+}
+
+// get returns the limiter of key, creating it; the caller holds t.mu.
+func (t *throttle) get(m map[string]*limiter, key string, every time.Duration, burst int, now time.Time) *limiter {
+	l := m[key]
+	if l == nil {
+		if len(m) >= throttleLimit {
+			t.sweep(m, now)
+		}
+		l = &limiter{lim: rate.NewLimiter(rate.Every(every), burst)}
+		m[key] = l
+	}
+	l.seen = now
+	return l
+}
+
+// sweep drops limiters idle long enough to have refilled completely.
+func (t *throttle) sweep(m map[string]*limiter, now time.Time) {
+	for k, l := range m {
+		if now.Sub(l.seen) > 10*time.Minute {
+			delete(m, k)
+		}
+	}
+	for k := range m { // still full: drop arbitrary ones (map order is random)
+		if len(m) < throttleLimit*9/10 {
+			break
+		}
+		delete(m, k)
+	}
+}
+
+// allow reports whether an authentication of clientID from addr may be
+// tried now, and if not, how long to wait.
+func (t *throttle) allow(clientID, addr string) (bool, time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	a := t.get(t.byAddr, addr, addrEvery, addrBurst, now)
+	if a.lim.TokensAt(now) < 1 {
+		return false, wait(a.lim, now)
+	}
+	if clientID == "" {
+		return true, 0
+	}
+	c := t.get(t.byClient, clientID, clientEvery, clientBurst, now)
+	if c.lim.TokensAt(now) < 1 {
+		if last, ok := t.good[goodKey{clientID, addr}]; ok && now.Sub(last) < goodFor {
+			return true, 0
+		}
+		return false, wait(c.lim, now)
+	}
+	return true, 0
+}
+
+func wait(l *rate.Limiter, now time.Time) time.Duration {
+	r := l.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	r.CancelAt(now)
+	return d
+}
+
+// failed counts a failure against the address and the client_id.
+func (t *throttle) failed(clientID, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	t.get(t.byAddr, addr, addrEvery, addrBurst, now).lim.AllowN(now, 1)
+	if clientID != "" {
+		t.get(t.byClient, clientID, clientEvery, clientBurst, now).lim.AllowN(now, 1)
+	}
+}
+
+// succeeded remembers that clientID authenticates from addr.
+func (t *throttle) succeeded(clientID, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if len(t.good) >= throttleLimit {
+		for k, last := range t.good {
+			if now.Sub(last) > goodFor || len(t.good) >= throttleLimit*9/10 {
+				delete(t.good, k)
+			}
+		}
+	}
+	t.good[goodKey{clientID, addr}] = now
+}
+
+// clientAddr is the address of the party that sent the request: the TCP
+// peer, or, when the peer is a trusted proxy, the rightmost address of
+// X-Forwarded-For that is not itself a trusted proxy. X-Forwarded-For from
+// anyone else is ignored: it is whatever the caller wants it to be.
+func clientAddr(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !isTrusted(peer, trusted) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return host // malformed: trust nothing further left
+		}
+		if !isTrusted(a.Unmap(), trusted) {
+			return a.Unmap().String()
+		}
+	}
+	return host
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	a = a.Unmap()
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
