@@ -36,6 +36,7 @@ type config struct {
 	LogFormat             string        `envconfig:"LOG_FORMAT" default:"json"` // json or text
 	LogLevel              string        `envconfig:"LOG_LEVEL" default:"info"`
 	ShutdownTimeout       time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	ShutdownDrain         time.Duration `envconfig:"SHUTDOWN_DRAIN" default:"0s"`      // on SIGTERM, serve this long with /readyz 503 before closing
 	JWKSMaxAge            time.Duration `envconfig:"JWKS_MAX_AGE" default:"5m"`        // JWKS cache lifetime; a rotated key signs only after it
 	KeyRotationPeriod     time.Duration `envconfig:"KEY_ROTATION_PERIOD" default:"0s"` // 0: rotate only on `authd keys rotate`
 	PollInterval          time.Duration `envconfig:"POLL_INTERVAL" default:"1s"`       // catch-up with the change log (besides NOTIFY)
@@ -227,6 +228,9 @@ func (c *config) resolve(socketDir string) error {
 	}
 	if c.KeyRotationPeriod < 0 || (c.KeyRotationPeriod > 0 && c.KeyRotationPeriod < c.JWKSMaxAge) {
 		return fmt.Errorf("config: %s_KEY_ROTATION_PERIOD must be 0 (off) or at least %s_JWKS_MAX_AGE", envPrefix, envPrefix)
+	}
+	if c.ShutdownDrain < 0 {
+		return fmt.Errorf("config: %s_SHUTDOWN_DRAIN must not be negative", envPrefix)
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("config: %s_SHUTDOWN_TIMEOUT must be positive, got %s", envPrefix, c.ShutdownTimeout)

@@ -147,6 +147,8 @@ type app struct {
 	ln    net.Listener
 	certs *certReloader // nil without TLS
 
+	draining atomic.Bool // SIGTERM received: /readyz says so
+
 	metricsSrv *http.Server // nil unless AUTHSVC_METRICS_ADDR is set
 	metricsLn  net.Listener
 }
@@ -168,7 +170,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	s := &server{auth: a, log: log, throttle: newThrottle(), trusted: trusted,
-		metrics: newMetrics(a), metricsRoute: cfg.MetricsAddr == ""}
+		metrics: newMetrics(a), metricsRoute: cfg.MetricsAddr == "", draining: &ap.draining}
 	ap.srv = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -312,12 +314,23 @@ func (ap *app) serve(ctx context.Context) error {
 			done = true
 		}
 	}
+	if d := ap.cfg.ShutdownDrain; d > 0 {
+		// /readyz answers 503 while requests are still served, so a load
+		// balancer stops sending new ones before the listener closes
+		// (connections still queued at that moment would be reset).
+		ap.log.Info("draining", "for", d.String())
+		ap.draining.Store(true)
+		time.Sleep(d)
+	}
 	ap.log.Info("shutting down", "timeout", ap.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), ap.cfg.ShutdownTimeout)
 	defer cancel()
 	if ap.metricsSrv != nil {
 		ap.metricsSrv.Shutdown(sctx)
 	}
+	// Answers from now on close their connection, so clients stop reusing
+	// them; Shutdown then waits for the requests in flight.
+	ap.srv.SetKeepAlivesEnabled(false)
 	err := ap.srv.Shutdown(sctx)
 	ap.close()
 	if err != nil {

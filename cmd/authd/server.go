@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/authsvc/authsvc"
@@ -31,6 +32,7 @@ type server struct {
 	trusted      []netip.Prefix // proxies whose X-Forwarded-For is believed
 	metrics      *metrics       // nil: no metrics
 	metricsRoute bool           // serve /metrics on this handler (no separate metrics address)
+	draining     *atomic.Bool   // set on SIGTERM: /readyz answers 503; nil: never
 	discoveryDoc []byte         // RFC 8414 metadata, built once by routes
 	feed         http.Handler   // the revocation feed, built once by routes
 }
@@ -697,8 +699,13 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 }
 
-// readyz: ready when the store answers.
+// readyz: ready when the store answers (the keys are loaded before authd
+// listens at all), and not shutting down.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining != nil && s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
+		return
+	}
 	if err := s.auth.Ping(r.Context()); err != nil {
 		s.log.Warn("not ready", "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable"})
