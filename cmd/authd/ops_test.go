@@ -318,3 +318,33 @@ func TestCorruptSQLiteStart(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
+
+func TestSeparateMetricsAddr(t *testing.T) {
+	cfg := config{
+		Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", DatabaseURL: testdb.SQLite(t), Issuer: "http://authd.test",
+		TokenTTL: time.Hour, SigningAlg: "EdDSA", LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second,
+		JWKSMaxAge: time.Minute, PollInterval: time.Second, MaxStaleness: 30 * time.Second,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ap, err := start(ctx, cfg, newLogger(cfg, &logBuffer{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ap.serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	get := func(u string) int {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := get("http://" + ap.metricsLn.Addr().String() + "/metrics"); st != 200 {
+		t.Fatalf("metrics address: %d", st)
+	}
+	if st := get("http://" + ap.ln.Addr().String() + "/metrics"); st != 404 {
+		t.Fatalf("/metrics on the main address with a metrics address set: %d", st)
+	}
+}
