@@ -287,22 +287,13 @@ func (v *RemoteVerifier) Verify(ctx context.Context, token string) (*Claims, err
 			return nil, ErrTokenExpired
 		}
 	} else {
-		claims = &Claims{}
 		v.keysMu.RLock()
 		parser := v.parser
 		v.keysMu.RUnlock()
-		t, err := parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) { return v.keyFor(ctx, t) })
+		var err error
+		claims, err = parseAccessToken(parser, token, func(t *jwt.Token) (any, error) { return v.keyFor(ctx, t) })
 		if err != nil {
-			if errors.Is(err, jwt.ErrTokenExpired) {
-				return nil, fmt.Errorf("%w: %w", ErrTokenExpired, err)
-			}
-			return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
-		}
-		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
-			return nil, fmt.Errorf("%w: typ is not at+jwt", ErrInvalidToken)
-		}
-		if claims.ID == "" || claims.Subject == "" {
-			return nil, fmt.Errorf("%w: missing jti or sub", ErrInvalidToken)
+			return nil, err
 		}
 	}
 	v.mu.Lock()

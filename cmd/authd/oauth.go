@@ -137,6 +137,21 @@ func readClientCredentials(w http.ResponseWriter, r *http.Request, v url.Values)
 	return cc, true
 }
 
+// oauthCaller reads an RFC 6749 form body and authenticates the client
+// that sent it; ok is false when an error has been answered.
+func (s *server) oauthCaller(w http.ResponseWriter, r *http.Request) (url.Values, clientCredentials, *authsvc.Client, bool) {
+	v, ok := readOAuthForm(w, r)
+	if !ok {
+		return nil, clientCredentials{}, nil, false
+	}
+	cc, ok := readClientCredentials(w, r, v)
+	if !ok {
+		return nil, cc, nil, false
+	}
+	c, ok := s.authenticateClient(w, r, cc)
+	return v, cc, c, ok
+}
+
 // authenticateClient checks the caller's credentials, answering the error
 // itself; ok is false when it has.
 func (s *server) authenticateClient(w http.ResponseWriter, r *http.Request, cc clientCredentials) (*authsvc.Client, bool) {
@@ -229,15 +244,8 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 // introspect: POST /oauth/introspect (RFC 7662). Any authenticated client
 // may introspect; every token that does not verify is {"active": false}.
 func (s *server) introspect(w http.ResponseWriter, r *http.Request) {
-	v, ok := readOAuthForm(w, r)
+	v, cc, _, ok := s.oauthCaller(w, r)
 	if !ok {
-		return
-	}
-	cc, ok := readClientCredentials(w, r, v)
-	if !ok {
-		return
-	}
-	if _, ok := s.authenticateClient(w, r, cc); !ok {
 		return
 	}
 	tok := v.Get("token")
@@ -266,15 +274,7 @@ func (s *server) introspect(w http.ResponseWriter, r *http.Request) {
 // tokens, an admin any; every other case is 200 with nothing revoked, as
 // the RFC asks, and the refused attempt is logged.
 func (s *server) revoke(w http.ResponseWriter, r *http.Request) {
-	v, ok := readOAuthForm(w, r)
-	if !ok {
-		return
-	}
-	cc, ok := readClientCredentials(w, r, v)
-	if !ok {
-		return
-	}
-	caller, ok := s.authenticateClient(w, r, cc)
+	v, cc, caller, ok := s.oauthCaller(w, r)
 	if !ok {
 		return
 	}
