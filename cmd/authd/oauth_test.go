@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha1"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/authsvc/authsvc"
 	"github.com/authsvc/authsvc/internal/testdb"
 )
 
@@ -334,4 +337,50 @@ func TestDiscoveryAndJWKS(t *testing.T) {
 		t.Fatalf("JWKS has a private part: %s", j)
 	}
 	expect(t, "POST jwks", ts.do("POST", "/.well-known/jwks.json", "", "", nil), 405)
+}
+
+// TestRFCExamples replays the requests of the RFCs' own examples, byte for
+// byte where they give them: RFC 6749 §4.4.2 (client s6BhdRkqt3 with
+// secret gX1fBat3bV in HTTP Basic), RFC 7662 §2.1 and RFC 7009 §2.1.
+func TestRFCExamples(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		// The RFCs' example secret is 10 characters: shorter than authd lets a
+		// caller choose, so the client is stored as an import would store it.
+		sum := sha1.Sum([]byte("gX1fBat3bV"))
+		if err := ts.store.CreateClient(context.Background(), &authsvc.ClientRecord{
+			Client: authsvc.Client{ID: "s6BhdRkqt3"}, SecretHash: hex.EncodeToString(sum[:]),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		basic := map[string]string{"Authorization": "Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW"}
+		// RFC 6749 §4.4.2.
+		r := ts.do("POST", "/oauth/token", "application/x-www-form-urlencoded", "grant_type=client_credentials", basic)
+		if r.status != 200 || r.body["token_type"] != "Bearer" || r.body["access_token"] == nil || r.header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("RFC 6749 §4.4.2: %d %s", r.status, r.raw)
+		}
+		tok := r.body["access_token"].(string)
+		// RFC 7662 §2.1 (the example authenticates the protected resource with Basic).
+		r = ts.do("POST", "/oauth/introspect", "application/x-www-form-urlencoded", "token="+tok+"&token_type_hint=access_token", basic)
+		if r.status != 200 || r.body["active"] != true || r.body["client_id"] != "s6BhdRkqt3" {
+			t.Fatalf("RFC 7662 §2.1: %d %s", r.status, r.raw)
+		}
+		r = ts.do("POST", "/oauth/introspect", "application/x-www-form-urlencoded", "token=mF_9.B5f-4.1JqM&token_type_hint=access_token", basic)
+		if r.status != 200 || r.raw != "{\"active\":false}\n" {
+			t.Fatalf("RFC 7662 inactive: %d %s", r.status, r.raw)
+		}
+		// RFC 7009 §2.1: an unknown refresh token is 200; our token is revoked.
+		r = ts.do("POST", "/oauth/revoke", "application/x-www-form-urlencoded", "token=45ghiukldjahdnhzdauz&token_type_hint=refresh_token", basic)
+		if r.status != 200 {
+			t.Fatalf("RFC 7009 unknown token: %d %s", r.status, r.raw)
+		}
+		r = ts.do("POST", "/oauth/revoke", "application/x-www-form-urlencoded", "token="+tok+"&token_type_hint=access_token", basic)
+		if r.status != 200 {
+			t.Fatalf("RFC 7009: %d %s", r.status, r.raw)
+		}
+		r = ts.do("POST", "/oauth/introspect", "application/x-www-form-urlencoded", "token="+tok, basic)
+		if r.body["active"] != false {
+			t.Fatalf("revoked token still active: %s", r.raw)
+		}
+	})
 }
