@@ -535,7 +535,15 @@ func (a *Authenticator) authenticateClient(ctx context.Context, clientID, secret
 	if err != nil {
 		return nil, err
 	}
-	ok, rehash := a.checkSecret(rec, rec.SecretHash, secret)
+	var ok, rehash bool
+	if isGeneratedHash(rec.SecretHash) && !isGeneratedShape(secret) {
+		// A generated secret always has the generated shape, so this cannot
+		// match; spend what an unknown client_id costs for such a secret
+		// (argon2id), so that timing does not tell that the client exists.
+		a.hasher.dummyVerify(secret)
+	} else {
+		ok, rehash = a.checkSecret(rec, rec.SecretHash, secret)
+	}
 	if !ok && rec.OldSecretHash != "" && a.now().Before(rec.OldSecretExpiresAt) {
 		// Within a rotation's grace period the previous secret still works.
 		ok, _ = a.checkSecret(rec, rec.OldSecretHash, secret)

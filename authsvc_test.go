@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -667,4 +668,38 @@ func TestConcurrentStartOneKeySet(t *testing.T) {
 			t.Fatalf("%d signing keys (%v), want 1", keys, err)
 		}
 	})
+}
+
+// TestUnknownClientCostsTheSame checks, by the memory argon2id allocates
+// rather than by time, that a wrong chosen-looking secret costs the same
+// for an unknown client_id as for a client with a generated secret, and
+// that a generated-looking one is cheap for both.
+func TestUnknownClientCostsTheSame(t *testing.T) {
+	ctx := context.Background()
+	a := newAuth(t, openStore(t, testdb.SQLite(t)), Config{})
+	_, generated := mustClient(t, a, NewClient{ID: "gen"})
+	allocated := func(id, secret string) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if _, err := a.Authenticate(ctx, id, secret, TokenRequest{}); !errors.Is(err, ErrInvalidClient) {
+			t.Fatalf("Authenticate(%s) = %v", id, err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	const argon2Memory = 16 << 20
+	chosenLooking := "a wrong secret of the chosen kind"
+	wrongGenerated := strings.Repeat("A", len(generated))
+	if n := allocated("ghost", chosenLooking); n < argon2Memory {
+		t.Errorf("unknown client, chosen-looking secret: %d bytes, want an argon2id run", n)
+	}
+	if n := allocated("gen", chosenLooking); n < argon2Memory {
+		t.Errorf("generated-secret client, chosen-looking secret: %d bytes, want an argon2id run like an unknown client", n)
+	}
+	if n := allocated("ghost", wrongGenerated); n > 1<<20 {
+		t.Errorf("unknown client, generated-looking secret: %d bytes, want no argon2id", n)
+	}
+	if n := allocated("gen", wrongGenerated); n > 1<<20 {
+		t.Errorf("generated-secret client, generated-looking secret: %d bytes, want no argon2id", n)
+	}
 }
