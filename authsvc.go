@@ -101,7 +101,10 @@ type Config struct {
 	SecretPepper []byte
 
 	// DefaultAudience is the aud claim of tokens whose request names no
-	// audience. Empty means the Issuer.
+	// audience. Empty means the Issuer, except with HS256, where it means no
+	// aud at all: HS256 is the Flask service's mode, and PyJWT's decode,
+	// called without an audience as that service's users call it, refuses
+	// any token that has one.
 	DefaultAudience []string
 
 	// Leeway is the clock skew allowed when checking exp and nbf. Zero means
@@ -228,7 +231,7 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 		log:      cfg.Logger,
 		audience: cfg.DefaultAudience,
 	}
-	if len(a.audience) == 0 {
+	if len(a.audience) == 0 && cfg.SigningAlg != AlgHS256 {
 		a.audience = []string{cfg.Issuer}
 	}
 	keys, err := loadKeySet(ctx, store, cfg)

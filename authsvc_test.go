@@ -434,6 +434,9 @@ func TestAlgorithms(t *testing.T) {
 			if err := json.Unmarshal(a.JWKS(), &jwks); err != nil {
 				t.Fatal(err)
 			}
+			if _, p := decodeParts(t, tok); (p["aud"] == nil) != (alg == AlgHS256) {
+				t.Fatalf("%s token aud = %v: want none with HS256 (PyJWT refuses an aud it was not told of), the issuer otherwise", alg, p["aud"])
+			}
 			if alg == AlgHS256 {
 				if len(jwks.Keys) != 0 {
 					t.Fatalf("HS256 must publish no key: %s", a.JWKS())

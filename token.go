@@ -28,7 +28,7 @@ import (
 type Claims struct {
 	Issuer    string   `json:"iss"`
 	Subject   string   `json:"sub"` // the client_id
-	Audience  Audience `json:"aud"`
+	Audience  Audience `json:"aud,omitempty"`
 	ExpiresAt int64    `json:"exp"` // unix seconds
 	IssuedAt  int64    `json:"iat"`
 	NotBefore int64    `json:"nbf"`
