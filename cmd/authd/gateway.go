@@ -215,6 +215,7 @@ func (s *server) verifyPost(w http.ResponseWriter, r *http.Request) {
 		s.verify(w, r)
 		return
 	}
+	noStore(w)
 	req, err := parseRequirement(r.URL.RawQuery)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
