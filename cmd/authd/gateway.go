@@ -186,9 +186,8 @@ func (req requirement) unmet(c *authsvc.Claims) (scopes, audiences []string) {
 // forwardAuth: GET (and HEAD) /verify, the gateway form.
 func (s *server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
-	req, err := parseRequirement(r.URL.RawQuery)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	req, ok := s.requirement(w, r)
+	if !ok {
 		return
 	}
 	if _, ok := s.gate(w, r, req); ok {
@@ -216,14 +215,26 @@ func (s *server) verifyPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noStore(w)
-	req, err := parseRequirement(r.URL.RawQuery)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	req, ok := s.requirement(w, r)
+	if !ok {
 		return
 	}
 	if claims, ok := s.gate(w, r, req); ok {
 		writeJSON(w, http.StatusOK, claims)
 	}
+}
+
+// requirement reads the request's query, answering 400 itself (ok false)
+// when it is malformed. That is the gateway's configuration at fault, not
+// the client, so it is logged for the operator too.
+func (s *server) requirement(w http.ResponseWriter, r *http.Request) (requirement, bool) {
+	req, err := parseRequirement(r.URL.RawQuery)
+	if err != nil {
+		s.log.Warn("forward auth: malformed query, check the gateway's configuration", "path", r.URL.Path, "err", err.Error())
+		writeError(w, http.StatusBadRequest, err.Error())
+		return req, false
+	}
+	return req, true
 }
 
 // gate checks the request's bearer token against req. On a pass it sets the
