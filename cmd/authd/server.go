@@ -49,7 +49,7 @@ func (s *server) routes() http.Handler {
 	mux.Handle("/client/{id}/rotate-secret", methods{http.MethodPost: s.rotateSecret})
 	mux.Handle("/clients", methods{http.MethodGet: s.listClients})
 	mux.Handle("/auth", methods{http.MethodPost: s.authenticate})
-	mux.Handle("/verify", methods{http.MethodPost: s.verify})
+	s.gatewayRoutes(mux) // /verify: GET for gateways, POST for the seed's clients (gateway.go)
 	mux.Handle("/logout", methods{http.MethodPost: s.logout})
 	mux.Handle("/healthz", methods{http.MethodGet: s.healthz})
 	mux.Handle("/readyz", methods{http.MethodGet: s.readyz})
