@@ -32,7 +32,7 @@ import (
 const (
 	headerSubject = "X-Auth-Subject" // the token's sub: the client_id
 	headerScope   = "X-Auth-Scope"   // its scopes, space-separated (may be empty)
-	headerAdmin   = "X-Auth-Admin"   // "true" or "false": the token's isAdmin claim
+	headerAdmin   = "X-Auth-Admin"   // "true" or "false": whether the client is an admin now
 	headerExpires = "X-Auth-Expires" // its exp, in unix seconds
 )
 
@@ -270,10 +270,17 @@ func (s *server) gate(w http.ResponseWriter, r *http.Request, req requirement) (
 		writeError(w, http.StatusForbidden, "the token lacks "+strings.Join(missing, " and "))
 		return nil, false
 	}
+	// Admin rights are the client's now, not the claim's (which outlives a
+	// demotion); the record comes from memory, like Verify's checks.
+	c, err := s.auth.Client(r.Context(), claims.Subject)
+	if err != nil {
+		s.fail(w, r, err)
+		return nil, false
+	}
 	h := w.Header()
 	h.Set(headerSubject, claims.Subject)
 	h.Set(headerScope, claims.Scope)
-	h.Set(headerAdmin, strconv.FormatBool(claims.IsAdmin))
+	h.Set(headerAdmin, strconv.FormatBool(c.IsAdmin))
 	h.Set(headerExpires, strconv.FormatInt(claims.ExpiresAt, 10))
 	return claims, true
 }

@@ -265,7 +265,7 @@ func manyScopes(n int) string {
 // outage is 503; none of them carries an X-Auth-* header.
 func TestForwardAuthRefusals(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dbURL string) {
-		ts := newTestServer(t, dbURL)
+		ts := newTestServerWith(t, dbURL, authsvc.Config{PollInterval: 20 * time.Millisecond, MaxStaleness: 300 * time.Millisecond})
 		_, secret := ts.createClient(url.Values{"client_id": {"notes"}, "scope": {"notes:read"}})
 		good := ts.token("notes", secret)
 		expired := ts.expiredToken("notes", secret)
@@ -330,9 +330,14 @@ func TestForwardAuthRefusals(t *testing.T) {
 		if strings.Contains(ts.logs.String(), good) || strings.Contains(ts.logs.String(), expired) {
 			t.Fatal("a token reached the log")
 		}
-		// The store down: 503, fail closed, for a token that was valid.
+		// The store down: once memory is older than MaxStaleness, 503, fail
+		// closed, for a token that was valid.
 		ts.store.Close()
-		r = ts.do(http.MethodGet, "/verify", "", "", bearerHeader(good))
+		deadline := time.Now().Add(3 * time.Second)
+		for r = ts.do(http.MethodGet, "/verify", "", "", bearerHeader(good)); r.status == 200 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+			r = ts.do(http.MethodGet, "/verify", "", "", bearerHeader(good))
+		}
 		expectRefusal(t, "store down", r, 503, "")
 		if r.header.Get("Retry-After") == "" || strings.Contains(r.raw, "sql") || strings.Contains(r.raw, "closed") {
 			t.Errorf("store down: %v %s", r.header, r.raw)
@@ -423,5 +428,23 @@ func BenchmarkForwardAuth(b *testing.B) {
 		if resp.StatusCode != 200 {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
+	}
+}
+
+// TestForwardAuthAdminIsCurrent: X-Auth-Admin follows a demotion at once,
+// although the token still says isAdmin.
+func TestForwardAuthAdminIsCurrent(t *testing.T) {
+	ts := newTestServer(t, testdb.SQLite(t))
+	_, secret := ts.createClient(url.Values{"client_id": {"boss"}, "is_admin": {"true"}})
+	tok := ts.token("boss", secret)
+	if r := ts.do(http.MethodGet, "/verify", "", "", bearerHeader(tok)); r.header.Get("X-Auth-Admin") != "true" {
+		t.Fatalf("admin: %v", r.header)
+	}
+	no := false
+	if _, err := ts.auth.UpdateClient(context.Background(), "boss", authsvc.ClientUpdate{IsAdmin: &no}); err != nil {
+		t.Fatal(err)
+	}
+	if r := ts.do(http.MethodGet, "/verify", "", "", bearerHeader(tok)); r.status != 200 || r.header.Get("X-Auth-Admin") != "false" {
+		t.Fatalf("after demotion: %d %v", r.status, r.header)
 	}
 }
