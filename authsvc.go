@@ -193,8 +193,9 @@ type Token struct {
 }
 
 // Authenticator issues, verifies and revokes tokens for the clients in its
-// Store. It is safe for concurrent use. It starts no goroutine; Close releases
-// nothing but the Authenticator itself (close the Store separately).
+// Store. It is safe for concurrent use. New starts two goroutines that keep
+// its in-memory state current with the store; Close stops them (close the
+// Store separately, after).
 type Authenticator struct {
 	store    Store
 	cfg      Config
