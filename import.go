@@ -37,20 +37,11 @@ type ImportedClient struct {
 // the row id is, and ErrInvalidArgument for a malformed client_id or a hash
 // that is not 40 hex digits.
 func (a *Authenticator) ImportClient(ctx context.Context, ic ImportedClient) (*Client, error) {
-	if err := checkClientID(ic.ID); err != nil {
+	if err := ic.Validate(); err != nil {
 		return nil, err
 	}
-	hash, err := LegacySHA1Hash(ic.LegacyHash)
-	if err != nil {
-		return nil, err
-	}
-	if ic.RowID < 0 {
-		return nil, fmt.Errorf("%w: negative row id", ErrInvalidArgument)
-	}
-	scopes, err := normalizeScopes(ic.Scopes)
-	if err != nil {
-		return nil, err
-	}
+	hash, _ := LegacySHA1Hash(ic.LegacyHash)
+	scopes, _ := normalizeScopes(ic.Scopes)
 	now := a.now().UTC().Truncate(time.Second)
 	rec := &ClientRecord{
 		Client: Client{
@@ -70,6 +61,23 @@ func (a *Authenticator) ImportClient(ctx context.Context, ic ImportedClient) (*C
 	a.state.putClient(rec.ID, rec)
 	c := rec.Client
 	return &c, nil
+}
+
+// Validate checks what ImportClient checks before it writes: the
+// client_id, the hash, the row id and the scopes. Its errors wrap
+// ErrInvalidArgument or ErrInvalidScope and never quote the hash.
+func (ic ImportedClient) Validate() error {
+	if err := checkClientID(ic.ID); err != nil {
+		return err
+	}
+	if _, err := LegacySHA1Hash(ic.LegacyHash); err != nil {
+		return err
+	}
+	if ic.RowID < 0 {
+		return fmt.Errorf("%w: negative row id", ErrInvalidArgument)
+	}
+	_, err := normalizeScopes(ic.Scopes)
+	return err
 }
 
 // LegacySHA1Hash checks a seed-service secret hash (40 hex digits, either
