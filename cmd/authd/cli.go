@@ -33,7 +33,7 @@ var keyDecoders = []func(string) ([]byte, error){
 // Errors that tell run which exit code to return; the message has been
 // printed already.
 var (
-	errUsage = errors.New("usage")     // exit 2: bad command line, usage on stderr
+	errUsage = errors.New("usage")      // exit 2: bad command line, usage on stderr
 	errHelp  = errors.New("help shown") // exit 0: --help, usage on stdout
 )
 
