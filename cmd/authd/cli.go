@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -593,6 +594,12 @@ func cmdKeysList(ctx context.Context, c *command, args []string) error {
 	}
 	defer done()
 	keys := a.Keys()
+	slices.SortStableFunc(keys, func(x, y authsvc.KeyInfo) int {
+		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+			return c
+		}
+		return x.ActivateAt.Compare(y.ActivateAt)
+	})
 	if *asJSON {
 		out := make([]keyJSON, len(keys))
 		for i, k := range keys {
@@ -606,12 +613,16 @@ func cmdKeysList(ctx context.Context, c *command, args []string) error {
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KID\tALG\tCREATED\tACTIVATES\tSIGNING")
+	now := time.Now()
 	for _, k := range keys {
-		signing := ""
-		if k.Signing {
+		signing := "-"
+		switch {
+		case k.Signing:
 			signing = "yes"
+		case k.ActivateAt.After(now):
+			signing = "pending"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Alg, stamp(k.CreatedAt), stamp(k.ActivateAt), orDash(signing))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Alg, stamp(k.CreatedAt), stamp(k.ActivateAt), signing)
 	}
 	return tw.Flush()
 }
