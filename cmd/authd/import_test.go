@@ -272,8 +272,15 @@ func TestImportSeed(t *testing.T) {
 			if c, _ := ts.auth.Clients(ctx); len(c) != 4 { // 3 imported + the test server's admin
 				t.Fatalf("%d clients after a second import", len(c))
 			}
-			// The dry run now sees them too, and the hashes stay modern.
+			// The dry run now sees them too, and writes nothing.
+			last, err := ts.store.LastChange(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
 			dry = importSeed(t, "--from", flaskURL, "--dry-run")
+			if now, err := ts.store.LastChange(ctx); err != nil || now != last {
+				t.Fatalf("a dry run wrote to authd's store: change %d → %d, %v", last, now, err)
+			}
 			checkCounts(t, "dry run after import", dry, 0, 3, 1, 0)
 			if !dry.StoreInitialised {
 				t.Fatal("dry run does not see the store")
