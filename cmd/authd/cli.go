@@ -414,25 +414,34 @@ func cmdClientList(ctx context.Context, c *command, args []string) error {
 	return tw.Flush()
 }
 
+// onClient opens the store, applies do to the client id and prints the
+// client do returns: as JSON, or with text for people.
+func (c *command) onClient(ctx context.Context, id string, asJSON bool,
+	do func(a *authsvc.Authenticator) (*authsvc.Client, error), text func(w io.Writer, cl authsvc.Client) error) error {
+	a, done, err := openCLI(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	cl, err := do(a)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", c.name, id, err)
+	}
+	if asJSON {
+		return printJSON(c.stdout, toCLIClient(*cl))
+	}
+	return text(c.stdout, *cl)
+}
+
 func cmdClientShow(ctx context.Context, c *command, args []string) error {
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	pos, err := c.parse(args, 1, 1, "one client_id")
 	if err != nil {
 		return err
 	}
-	a, done, err := openCLI(ctx)
-	if err != nil {
-		return err
-	}
-	defer done()
-	cl, err := a.Client(ctx, pos[0])
-	if err != nil {
-		return fmt.Errorf("client show %q: %w", pos[0], err)
-	}
-	if *asJSON {
-		return printJSON(c.stdout, toCLIClient(*cl))
-	}
-	return printClient(c.stdout, *cl)
+	return c.onClient(ctx, pos[0], *asJSON, func(a *authsvc.Authenticator) (*authsvc.Client, error) {
+		return a.Client(ctx, pos[0])
+	}, printClient)
 }
 
 func cmdClientUpdate(ctx context.Context, c *command, args []string) error {
@@ -456,20 +465,12 @@ func cmdClientUpdate(ctx context.Context, c *command, args []string) error {
 	if u.IsAdmin == nil && u.Scopes == nil {
 		return c.usageError("nothing to change: give --admin=true|false or --scope")
 	}
-	a, done, err := openCLI(ctx)
-	if err != nil {
-		return err
-	}
-	defer done()
-	cl, err := a.UpdateClient(ctx, pos[0], u)
-	if err != nil {
-		return fmt.Errorf("client update %q: %w", pos[0], err)
-	}
-	if *asJSON {
-		return printJSON(c.stdout, toCLIClient(*cl))
-	}
-	fmt.Fprintf(c.stdout, "updated %s\n\n", cl.ID)
-	return printClient(c.stdout, *cl)
+	return c.onClient(ctx, pos[0], *asJSON, func(a *authsvc.Authenticator) (*authsvc.Client, error) {
+		return a.UpdateClient(ctx, pos[0], u)
+	}, func(w io.Writer, cl authsvc.Client) error {
+		fmt.Fprintf(w, "updated %s\n\n", cl.ID)
+		return printClient(w, cl)
+	})
 }
 
 func cmdClientDelete(ctx context.Context, c *command, args []string) error {
@@ -553,21 +554,13 @@ func cmdClientLogout(ctx context.Context, c *command, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, done, err := openCLI(ctx)
-	if err != nil {
+	return c.onClient(ctx, pos[0], *asJSON, func(a *authsvc.Authenticator) (*authsvc.Client, error) {
+		return a.LogoutClient(ctx, pos[0])
+	}, func(w io.Writer, cl authsvc.Client) error {
+		_, err := fmt.Fprintf(w, "logged out %s everywhere: its tokens issued before %s are refused from now on.\nIts secret still works: new tokens are accepted.\n",
+			cl.ID, stamp(cl.TokensValidAfter))
 		return err
-	}
-	defer done()
-	cl, err := a.LogoutClient(ctx, pos[0])
-	if err != nil {
-		return fmt.Errorf("client logout %q: %w", pos[0], err)
-	}
-	if *asJSON {
-		return printJSON(c.stdout, toCLIClient(*cl))
-	}
-	fmt.Fprintf(c.stdout, "logged out %s everywhere: its tokens issued before %s are refused from now on.\nIts secret still works: new tokens are accepted.\n",
-		cl.ID, stamp(cl.TokensValidAfter))
-	return nil
+	})
 }
 
 // keyJSON is a signing key as the CLI prints it (never its private part).

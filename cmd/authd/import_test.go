@@ -20,19 +20,6 @@ import (
 	"github.com/authsvc/authsvc/internal/testdb"
 )
 
-// flaskSchema is the Flask service's schema exactly as its article creates
-// it (the same as the library's store_test.go).
-const flaskSchema = `
-CREATE TABLE public.clients (
-    "Id" integer NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    "ClientId" character varying(128) NOT NULL UNIQUE,
-    "ClientSecret" character varying(256) NOT NULL,
-    "IsAdmin" boolean NOT NULL
-);
-CREATE TABLE public.blacklist (
-    token character varying(256) NOT NULL
-);`
-
 // flaskHash is how the Flask service stores a secret:
 // hashlib.sha1(secret.encode()).hexdigest().
 func flaskHash(secret string) string {
@@ -173,7 +160,7 @@ func TestImportSeed(t *testing.T) {
 	for _, target := range []string{"sqlite", "same postgres"} {
 		t.Run(target, func(t *testing.T) {
 			flaskURL := testdb.Postgres(t)
-			ids := seedFlaskDB(t, flaskURL, flaskSchema, flaskClients)
+			ids := seedFlaskDB(t, flaskURL, testdb.FlaskSchema, flaskClients)
 			storeURL := flaskURL // authd's tables beside the Flask service's
 			if target == "sqlite" {
 				storeURL = testdb.SQLite(t)
@@ -311,7 +298,7 @@ func TestImportSeed(t *testing.T) {
 // old secrets.
 func TestImportSeedFlaskDotenv(t *testing.T) {
 	flaskURL := testdb.Postgres(t)
-	ids := seedFlaskDB(t, flaskURL, flaskSchema, flaskClients)
+	ids := seedFlaskDB(t, flaskURL, testdb.FlaskSchema, flaskClients)
 	u, err := url.Parse(flaskURL)
 	if err != nil {
 		t.Fatal(err)
@@ -373,7 +360,7 @@ func TestImportSeedFlaskDotenv(t *testing.T) {
 // reported and skipped; --renumber imports it with a new id.
 func TestImportSeedRowIDTaken(t *testing.T) {
 	flaskURL := testdb.Postgres(t)
-	ids := seedFlaskDB(t, flaskURL, flaskSchema, flaskClients[:2])
+	ids := seedFlaskDB(t, flaskURL, testdb.FlaskSchema, flaskClients[:2])
 	storeURL := testdb.SQLite(t)
 	cliEnv(t, storeURL)
 	// Ids 1 and 2 in authd: 2 is the Flask admin's.
@@ -410,7 +397,7 @@ func TestImportSeedRowIDTaken(t *testing.T) {
 // the first (lowest "Id") imported.
 func TestImportSeedShippedSchema(t *testing.T) {
 	flaskURL := testdb.Postgres(t)
-	shipped := strings.Replace(flaskSchema, `NOT NULL UNIQUE`, `NOT NULL`, 1)
+	shipped := strings.Replace(testdb.FlaskSchema, `NOT NULL UNIQUE`, `NOT NULL`, 1)
 	ids := seedFlaskDB(t, flaskURL, shipped, []flaskClient{
 		{clientID: "dup", secret: "first-secret"},
 		{clientID: "dup", secret: "second-secret"},
@@ -452,7 +439,7 @@ func TestImportSeedErrors(t *testing.T) {
 
 	// Without a blacklist table the clients still import.
 	noBlacklist := testdb.Postgres(t)
-	seedFlaskDB(t, noBlacklist, flaskSchema, flaskClients[:1])
+	seedFlaskDB(t, noBlacklist, testdb.FlaskSchema, flaskClients[:1])
 	nb := sqlx.MustOpen("postgres", noBlacklist)
 	defer nb.Close()
 	if _, err := nb.Exec(`DROP TABLE blacklist`); err != nil {
