@@ -13,18 +13,6 @@ import (
 	"github.com/authsvc/authsvc/internal/testdb"
 )
 
-// seedSchema is the Flask service's schema, as its article creates it.
-const seedSchema = `
-CREATE TABLE public.clients (
-    "Id" integer NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    "ClientId" character varying(128) NOT NULL UNIQUE,
-    "ClientSecret" character varying(256) NOT NULL,
-    "IsAdmin" boolean NOT NULL
-);
-CREATE TABLE public.blacklist (
-    token character varying(256) NOT NULL
-);`
-
 // TestSharesSeedDatabase: a Flask user keeps their .env, so authd opens the
 // very database the Flask service used. Its tables must not clash with ours
 // and must be left as they are.
@@ -36,7 +24,7 @@ func TestSharesSeedDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(seedSchema); err != nil {
+	if _, err := db.Exec(testdb.FlaskSchema); err != nil {
 		t.Fatal(err)
 	}
 	sum := sha1.Sum([]byte("flask-secret"))

@@ -1,15 +1,21 @@
 package main
 
+// The operator's command line: parsing, help and printing only; what the
+// commands do is the library's.
+
 import (
 	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,124 +31,627 @@ var keyDecoders = []func(string) ([]byte, error){
 	hex.DecodeString,
 }
 
-const clientUsage = `usage:
-  authd client create --id ID [--secret-stdin] [--admin] [--scope "a b"] [--json]
-  authd client list [--json]
-  authd client delete ID
-`
+// Errors that tell run which exit code to return; the message has been
+// printed already.
+var (
+	errUsage = errors.New("usage")      // exit 2: bad command line, usage on stderr
+	errHelp  = errors.New("help shown") // exit 0: --help, usage on stdout
+)
 
-// cmdClient manages clients directly in the store, so that an operator can
-// make the first admin without HTTP.
-func cmdClient(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, clientUsage)
-		return errUsage
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("authd client "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	var id, scope *string
-	var admin, secretStdin *bool
-	switch sub {
-	case "create":
-		id = fs.String("id", "", "client_id (required)")
-		scope = fs.String("scope", "", "space-separated scopes the client may request")
-		admin = fs.Bool("admin", false, "make it an admin (may manage clients over HTTP)")
-		secretStdin = fs.Bool("secret-stdin", false, "read a chosen secret (16+ characters) from standard input instead of generating one")
-	case "list", "delete":
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, clientUsage)
-		return nil
-	default:
-		fmt.Fprintf(stderr, "authd client: unknown subcommand %q\n\n%s", sub, clientUsage)
-		return errUsage
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
+// cmdIO is a command's standard streams.
+type cmdIO struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// commandSpec describes one command for its usage message.
+type commandSpec struct {
+	name  string // "client show"
+	args  string // what follows the name in the synopsis
+	about string
+}
+
+// commands is every command, in the order usage lists them.
+var commands = []commandSpec{
+	{"serve", "", "Run the server (the default command). Configured by the environment only."},
+	{"client create", `--id ID [--admin] [--scope "a b"] [--secret-stdin] [--json]`,
+		"Register a client. Its secret is generated (or read from standard input) and shown once."},
+	{"client list", "[--json]", "List the clients (never their secrets)."},
+	{"client show", "ID [--json]", "Show one client, with its log-out-everywhere cut-off if any."},
+	{"client update", `ID [--admin=true|false] [--scope "a b"] [--json]`,
+		"Change a client's admin flag or scopes; only the flags given change. Tokens already issued keep their claims."},
+	{"client delete", "ID [--json]", "Delete a client. Its tokens are refused at once, even those not yet expired."},
+	{"client rotate-secret", "ID [--grace 24h] [--logout-everywhere] [--secret-stdin] [--json]",
+		"Give a client a new secret, shown once. With --grace the previous secret keeps working that long,\nso its callers can switch without an outage."},
+	{"client logout", "ID [--json]",
+		"Log a client out everywhere: every token it was issued until now is refused from now on.\nIts secret stays valid, so it can get new tokens."},
+	{"keys list", "[--json]", "List the signing keys published in the JWKS, and which one signs now."},
+	{"keys rotate", "[--json]",
+		"Start a staged key rotation: the new key is published in the JWKS now and signs new tokens only\nafter the JWKS cache lifetime, so no verifier meets an unknown kid. The old key stays published\nuntil the tokens it signed have expired."},
+	{"import-seed", "[--from postgres://…] [--dry-run] [--renumber] [--json]",
+		"Import the clients of the Flask tutorial service's PostgreSQL database into authd's store, with\ntheir SHA-1 secret hashes: they log in with their old secrets, and each hash is upgraded to\nargon2id at the client's first login. Clients authd already has are skipped, so running it\ntwice is safe."},
+	{"migrate", "", "Apply the database migrations and exit."},
+	{"version", "[--json]", "Print the version."},
+}
+
+func specOf(name string) commandSpec {
+	for _, c := range commands {
+		if c.name == name {
+			return c
 		}
+	}
+	panic("authd: no command spec for " + name)
+}
+
+// usageText lists the commands whose name starts with prefix ("" for all).
+func usageText(prefix string) string {
+	var b strings.Builder
+	b.WriteString("usage:\n")
+	if prefix == "" {
+		b.WriteString("  authd                 run the server (= authd serve)\n")
+	}
+	for _, c := range commands {
+		if strings.HasPrefix(c.name, prefix) {
+			fmt.Fprintf(&b, "  %s\n", strings.TrimSpace("authd "+c.name+" "+c.args))
+		}
+	}
+	if prefix == "" {
+		b.WriteString("  authd help COMMAND    help on a command (or: authd COMMAND --help)\n")
+	}
+	b.WriteString(`
+Configuration: AUTHSVC_* environment variables and a .env file in the working
+directory, as for the server; the Flask service's DBNAME, DBUSER, DBPASSWORD,
+AUTHSECRET and EXPIRESSECONDS work too (see README.md).
+`)
+	return b.String()
+}
+
+// command is a parsed command line of one command.
+type command struct {
+	commandSpec
+	fs *flag.FlagSet
+	cmdIO
+}
+
+func newCommand(name string, x cmdIO) *command {
+	fs := flag.NewFlagSet("authd "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // parse errors are printed by parse, help by usage
+	fs.Usage = func() {}
+	return &command{commandSpec: specOf(name), fs: fs, cmdIO: x}
+}
+
+func (c *command) usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", strings.TrimSpace("authd "+c.name+" "+c.args), c.about)
+	hasFlags := false
+	c.fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		fmt.Fprintln(w, "\nflags:")
+		c.fs.SetOutput(w)
+		c.fs.PrintDefaults()
+		c.fs.SetOutput(io.Discard)
+	}
+}
+
+// usageError prints msg and the usage on stderr and returns errUsage.
+func (c *command) usageError(format string, a ...any) error {
+	fmt.Fprintf(c.stderr, "authd %s: %s\n\n", c.name, fmt.Sprintf(format, a...))
+	c.usage(c.stderr)
+	return errUsage
+}
+
+// parse parses args, whose flags may come before or after the positional
+// arguments ("client delete ID --json"), and checks that there are from
+// min to max positional ones, described by what ("a client_id").
+func (c *command) parse(args []string, min, max int, what string) ([]string, error) {
+	pos, err := parseInterleaved(c.fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		c.usage(c.stdout)
+		return nil, errHelp
+	}
+	if err != nil {
+		return nil, c.usageError("%v", err)
+	}
+	switch {
+	case len(pos) < min:
+		return nil, c.usageError("missing %s", what)
+	case len(pos) > max && max == 0:
+		return nil, c.usageError("unexpected argument %q", pos[0])
+	case len(pos) > max:
+		return nil, c.usageError("want %s, got %d arguments", what, len(pos))
+	}
+	return pos, nil
+}
+
+// parseInterleaved is fs.Parse letting flags follow positional arguments;
+// everything after "--" is positional.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // Parse reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			flags = append(flags, args[i+1])
+			i++
+		}
+	}
+	if err := fs.Parse(flags); err != nil {
+		return nil, err
+	}
+	return pos, nil
+}
+
+// runners run each command; run dispatches to them.
+var runners = map[string]func(ctx context.Context, c *command, args []string) error{
+	"serve":                cmdServe,
+	"migrate":              cmdMigrate,
+	"version":              cmdVersion,
+	"client create":        cmdClientCreate,
+	"client list":          cmdClientList,
+	"client show":          cmdClientShow,
+	"client update":        cmdClientUpdate,
+	"client delete":        cmdClientDelete,
+	"client rotate-secret": cmdClientRotateSecret,
+	"client logout":        cmdClientLogout,
+	"keys list":            cmdKeysList,
+	"keys rotate":          cmdKeysRotate,
+	"import-seed":          cmdImportSeed,
+}
+
+// groups are the commands that take a subcommand.
+var groups = map[string]bool{"client": true, "keys": true}
+
+func isHelp(s string) bool {
+	return s == "-h" || s == "--help" || s == "-help" || s == "help"
+}
+
+// dispatch finds the command args name and runs it.
+func dispatch(ctx context.Context, args []string, x cmdIO) error {
+	if len(args) == 0 {
+		args = []string{"serve"}
+	}
+	switch {
+	case isHelp(args[0]) && len(args) == 1:
+		fmt.Fprint(x.stdout, usageText(""))
+		return errHelp
+	case isHelp(args[0]):
+		return dispatch(ctx, append(args[1:len(args):len(args)], "--help"), x)
+	case args[0] == "--version" || args[0] == "-version":
+		args = append([]string{"version"}, args[1:]...)
+	}
+	name, rest := args[0], args[1:]
+	if groups[name] {
+		switch {
+		case len(rest) == 0:
+			fmt.Fprintf(x.stderr, "authd %s: missing subcommand\n\n%s", name, usageText(name+" "))
+			return errUsage
+		case isHelp(rest[0]):
+			fmt.Fprint(x.stdout, usageText(name+" "))
+			return errHelp
+		}
+		name, rest = name+" "+rest[0], rest[1:]
+	}
+	r, ok := runners[name]
+	if !ok {
+		prefix := ""
+		if g, _, _ := strings.Cut(name, " "); groups[g] {
+			prefix = g + " "
+		}
+		fmt.Fprintf(x.stderr, "authd: unknown command %q\n\n%s", name, usageText(prefix))
 		return errUsage
 	}
+	return r(ctx, newCommand(name, x), rest)
+}
+
+// openCLI loads the configuration and opens the Authenticator on the
+// configured store, as the server would. close releases both.
+func openCLI(ctx context.Context) (a *authsvc.Authenticator, close func(), err error) {
 	cfg, err := loadConfig(".env")
 	if err != nil {
+		return nil, nil, err
+	}
+	store, a, err := openAuthenticator(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, func() { a.Close(); store.Close() }, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// cliClient is a client as the CLI prints it in JSON: never a secret or a
+// hash.
+type cliClient struct {
+	clientJSON
+	// TokensValidAfter is the log-out-everywhere cut-off, or null.
+	TokensValidAfter *time.Time `json:"tokens_valid_after"`
+}
+
+func toCLIClient(c authsvc.Client) cliClient {
+	out := cliClient{clientJSON: toClientJSON(c)}
+	if !c.TokensValidAfter.IsZero() {
+		t := c.TokensValidAfter.UTC()
+		out.TokensValidAfter = &t
+	}
+	return out
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// printClient prints a client for people, one field a line.
+func printClient(w io.Writer, c authsvc.Client) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	fmt.Fprintf(tw, "client_id:\t%s\n", c.ID)
+	fmt.Fprintf(tw, "id:\t%d\n", c.RowID)
+	fmt.Fprintf(tw, "admin:\t%t\n", c.IsAdmin)
+	fmt.Fprintf(tw, "scope:\t%s\n", orDash(strings.Join(c.Scopes, " ")))
+	cut := "none"
+	if !c.TokensValidAfter.IsZero() {
+		cut = "tokens issued before " + stamp(c.TokensValidAfter) + " are refused"
+	}
+	fmt.Fprintf(tw, "logged out:\t%s\n", cut)
+	fmt.Fprintf(tw, "created:\t%s\n", stamp(c.CreatedAt))
+	fmt.Fprintf(tw, "updated:\t%s\n", stamp(c.UpdatedAt))
+	return tw.Flush()
+}
+
+// readSecret reads a chosen secret, the first line of stdin.
+func readSecret(stdin io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(stdin, authsvc.MaxSecretLen+2)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("read secret: %w", err)
+	}
+	secret := strings.TrimRight(line, "\r\n")
+	if secret == "" {
+		return "", errors.New("--secret-stdin given but standard input is empty")
+	}
+	return secret, nil
+}
+
+func cmdClientCreate(ctx context.Context, c *command, args []string) error {
+	id := c.fs.String("id", "", "client_id (required)")
+	scope := c.fs.String("scope", "", "space-separated scopes the client may request")
+	admin := c.fs.Bool("admin", false, "make it an admin (may manage clients over HTTP)")
+	secretStdin := c.fs.Bool("secret-stdin", false, "read a chosen secret (16+ characters) from the first line of standard input instead of generating one")
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if _, err := c.parse(args, 0, 0, ""); err != nil {
 		return err
 	}
-	log := slog.New(slog.DiscardHandler)
-	store, a, err := openAuthenticator(ctx, cfg, log)
+	if *id == "" {
+		return c.usageError("--id is required")
+	}
+	var secret string
+	if *secretStdin {
+		var err error
+		if secret, err = readSecret(c.stdin); err != nil {
+			return fmt.Errorf("client create: %w", err)
+		}
+	}
+	a, done, err := openCLI(ctx)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	defer a.Close()
-
-	switch sub {
-	case "create":
-		if fs.NArg() > 0 {
-			return fmt.Errorf("client create: unexpected argument %q (use --id)", fs.Arg(0))
-		}
-		if *id == "" {
-			return fmt.Errorf("client create: --id is required")
-		}
-		var secret string
-		if *secretStdin {
-			line, err := bufio.NewReader(io.LimitReader(stdin, authsvc.MaxSecretLen+2)).ReadString('\n')
-			if err != nil && err != io.EOF {
-				return fmt.Errorf("client create: read secret: %w", err)
-			}
-			if secret = strings.TrimRight(line, "\r\n"); secret == "" {
-				return fmt.Errorf("client create: --secret-stdin given but standard input is empty")
-			}
-		}
-		c, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: *id, Secret: secret, IsAdmin: *admin, Scopes: authsvc.ParseScope(*scope)})
-		if err != nil {
-			return fmt.Errorf("client create: %w", err)
-		}
-		if *asJSON {
-			out := struct {
-				clientJSON
-				ClientSecret string `json:"client_secret"`
-			}{toClientJSON(*c), secret}
-			return json.NewEncoder(stdout).Encode(out)
-		}
-		fmt.Fprintf(stdout, "client_id:     %s\nclient_secret: %s\nadmin:         %t\nscope:         %s\n",
-			c.ID, secret, c.IsAdmin, strings.Join(c.Scopes, " "))
-		if !*secretStdin {
-			fmt.Fprintln(stdout, "\nThe secret is shown only now: store it safely.")
-		}
-		return nil
-	case "list":
-		if fs.NArg() > 0 {
-			return fmt.Errorf("client list: unexpected argument %q", fs.Arg(0))
-		}
-		clients, err := a.Clients(ctx)
-		if err != nil {
-			return fmt.Errorf("client list: %w", err)
-		}
-		if *asJSON {
-			out := make([]clientJSON, len(clients))
-			for i, c := range clients {
-				out[i] = toClientJSON(c)
-			}
-			return json.NewEncoder(stdout).Encode(out)
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "CLIENT_ID\tID\tADMIN\tSCOPE\tCREATED")
-		for _, c := range clients {
-			fmt.Fprintf(tw, "%s\t%d\t%t\t%s\t%s\n", c.ID, c.RowID, c.IsAdmin, strings.Join(c.Scopes, " "), c.CreatedAt.Format(time.RFC3339))
-		}
-		return tw.Flush()
-	case "delete":
-		if fs.NArg() != 1 {
-			return fmt.Errorf("client delete: give exactly one client_id")
-		}
-		if err := a.DeleteClient(ctx, fs.Arg(0)); err != nil {
-			return fmt.Errorf("client delete %s: %w", fs.Arg(0), err)
-		}
-		if *asJSON {
-			return json.NewEncoder(stdout).Encode(map[string]any{"success": true, "client_id": fs.Arg(0)})
-		}
-		fmt.Fprintf(stdout, "deleted %s\n", fs.Arg(0))
+	defer done()
+	cl, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: *id, Secret: secret, IsAdmin: *admin, Scopes: authsvc.ParseScope(*scope)})
+	if err != nil {
+		return fmt.Errorf("client create %q: %w", *id, err)
 	}
+	if *asJSON {
+		return printJSON(c.stdout, struct {
+			cliClient
+			ClientSecret string `json:"client_secret"`
+		}{toCLIClient(*cl), secret})
+	}
+	fmt.Fprintf(c.stdout, "client_id:     %s\nclient_secret: %s\nid:            %d\nadmin:         %t\nscope:         %s\n",
+		cl.ID, secret, cl.RowID, cl.IsAdmin, orDash(strings.Join(cl.Scopes, " ")))
+	if !*secretStdin {
+		fmt.Fprintln(c.stdout, "\nThe secret is shown only now: store it safely.")
+	}
+	return nil
+}
+
+func cmdClientList(ctx context.Context, c *command, args []string) error {
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if _, err := c.parse(args, 0, 0, ""); err != nil {
+		return err
+	}
+	a, done, err := openCLI(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	clients, err := a.Clients(ctx)
+	if err != nil {
+		return fmt.Errorf("client list: %w", err)
+	}
+	if *asJSON {
+		out := make([]cliClient, len(clients))
+		for i, cl := range clients {
+			out[i] = toCLIClient(cl)
+		}
+		return printJSON(c.stdout, out)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLIENT_ID\tID\tADMIN\tSCOPE\tCREATED\tLOGGED_OUT_BEFORE")
+	for _, cl := range clients {
+		fmt.Fprintf(tw, "%s\t%d\t%t\t%s\t%s\t%s\n", cl.ID, cl.RowID, cl.IsAdmin, orDash(strings.Join(cl.Scopes, " ")),
+			stamp(cl.CreatedAt), stamp(cl.TokensValidAfter))
+	}
+	return tw.Flush()
+}
+
+// onClient opens the store, applies do to the client id and prints the
+// client do returns: as JSON, or with text for people.
+func (c *command) onClient(ctx context.Context, id string, asJSON bool,
+	do func(a *authsvc.Authenticator) (*authsvc.Client, error), text func(w io.Writer, cl authsvc.Client) error) error {
+	a, done, err := openCLI(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	cl, err := do(a)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", c.name, id, err)
+	}
+	if asJSON {
+		return printJSON(c.stdout, toCLIClient(*cl))
+	}
+	return text(c.stdout, *cl)
+}
+
+func cmdClientShow(ctx context.Context, c *command, args []string) error {
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	pos, err := c.parse(args, 1, 1, "one client_id")
+	if err != nil {
+		return err
+	}
+	return c.onClient(ctx, pos[0], *asJSON, func(a *authsvc.Authenticator) (*authsvc.Client, error) {
+		return a.Client(ctx, pos[0])
+	}, printClient)
+}
+
+func cmdClientUpdate(ctx context.Context, c *command, args []string) error {
+	admin := c.fs.Bool("admin", false, "make the client an admin (--admin or --admin=true) or not (--admin=false)")
+	scope := c.fs.String("scope", "", `replace the client's scopes (space-separated; "" removes them all)`)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	pos, err := c.parse(args, 1, 1, "one client_id")
+	if err != nil {
+		return err
+	}
+	var u authsvc.ClientUpdate
+	c.fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "admin":
+			u.IsAdmin = admin
+		case "scope":
+			scopes := authsvc.ParseScope(*scope)
+			u.Scopes = &scopes
+		}
+	})
+	if u.IsAdmin == nil && u.Scopes == nil {
+		return c.usageError("nothing to change: give --admin=true|false or --scope")
+	}
+	return c.onClient(ctx, pos[0], *asJSON, func(a *authsvc.Authenticator) (*authsvc.Client, error) {
+		return a.UpdateClient(ctx, pos[0], u)
+	}, func(w io.Writer, cl authsvc.Client) error {
+		fmt.Fprintf(w, "updated %s\n\n", cl.ID)
+		return printClient(w, cl)
+	})
+}
+
+func cmdClientDelete(ctx context.Context, c *command, args []string) error {
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	pos, err := c.parse(args, 1, 1, "one client_id")
+	if err != nil {
+		return err
+	}
+	a, done, err := openCLI(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := a.DeleteClient(ctx, pos[0]); err != nil {
+		return fmt.Errorf("client delete %q: %w", pos[0], err)
+	}
+	if *asJSON {
+		return printJSON(c.stdout, map[string]any{"success": true, "client_id": pos[0]})
+	}
+	fmt.Fprintf(c.stdout, "deleted %s: its tokens are refused from now on\n", pos[0])
+	return nil
+}
+
+func cmdClientRotateSecret(ctx context.Context, c *command, args []string) error {
+	grace := c.fs.Duration("grace", 0, "keep the previous secret valid this long (e.g. 24h); 0 ends it at once")
+	logout := c.fs.Bool("logout-everywhere", false, "also refuse every token issued to the client so far")
+	secretStdin := c.fs.Bool("secret-stdin", false, "read the new secret (16+ characters) from the first line of standard input instead of generating one")
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	pos, err := c.parse(args, 1, 1, "one client_id")
+	if err != nil {
+		return err
+	}
+	var secret string
+	if *secretStdin {
+		if secret, err = readSecret(c.stdin); err != nil {
+			return fmt.Errorf("client rotate-secret: %w", err)
+		}
+	}
+	a, done, err := openCLI(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	start := time.Now()
+	cl, secret, err := a.RotateSecret(ctx, pos[0], authsvc.RotateSecret{Secret: secret, Grace: *grace, LogoutEverywhere: *logout})
+	if err != nil {
+		return fmt.Errorf("client rotate-secret %q: %w", pos[0], err)
+	}
+	var oldUntil *time.Time
+	if *grace > 0 {
+		t := start.Add(*grace).UTC().Truncate(time.Second)
+		oldUntil = &t
+	}
+	if *asJSON {
+		return printJSON(c.stdout, struct {
+			cliClient
+			ClientSecret             string     `json:"client_secret"`
+			PreviousSecretValidUntil *time.Time `json:"previous_secret_valid_until"`
+		}{toCLIClient(*cl), secret, oldUntil})
+	}
+	fmt.Fprintf(c.stdout, "client_id:     %s\nclient_secret: %s\n\n", cl.ID, secret)
+	if oldUntil != nil {
+		fmt.Fprintf(c.stdout, "The previous secret stays valid for %s (until about %s).\n", *grace, stamp(*oldUntil))
+	} else {
+		fmt.Fprintln(c.stdout, "The previous secret no longer works.")
+	}
+	if *logout {
+		fmt.Fprintf(c.stdout, "Tokens issued before %s are refused.\n", stamp(cl.TokensValidAfter))
+	} else {
+		fmt.Fprintln(c.stdout, "Tokens issued so far stay valid until they expire (use --logout-everywhere or `authd client logout` to refuse them).")
+	}
+	if !*secretStdin {
+		fmt.Fprintln(c.stdout, "The new secret is shown only now: store it safely.")
+	}
+	return nil
+}
+
+func cmdClientLogout(ctx context.Context, c *command, args []string) error {
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	pos, err := c.parse(args, 1, 1, "one client_id")
+	if err != nil {
+		return err
+	}
+	return c.onClient(ctx, pos[0], *asJSON, func(a *authsvc.Authenticator) (*authsvc.Client, error) {
+		return a.LogoutClient(ctx, pos[0])
+	}, func(w io.Writer, cl authsvc.Client) error {
+		_, err := fmt.Fprintf(w, "logged out %s everywhere: its tokens issued before %s are refused from now on.\nIts secret still works: new tokens are accepted.\n",
+			cl.ID, stamp(cl.TokensValidAfter))
+		return err
+	})
+}
+
+// keyJSON is a signing key as the CLI prints it (never its private part).
+type keyJSON struct {
+	KID        string    `json:"kid"`
+	Alg        string    `json:"alg"`
+	CreatedAt  time.Time `json:"created_at"`
+	ActivateAt time.Time `json:"activate_at"`
+	Signing    bool      `json:"signing"`
+}
+
+func toKeyJSON(k authsvc.KeyInfo) keyJSON {
+	return keyJSON{KID: k.ID, Alg: k.Alg, CreatedAt: k.CreatedAt.UTC(), ActivateAt: k.ActivateAt.UTC(), Signing: k.Signing}
+}
+
+func cmdKeysList(ctx context.Context, c *command, args []string) error {
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if _, err := c.parse(args, 0, 0, ""); err != nil {
+		return err
+	}
+	a, done, err := openCLI(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	keys := a.Keys()
+	slices.SortStableFunc(keys, func(x, y authsvc.KeyInfo) int {
+		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+			return c
+		}
+		return x.ActivateAt.Compare(y.ActivateAt)
+	})
+	if *asJSON {
+		out := make([]keyJSON, len(keys))
+		for i, k := range keys {
+			out[i] = toKeyJSON(k)
+		}
+		return printJSON(c.stdout, out)
+	}
+	if len(keys) == 0 {
+		fmt.Fprintln(c.stdout, "No stored signing keys: tokens are signed HS256 with the shared secret (AUTHSVC_HMAC_SECRET or AUTHSECRET), which is never published.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tALG\tCREATED\tACTIVATES\tSIGNING")
+	now := time.Now()
+	for _, k := range keys {
+		signing := "-"
+		switch {
+		case k.Signing:
+			signing = "yes"
+		case k.ActivateAt.After(now):
+			signing = "pending"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Alg, stamp(k.CreatedAt), stamp(k.ActivateAt), signing)
+	}
+	return tw.Flush()
+}
+
+func cmdKeysRotate(ctx context.Context, c *command, args []string) error {
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if _, err := c.parse(args, 0, 0, ""); err != nil {
+		return err
+	}
+	a, done, err := openCLI(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	k, err := a.RotateKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("keys rotate: %w", err)
+	}
+	if *asJSON {
+		return printJSON(c.stdout, toKeyJSON(*k))
+	}
+	fmt.Fprintf(c.stdout, "new %s key %s\n", k.Alg, k.ID)
+	fmt.Fprintf(c.stdout, "published in the JWKS now; signs new tokens from %s\n", stamp(k.ActivateAt))
+	fmt.Fprintf(c.stdout, "(after the JWKS cache lifetime, %s, so every verifier has it by then).\n", a.JWKSMaxAge())
+	fmt.Fprintln(c.stdout, "The current key signs until then and stays published until the tokens it signed have expired.")
+	return nil
+}
+
+func cmdVersion(_ context.Context, c *command, args []string) error {
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if _, err := c.parse(args, 0, 0, ""); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(c.stdout, map[string]string{"version": version, "go": runtime.Version()})
+	}
+	fmt.Fprintf(c.stdout, "authd %s (%s)\n", version, runtime.Version())
 	return nil
 }

@@ -2,9 +2,13 @@
 // over HTTP, on an embedded SQLite file by default or on PostgreSQL.
 //
 //	authd [serve]                      run the server
-//	authd client create|list|delete    manage clients
+//	authd client create|list|show|update|delete|rotate-secret|logout
+//	authd keys list|rotate             signing keys
+//	authd import-seed                  import the Flask service's clients
 //	authd migrate                      apply database migrations and exit
 //	authd version                      print the version
+//
+// Every command takes --help.
 //
 // Configuration comes from the environment (AUTHSVC_*) and a .env file in the
 // working directory; the Flask tutorial service's names work too.
@@ -38,55 +42,20 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-const usage = `usage: authd [command]
-
-commands:
-  serve                         run the server (the default)
-  client create --id ID [--secret-stdin] [--admin] [--scope "a b"] [--json]
-  client list [--json]
-  client delete ID
-  migrate                       apply database migrations and exit
-  version                       print the version
-
-Configuration: AUTHSVC_* environment variables and a .env file in the
-working directory (see README.md).
-`
-
 // run is main without the process: tests call it with their own streams.
-// It returns the exit code.
+// It returns the exit code: 0, 1 for a failure (its message on stderr), 2
+// for a bad command line (with the usage on stderr).
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 {
-		cmd, args = args[0], args[1:]
-	}
-	var err error
-	switch cmd {
-	case "serve":
-		err = cmdServe(ctx, args, stderr)
-	case "client":
-		err = cmdClient(ctx, args, stdin, stdout, stderr)
-	case "migrate":
-		err = cmdMigrate(ctx, args, stdout)
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "authd", version)
-	case "help", "-h", "--help", "-help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "authd: unknown command %q\n\n%s", cmd, usage)
+	err := dispatch(ctx, args, cmdIO{stdin: stdin, stdout: stdout, stderr: stderr})
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+		return 0
+	case errors.Is(err, errUsage):
 		return 2
 	}
-	if errors.Is(err, errUsage) {
-		return 2
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "authd:", err)
-		return 1
-	}
-	return 0
+	fmt.Fprintln(stderr, "authd:", err)
+	return 1
 }
-
-// errUsage: a usage message has been printed already.
-var errUsage = errors.New("usage")
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	var level slog.Level
@@ -340,16 +309,15 @@ func (ap *app) serve(ctx context.Context) error {
 	return nil
 }
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
-	if len(args) > 0 {
-		fmt.Fprintf(stderr, "authd serve takes no arguments (configure it with the environment)\n\n%s", usage)
-		return errUsage
+func cmdServe(ctx context.Context, c *command, args []string) error {
+	if _, err := c.parse(args, 0, 0, ""); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(".env")
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log := newLogger(cfg, c.stderr)
 	ap, err := start(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -357,9 +325,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	return ap.serve(ctx)
 }
 
-func cmdMigrate(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) > 0 {
-		return fmt.Errorf("migrate takes no arguments")
+func cmdMigrate(ctx context.Context, c *command, args []string) error {
+	if _, err := c.parse(args, 0, 0, ""); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(".env")
 	if err != nil {
@@ -369,7 +337,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "migrations applied to", redactedStore(cfg.DatabaseURL))
+	fmt.Fprintln(c.stdout, "migrations applied to", redactedStore(cfg.DatabaseURL))
 	return store.Close()
 }
 

@@ -19,6 +19,20 @@ import (
 	_ "github.com/lib/pq"
 )
 
+// FlaskSchema is the Flask tutorial service's schema exactly as its article
+// creates it (see SEED-FORMAT.md): quoted mixed-case columns, the secret as
+// the lowercase hex SHA-1, the blacklist as whole tokens.
+const FlaskSchema = `
+CREATE TABLE public.clients (
+    "Id" integer NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    "ClientId" character varying(128) NOT NULL UNIQUE,
+    "ClientSecret" character varying(256) NOT NULL,
+    "IsAdmin" boolean NOT NULL
+);
+CREATE TABLE public.blacklist (
+    token character varying(256) NOT NULL
+);`
+
 // EnvURL names the PostgreSQL server tests may create databases on.
 const EnvURL = "AUTHSVC_TEST_DATABASE_URL"
 
