@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"    // PostgreSQL driver, registered as "postgres"
-	_ "modernc.org/sqlite" // SQLite without cgo, registered as "sqlite"
+	"github.com/lib/pq"  // PostgreSQL driver, registered as "postgres"
+	"modernc.org/sqlite" // SQLite without cgo, registered as "sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Store keeps clients, revocations, signing keys and the log of changes
@@ -183,15 +184,30 @@ func openSQLStore(ctx context.Context, rawURL string) (*sqlStore, error) {
 		}
 		s = &sqlStore{db: db}
 	}
-	if err := s.db.PingContext(ctx); err != nil {
-		s.db.Close()
-		return nil, fmt.Errorf("%w: connect to %s: %w", ErrUnavailable, redactURL(rawURL), err)
+	// Processes opening a new SQLite file together race to switch it to
+	// WAL, which SQLite answers with SQLITE_BUSY without waiting: retry.
+	for attempt := 0; ; attempt++ {
+		err := s.db.PingContext(ctx)
+		if err != nil {
+			err = fmt.Errorf("%w: connect to %s: %w", ErrUnavailable, redactURL(rawURL), err)
+		} else {
+			err = s.migrate(ctx)
+		}
+		if err == nil {
+			return s, nil
+		}
+		if s.postgres || !isSQLiteBusy(err) || attempt == 20 || ctx.Err() != nil {
+			s.db.Close()
+			return nil, err
+		}
+		time.Sleep(time.Duration(10+attempt*10) * time.Millisecond)
 	}
-	if err := s.migrate(ctx); err != nil {
-		s.db.Close()
-		return nil, err
-	}
-	return s, nil
+}
+
+// isSQLiteBusy reports whether err is SQLite's "database is locked".
+func isSQLiteBusy(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // sqliteDSN asks for WAL (readers never wait for the writer), a busy timeout
