@@ -349,3 +349,25 @@ func TestHousekeepingOneAtATime(t *testing.T) {
 		t.Fatalf("lock not released: %v %v", ran, err)
 	}
 }
+
+// TestAutomaticKeyRotation: with KeyRotationPeriod set, housekeeping
+// starts a staged rotation once the newest key is older than the period.
+func TestAutomaticKeyRotation(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	a := newAuth(t, openStore(t, testdb.SQLite(t)), Config{Now: clock.Now, KeyRotationPeriod: time.Hour, JWKSMaxAge: time.Second})
+	ctx := context.Background()
+	if err := a.Housekeep(ctx); err != nil || len(a.Keys()) != 1 {
+		t.Fatalf("rotated too early: %d keys, %v", len(a.Keys()), err)
+	}
+	clock.Add(61 * time.Minute)
+	if err := a.Housekeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keys := a.Keys()
+	if len(keys) != 2 || keys[1].Signing || !keys[1].ActivateAt.After(clock.Now()) {
+		t.Fatalf("after the period: %+v", keys)
+	}
+	if err := a.Housekeep(ctx); err != nil || len(a.Keys()) != 2 {
+		t.Fatalf("rotated twice: %d keys, %v", len(a.Keys()), err)
+	}
+}

@@ -1,38 +1,20 @@
 package main
 
 import (
-	"context"
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/authsvc/authsvc/internal/testdb"
 )
-
-// startApp runs an authd on 127.0.0.1:0 against dbURL, as main would.
-func startApp(t *testing.T, dbURL string) string {
-	t.Helper()
-	cfg := config{
-		Addr: "127.0.0.1:0", DatabaseURL: dbURL, Issuer: "http://authd.test",
-		TokenTTL: time.Hour, SigningAlg: "EdDSA", BootstrapClientID: "root", BootstrapClientSecret: adminSecret,
-		LogFormat: "json", LogLevel: "error", ShutdownTimeout: 5 * time.Second,
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ap, err := start(ctx, cfg, newLogger(cfg, &logBuffer{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ap.serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return "http://" + ap.ln.Addr().String()
-}
 
 func postForm(t *testing.T, u string, v url.Values, bearer string) (int, map[string]any) {
 	t.Helper()
@@ -51,10 +33,61 @@ func postForm(t *testing.T, u string, v url.Values, bearer string) (int, map[str
 	return resp.StatusCode, body
 }
 
-// TestTwoAuthdInstances: two authd servers on one PostgreSQL behave as one.
+// startProcess runs the authd binary at bin against dbURL, as an operator
+// would, and returns its base URL once /readyz answers.
+func startProcess(t *testing.T, bin, dbURL string) string {
+	t.Helper()
+	addr := freeTestAddr(t)
+	cmd := exec.Command(bin)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "AUTHSVC_ADDR="+addr, "AUTHSVC_DATABASE_URL="+dbURL, "AUTHSVC_ISSUER=http://authd.test",
+		"AUTHSVC_BOOTSTRAP_CLIENT_ID=root", "AUTHSVC_BOOTSTRAP_CLIENT_SECRET="+adminSecret, "AUTHSVC_LOG_LEVEL=warn")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("authd at %s:\n%s", addr, logs.String())
+		}
+	})
+	base := "http://" + addr
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return base
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("authd did not become ready:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// buildAuthd builds this command into a temporary folder.
+func buildAuthd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "authd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestTwoAuthdInstances: two authd processes on one PostgreSQL behave as one.
 func TestTwoAuthdInstances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
 	dbURL := testdb.Postgres(t)
-	a, b := startApp(t, dbURL), startApp(t, dbURL)
+	bin := buildAuthd(t)
+	a, b := startProcess(t, bin, dbURL), startProcess(t, bin, dbURL)
 	_, body := postForm(t, a+"/auth", url.Values{"client_id": {"root"}, "client_secret": {adminSecret}}, "")
 	admin := body["token"].(string)
 	// Create at A, authenticate at B, verify at A.
@@ -84,7 +117,7 @@ func TestTwoAuthdInstances(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	t.Logf("logout at B refused at A after %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("logout at process B refused at process A after %v", time.Since(start).Round(100*time.Microsecond))
 	// Cut-off at A through the admin route; B refuses the client's tokens.
 	_, body = postForm(t, b+"/auth", url.Values{"client_id": {"svc"}, "client_secret": {"svc-secret-long-enough"}}, "")
 	tok2 := body["token"].(string)
