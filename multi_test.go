@@ -371,3 +371,82 @@ func TestAutomaticKeyRotation(t *testing.T) {
 		t.Fatalf("rotated twice: %d keys, %v", len(a.Keys()), err)
 	}
 }
+
+// TestLongOutageReloads: an instance cut off from the store for longer than
+// MaxStaleness, while another instance deletes a client and housekeeping
+// purges the change log, comes back with a full reload, not a catch-up that
+// would miss the purged deletion. The outage is real: instance A connects
+// as its own role, whose CONNECT right is revoked and connections killed.
+func TestLongOutageReloads(t *testing.T) {
+	url := testdb.Postgres(t)
+	ctx := context.Background()
+	admin, err := sqlx.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	clockB := &fakeClock{t: time.Now()}
+	b := newAuth(t, openStore(t, url), Config{Now: clockB.Now, TokenTTL: time.Minute})
+	role := fmt.Sprintf("authsvc_test_role_%d", time.Now().UnixNano())
+	var db string
+	admin.Get(&db, `SELECT current_database()`)
+	for _, q := range []string{
+		`CREATE ROLE ` + role + ` LOGIN`,
+		`GRANT ALL ON SCHEMA public TO ` + role,
+		`GRANT ALL ON ALL TABLES IN SCHEMA public TO ` + role,
+		`GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO ` + role,
+	} {
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		admin.Exec(`GRANT CONNECT ON DATABASE ` + db + ` TO PUBLIC`)
+		admin.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, role)
+		admin.Exec(`DROP OWNED BY ` + role)
+		admin.Exec(`DROP ROLE IF EXISTS ` + role)
+	})
+	aURL := strings.Replace(url, "postgres@", role+"@", 1)
+	a := newAuth(t, openStore(t, aURL), Config{PollInterval: 20 * time.Millisecond, MaxStaleness: 300 * time.Millisecond})
+	_, secret := mustClient(t, b, NewClient{ID: "victim"})
+	tok := mustToken(t, a, "victim", secret).AccessToken
+	// A goes away (PUBLIC holds CONNECT by default; revoke it, kill A).
+	for _, q := range []string{`REVOKE CONNECT ON DATABASE ` + db + ` FROM PUBLIC`} {
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, role)
+	waitFor(t, 5*time.Second, "A to notice the outage", func() bool {
+		_, err := a.Verify(ctx, tok)
+		return errors.Is(err, ErrUnavailable)
+	})
+	// Meanwhile at B: delete the client, then housekeeping hours later purges the log.
+	if err := b.DeleteClient(ctx, "victim"); err != nil {
+		t.Fatal(err)
+	}
+	mustClient(t, b, NewClient{ID: "other"})
+	clockB.Add(3 * time.Hour)
+	if err := b.Housekeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var deletions int
+	admin.Get(&deletions, `SELECT COUNT(*) FROM authsvc_changes WHERE kind = 'client_deleted'`)
+	if deletions != 0 {
+		t.Fatalf("housekeeping kept %d deletion entries; the test needs them purged", deletions)
+	}
+	// A comes back.
+	if _, err := admin.Exec(`GRANT CONNECT ON DATABASE ` + db + ` TO PUBLIC`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "A to recover", func() bool {
+		_, err := a.Authenticate(ctx, "other", "nope", TokenRequest{})
+		return errors.Is(err, ErrInvalidClient)
+	})
+	if _, err := a.Authenticate(ctx, "victim", secret, TokenRequest{}); !errors.Is(err, ErrInvalidClient) {
+		t.Fatalf("a client deleted during the outage authenticates at A: %v", err)
+	}
+	if _, err := a.Verify(ctx, tok); !errors.Is(err, ErrTokenRevoked) {
+		t.Fatalf("its token verifies at A: %v", err)
+	}
+}

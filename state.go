@@ -17,6 +17,7 @@ import (
 type state struct {
 	mu       sync.RWMutex // guards every field below
 	clients  map[string]*ClientRecord
+	deleted  map[int64]bool   // row ids of clients deleted since start: never stored again
 	revoked  map[string]int64 // jti → exp (unix seconds)
 	verified map[[32]byte]*Claims
 	cursor   int64     // id of the last change applied
@@ -34,6 +35,7 @@ const maxVerifiedTokens = 100_000
 func newState() *state {
 	return &state{
 		clients:  make(map[string]*ClientRecord),
+		deleted:  make(map[int64]bool),
 		revoked:  make(map[string]int64),
 		verified: make(map[[32]byte]*Claims),
 		changed:  make(chan struct{}),
@@ -56,15 +58,23 @@ func (st *state) load(ctx context.Context, store Store, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	fresh := make(map[string]*ClientRecord, len(clients))
+	for i := range clients {
+		fresh[clients[i].ID] = &clients[i]
+	}
+	revoked := make(map[string]int64, len(revs))
+	for _, r := range revs {
+		revoked[r.JTI] = r.ExpiresAt.Unix()
+	}
+	// Replace, not merge: load also serves to recover after an outage long
+	// enough that the change log may have been purged of what was missed
+	// (a deletion, a rotation), so nothing of the old state may survive.
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for i := range clients {
-		st.clients[clients[i].ID] = &clients[i]
-	}
-	for _, r := range revs {
-		st.revoked[r.JTI] = r.ExpiresAt.Unix()
-	}
+	st.clients, st.revoked = fresh, revoked
+	clear(st.verified)
 	st.cursor, st.synced, st.healthy = cursor, now, true
+	st.notifyLocked()
 	return nil
 }
 
@@ -75,12 +85,18 @@ func (st *state) client(id string) *ClientRecord {
 	return st.clients[id]
 }
 
-// putClient stores a client's newest record (nil: it was deleted).
+// putClient stores a client's newest record (nil: it was deleted). A
+// record of a client known to be deleted is not stored again: a lookup that
+// read the store just before the deletion must not bring it back.
 func (st *state) putClient(id string, rec *ClientRecord) {
 	st.mu.Lock()
-	if rec == nil {
+	switch {
+	case rec == nil:
+		if old := st.clients[id]; old != nil {
+			st.deleted[old.RowID] = true
+		}
 		delete(st.clients, id)
-	} else {
+	case !st.deleted[rec.RowID]:
 		st.clients[id] = rec
 	}
 	st.notifyLocked()
@@ -204,6 +220,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 				}
 			case ChangeClientDeleted:
 				st.mu.Lock()
+				st.deleted[c.RowID] = true
 				if rec := st.clients[c.ClientID]; rec != nil && rec.RowID == c.RowID {
 					delete(st.clients, c.ClientID)
 				}

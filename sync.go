@@ -31,7 +31,19 @@ func (a *Authenticator) follow(ctx context.Context) {
 			}
 			continue
 		}
-		err := a.state.catchUp(ctx, a.store, time.Now(), a.reloadKeys)
+		var err error
+		if synced, _ := a.state.freshness(); time.Since(synced) > a.cfg.MaxStaleness {
+			// Out of touch long enough that another instance's housekeeping
+			// may have purged changes we missed: reload everything.
+			if err = a.state.load(ctx, a.store, time.Now()); err == nil {
+				err = a.reloadKeys(ctx)
+			}
+		} else {
+			err = a.state.catchUp(ctx, a.store, time.Now(), a.reloadKeys)
+		}
+		if err != nil {
+			a.state.setHealthy(false)
+		}
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return
