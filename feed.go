@@ -55,6 +55,15 @@ func (a *Authenticator) Feed(ctx context.Context, after int64) (*FeedPage, error
 	if after <= 0 {
 		return a.feedSnapshot(ctx)
 	}
+	last, err := a.store.LastChange(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if after > last {
+		// A cursor from the future: the store was restored or replaced.
+		// Only a snapshot tells the follower the truth.
+		return a.feedSnapshot(ctx)
+	}
 	changes, err := a.store.Changes(ctx, after, 1000)
 	if err != nil {
 		return nil, err

@@ -37,6 +37,8 @@ type RemoteVerifier struct {
 	jwksURL  string
 	feedURL  string
 	client   *http.Client
+	feed     *http.Client // client without its overall Timeout: a long-poll outlasts it
+	feedWait time.Duration
 	clientID string
 	secret   string
 	leeway   time.Duration
@@ -127,6 +129,15 @@ func NewRemoteVerifier(ctx context.Context, issuerURL string, opts ...RemoteOpti
 	if v.client == nil {
 		v.client = &http.Client{Timeout: 10 * time.Second}
 	}
+	// The long-poll has its own deadline (feedWait plus a margin, per poll);
+	// an overall client Timeout shorter than it would fail every quiet poll
+	// and, after the staleness bound, every Verify.
+	feed := *v.client
+	feed.Timeout = 0
+	v.feed = &feed
+	if v.feedWait == 0 {
+		v.feedWait = feedWait
+	}
 	if v.clientID == "" || v.secret == "" {
 		return nil, errors.New("authsvc: NewRemoteVerifier needs WithClientCredentials to read the revocation feed")
 	}
@@ -153,6 +164,10 @@ func (v *RemoteVerifier) Close() error {
 }
 
 func (v *RemoteVerifier) getJSON(ctx context.Context, u string, auth bool, into any) error {
+	return v.get(ctx, v.client, u, auth, into)
+}
+
+func (v *RemoteVerifier) get(ctx context.Context, client *http.Client, u string, auth bool, into any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
@@ -160,7 +175,7 @@ func (v *RemoteVerifier) getJSON(ctx context.Context, u string, auth bool, into 
 	if auth {
 		req.SetBasicAuth(url.QueryEscape(v.clientID), url.QueryEscape(v.secret))
 	}
-	resp, err := v.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -331,7 +346,7 @@ func (v *RemoteVerifier) follow(ctx context.Context) {
 		if time.Since(fedAt) > v.maxStale {
 			cursor = 0
 		}
-		pctx, cancel := context.WithTimeout(ctx, feedWait+10*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, v.feedWait+10*time.Second)
 		err := v.poll(pctx, cursor)
 		cancel()
 		if err == nil {
@@ -354,10 +369,10 @@ func (v *RemoteVerifier) follow(ctx context.Context) {
 func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 	u := v.feedURL + "?after=" + strconv.FormatInt(cursor, 10)
 	if cursor > 0 {
-		u += "&wait=" + strconv.Itoa(int(feedWait/time.Second))
+		u += "&wait=" + strconv.Itoa(max(1, int(v.feedWait/time.Second)))
 	}
 	var page FeedPage
-	if err := v.getJSON(ctx, u, true, &page); err != nil {
+	if err := v.get(ctx, v.feed, u, true, &page); err != nil {
 		return fmt.Errorf("authsvc: revocation feed: %w", err)
 	}
 	if page.KeysChanged {

@@ -235,3 +235,37 @@ func TestNewRemoteVerifierErrors(t *testing.T) {
 		t.Fatal("issuer mismatch accepted")
 	}
 }
+
+// TestRemoteVerifierQuietFeed: with nothing revoked for a while, and an
+// HTTP client whose overall timeout is shorter than the long-poll, the
+// verifier stays fresh (found by review: it used to fail every quiet poll
+// and then refuse every token).
+func TestRemoteVerifierQuietFeed(t *testing.T) {
+	ctx := context.Background()
+	m := newMiniAuthd(t, Config{})
+	_, secret := mustClient(t, m.a, NewClient{ID: "svc"})
+	v := newRemote(t, m, WithHTTPClient(&http.Client{Timeout: 300 * time.Millisecond}), WithMaxStaleness(1500*time.Millisecond),
+		func(v *RemoteVerifier) { v.feedWait = time.Second })
+	tok := mustToken(t, m.a, "svc", secret).AccessToken
+	deadline := time.Now().Add(3500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatalf("quiet feed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFeedCursorAhead: a cursor beyond the store's newest change (a store
+// restored from a backup) gets a full snapshot, not empty pages forever.
+func TestFeedCursorAhead(t *testing.T) {
+	a := newAuth(t, openStore(t, testdb.SQLite(t)), Config{})
+	_, secret := mustClient(t, a, NewClient{ID: "svc"})
+	if err := a.Logout(context.Background(), mustToken(t, a, "svc", secret).AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	page, err := a.Feed(context.Background(), 1_000_000)
+	if err != nil || !page.Reset || len(page.Revoked) != 1 || page.Cursor >= 1_000_000 {
+		t.Fatalf("page = %+v, %v", page, err)
+	}
+}

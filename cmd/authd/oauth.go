@@ -208,11 +208,9 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// RFC 6749 §3.1: a parameter sent without a value is treated as omitted,
+	// so an empty scope asks for all of the client's scopes.
 	req := authsvc.TokenRequest{Scopes: authsvc.ParseScope(v.Get("scope"))}
-	if v.Has("scope") && len(req.Scopes) == 0 {
-		oauthError(w, http.StatusBadRequest, "invalid_scope", "scope is empty")
-		return
-	}
 	// RFC 8707 resource indicators: absolute URIs without a fragment.
 	for _, res := range v["resource"] {
 		u, err := url.Parse(res)

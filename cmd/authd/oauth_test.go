@@ -129,7 +129,6 @@ func TestTokenEndpointErrors(t *testing.T) {
 			{"bearer instead of basic", form, "grant_type=client_credentials", map[string]string{"Authorization": "Bearer x"}, 400, "invalid_request", false},
 			{"scope not granted", form, good + "&scope=a+c", nil, 400, "invalid_scope", false},
 			{"malformed scope", form, good + "&scope=%22", nil, 400, "invalid_scope", false},
-			{"empty scope", form, good + "&scope=", nil, 400, "invalid_scope", false},
 			{"bad resource", form, good + "&resource=not-absolute", nil, 400, "invalid_target", false},
 			{"resource with fragment", form, good + "&resource=https://x.test/%23frag", nil, 400, "invalid_target", false},
 			{"repeated grant_type", form, good + "&grant_type=client_credentials", nil, 400, "invalid_request", false},
@@ -169,10 +168,12 @@ func TestTokenEndpointErrors(t *testing.T) {
 				t.Fatalf("aud = %v, %v", claims, err)
 			}
 		}
-		// No scope: all of them.
-		r := ts.do("POST", "/oauth/token", form, good, nil)
-		if r.body["scope"] != "a b" {
-			t.Fatalf("default scope %s", r.raw)
+		// No scope, or an empty one (RFC 6749 §3.1: as if omitted): all of them.
+		for _, body := range []string{good, good + "&scope="} {
+			r := ts.do("POST", "/oauth/token", form, body, nil)
+			if r.status != 200 || r.body["scope"] != "a b" {
+				t.Fatalf("default scope: %d %s", r.status, r.raw)
+			}
 		}
 	})
 }
