@@ -548,6 +548,11 @@ func (a *Authenticator) authenticateClient(ctx context.Context, clientID, secret
 		a.hasher.dummyVerify(secret)
 	} else {
 		ok, rehash = a.checkSecret(rec, rec.SecretHash, secret)
+		if !ok && isLegacyHash(rec.SecretHash) {
+			// Unsalted SHA-1 answers in nanoseconds: spend what an unknown
+			// client_id costs, so timing does not tell the client exists.
+			a.hasher.dummyVerify(secret)
+		}
 	}
 	if !ok && rec.OldSecretHash != "" && a.now().Before(rec.OldSecretExpiresAt) {
 		// Within a rotation's grace period the previous secret still works.

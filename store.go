@@ -158,7 +158,7 @@ func openSQLStore(ctx context.Context, rawURL string) (*sqlStore, error) {
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		db, err := sqlx.Open("postgres", rawURL)
 		if err != nil {
-			return nil, fmt.Errorf("authsvc: open postgres: %w", err)
+			return nil, fmt.Errorf("authsvc: open postgres: %s", scrubURL(err, rawURL))
 		}
 		db.SetMaxOpenConns(20)
 		db.SetMaxIdleConns(10)
@@ -189,7 +189,8 @@ func openSQLStore(ctx context.Context, rawURL string) (*sqlStore, error) {
 	for attempt := 0; ; attempt++ {
 		err := s.db.PingContext(ctx)
 		if err != nil {
-			err = fmt.Errorf("%w: connect to %s: %w", ErrUnavailable, redactURL(rawURL), err)
+			// The driver's error is not wrapped: its text may quote the URL.
+			err = fmt.Errorf("%w: connect to %s: %s", ErrUnavailable, redactURL(rawURL), scrubURL(err, rawURL))
 		} else {
 			err = s.migrate(ctx)
 		}
@@ -223,16 +224,51 @@ func sqliteDSN(p string) string {
 	return "file:" + p + "?" + q.Encode()
 }
 
-// redactURL hides the password of a database URL, for messages and logs.
+// redactURL hides the passwords of a database URL (in the user info and
+// the password and sslpassword parameters), for messages and logs. A URL
+// that does not parse is not shown at all.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
+	if err != nil {
+		return "(a database URL that does not parse)"
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
 	}
+	q := u.Query()
+	for _, k := range []string{"password", "sslpassword"} {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+		}
+	}
+	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// scrubURL removes the raw database URL and its passwords from a driver's
+// error message (lib/pq quotes the URL it could not parse).
+func scrubURL(err error, raw string) string {
+	msg := strings.ReplaceAll(err.Error(), raw, redactURL(raw))
+	if u, perr := url.Parse(raw); perr == nil {
+		var secrets []string
+		if u.User != nil {
+			if p, ok := u.User.Password(); ok {
+				secrets = append(secrets, p)
+			}
+		}
+		secrets = append(secrets, u.Query().Get("password"), u.Query().Get("sslpassword"))
+		for _, p := range secrets {
+			if p != "" {
+				msg = strings.ReplaceAll(msg, p, "xxxxx")
+			}
+		}
+	} else if i := strings.Index(raw, "@"); i > 0 {
+		// Unparseable: hide whatever stands before the host.
+		msg = strings.ReplaceAll(msg, raw[:i], "postgres://(redacted)")
+	}
+	return msg
 }
 
 func (s *sqlStore) dialect() string {

@@ -60,6 +60,8 @@ func TestOpenStoreErrors(t *testing.T) {
 		{"sqlite:" + corrupt, "not a database"},
 		{"sqlite:" + dir + "/missing/dir/authd.db", "store unavailable"},
 		{"postgres://nobody:secretpw@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", "store unavailable"},
+		{"postgres://nobody@127.0.0.1:1/x?password=secretpw&sslmode=disable&connect_timeout=2", "store unavailable"},
+		{"postgres://nobody:secretpw%zz@127.0.0.1:1/x", "store unavailable"},
 	}
 	for _, tc := range cases {
 		_, err := OpenStore(ctx, tc.url)

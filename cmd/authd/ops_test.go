@@ -93,7 +93,7 @@ func TestThrottle(t *testing.T) {
 		if ok, _ := th.allow("c", "10.0.0.1"); !ok {
 			t.Fatalf("attempt %d refused", i)
 		}
-		th.failed("c", "10.0.0.1")
+		th.finish("c", "10.0.0.1", true)
 	}
 	if ok, retry := th.allow("other", "10.0.0.1"); ok || retry <= 0 {
 		t.Fatalf("21st failure from one address allowed (%v)", retry)
@@ -104,10 +104,16 @@ func TestThrottle(t *testing.T) {
 	}
 	// Per client_id, from many addresses: the flood locks out unknown
 	// addresses, but not one the client succeeded from before.
-	th.succeeded("victim", "192.0.2.7")
+	if ok, _ := th.allow("victim", "192.0.2.7"); !ok {
+		t.Fatal("first attempt refused")
+	}
+	th.finish("victim", "192.0.2.7", false)
 	for i := 0; i < clientBurst; i++ {
 		addr := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}).String()
-		th.failed("victim", addr)
+		if ok, _ := th.allow("victim", addr); !ok {
+			t.Fatalf("flood attempt %d refused early", i)
+		}
+		th.finish("victim", addr, true)
 	}
 	if ok, _ := th.allow("victim", "203.0.113.9"); ok {
 		t.Fatal("a flood on one client_id did not limit new addresses")
@@ -118,6 +124,23 @@ func TestThrottle(t *testing.T) {
 	now = now.Add(5 * clientEvery)
 	if ok, _ := th.allow("victim", "203.0.113.9"); !ok {
 		t.Fatal("the client allowance does not refill after the flood")
+	}
+	// In-flight attempts count: from a fresh address, parallel attempts stop
+	// at the allowance even before any of them has failed.
+	allowed := 0
+	for i := 0; i < 3*addrBurst; i++ {
+		if ok, _ := th.allow("c2", "10.9.9.9"); ok {
+			allowed++
+		}
+	}
+	if allowed != addrBurst {
+		t.Fatalf("%d parallel attempts allowed from one address, want %d", allowed, addrBurst)
+	}
+	for i := 0; i < allowed; i++ {
+		th.finish("c2", "10.9.9.9", false) // successes give the allowance back
+	}
+	if ok, _ := th.allow("c2", "10.9.9.9"); !ok {
+		t.Fatal("successful attempts used up the allowance")
 	}
 }
 

@@ -189,21 +189,19 @@ func (s *server) allowAttempt(w http.ResponseWriter, r *http.Request, clientID s
 	return false
 }
 
-// noteAttempt feeds an authentication's outcome to the throttle and the
-// audit log.
+// noteAttempt ends an attempt allowAttempt let through: it feeds the
+// outcome to the throttle and the audit log.
 func (s *server) noteAttempt(r *http.Request, clientID string, err error) {
 	ri := info(r)
-	switch {
-	case err == nil:
+	failed := errors.Is(err, authsvc.ErrInvalidClient)
+	if err == nil {
 		ri.clientID = clientID
-		if s.throttle != nil {
-			s.throttle.succeeded(clientID, ri.addr)
-		}
-	case errors.Is(err, authsvc.ErrInvalidClient):
+	}
+	if failed {
 		s.log.Warn("audit: authentication failed", "client_id", clientID, "remote", ri.addr, "route", r.URL.Path)
-		if s.throttle != nil {
-			s.throttle.failed(clientID, ri.addr)
-		}
+	}
+	if s.throttle != nil {
+		s.throttle.finish(clientID, ri.addr, failed)
 	}
 }
 

@@ -34,8 +34,9 @@ type throttle struct {
 }
 
 type limiter struct {
-	lim  *rate.Limiter
-	seen time.Time
+	lim      *rate.Limiter
+	seen     time.Time
+	inflight int // attempts allowed but not yet finished
 }
 
 type goodKey struct{ clientID, addr string }
@@ -83,26 +84,56 @@ func (t *throttle) sweep(m map[string]*limiter, now time.Time) {
 }
 
 // allow reports whether an authentication of clientID from addr may be
-// tried now, and if not, how long to wait.
+// tried now, and if not, how long to wait. Attempts still in flight count
+// against the allowance, so that a burst of parallel requests cannot check
+// more secrets than the allowance holds. Every allowed attempt must be
+// ended with finish.
 func (t *throttle) allow(clientID, addr string) (bool, time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
 	a := t.get(t.byAddr, addr, addrEvery, addrBurst, now)
-	if a.lim.TokensAt(now) < 1 {
+	if a.lim.TokensAt(now)-float64(a.inflight) < 1 {
 		return false, wait(a.lim, now)
 	}
-	if clientID == "" {
-		return true, 0
-	}
-	c := t.get(t.byClient, clientID, clientEvery, clientBurst, now)
-	if c.lim.TokensAt(now) < 1 {
-		if last, ok := t.good[goodKey{clientID, addr}]; ok && now.Sub(last) < goodFor {
-			return true, 0
+	var c *limiter
+	if clientID != "" {
+		c = t.get(t.byClient, clientID, clientEvery, clientBurst, now)
+		if c.lim.TokensAt(now)-float64(c.inflight) < 1 {
+			if last, ok := t.good[goodKey{clientID, addr}]; !ok || now.Sub(last) >= goodFor {
+				return false, wait(c.lim, now)
+			}
+			c = nil // exempt: its attempts do not count against the client_id
 		}
-		return false, wait(c.lim, now)
+	}
+	a.inflight++
+	if c != nil {
+		c.inflight++
 	}
 	return true, 0
+}
+
+// finish ends an attempt allowed by allow: a failure consumes allowance, a
+// success remembers the address as good for the client.
+func (t *throttle) finish(clientID, addr string, failed bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	a := t.get(t.byAddr, addr, addrEvery, addrBurst, now)
+	a.inflight = max(0, a.inflight-1)
+	var c *limiter
+	if clientID != "" {
+		c = t.get(t.byClient, clientID, clientEvery, clientBurst, now)
+		c.inflight = max(0, c.inflight-1)
+	}
+	if failed {
+		a.lim.AllowN(now, 1)
+		if c != nil {
+			c.lim.AllowN(now, 1)
+		}
+		return
+	}
+	t.rememberGood(clientID, addr, now)
 }
 
 func wait(l *rate.Limiter, now time.Time) time.Duration {
@@ -112,22 +143,11 @@ func wait(l *rate.Limiter, now time.Time) time.Duration {
 	return d
 }
 
-// failed counts a failure against the address and the client_id.
-func (t *throttle) failed(clientID, addr string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	t.get(t.byAddr, addr, addrEvery, addrBurst, now).lim.AllowN(now, 1)
-	if clientID != "" {
-		t.get(t.byClient, clientID, clientEvery, clientBurst, now).lim.AllowN(now, 1)
+// rememberGood notes that clientID authenticates from addr; t.mu is held.
+func (t *throttle) rememberGood(clientID, addr string, now time.Time) {
+	if clientID == "" {
+		return
 	}
-}
-
-// succeeded remembers that clientID authenticates from addr.
-func (t *throttle) succeeded(clientID, addr string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
 	if len(t.good) >= throttleLimit {
 		for k, last := range t.good {
 			if now.Sub(last) > goodFor || len(t.good) >= throttleLimit*9/10 {
