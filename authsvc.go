@@ -619,7 +619,8 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (*Claims, erro
 	}
 	key := tokenKey(token)
 	claims := a.state.cachedClaims(key)
-	if claims != nil {
+	seen := claims != nil
+	if seen {
 		if a.now().After(time.Unix(claims.ExpiresAt, 0).Add(a.cfg.Leeway)) {
 			return nil, ErrTokenExpired
 		}
@@ -646,7 +647,11 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (*Claims, erro
 			return nil, err
 		}
 	}
-	a.state.remember(key, claims, a.now().Unix())
+	if !seen {
+		// A cached token needs no second write (and no exclusive lock on
+		// the state, which every Verify would otherwise contend for).
+		a.state.remember(key, claims, a.now().Unix())
+	}
 	c := *claims
 	return &c, nil
 }
