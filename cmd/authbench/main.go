@@ -356,15 +356,17 @@ func mainErr(ctx context.Context, args []string, stdout io.Writer) error {
 
 	printTable(stdout, rep)
 	if o.jsonFile != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // ">= 0.35x" as it is
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
 			return err
 		}
-		b = append(b, '\n')
 		if o.jsonFile == "-" {
-			_, err = stdout.Write(b)
+			_, err = stdout.Write(buf.Bytes())
 		} else {
-			err = os.WriteFile(o.jsonFile, b, 0o644)
+			err = os.WriteFile(o.jsonFile, buf.Bytes(), 0o644)
 		}
 		if err != nil {
 			return err
