@@ -51,6 +51,8 @@ type conn struct {
 	c    net.Conn
 	r    *bufio.Reader
 	body []byte
+	// deadline is the one set on c.
+	deadline time.Time
 }
 
 func (c *conn) dial() error {
@@ -58,7 +60,7 @@ func (c *conn) dial() error {
 	if err != nil {
 		return err
 	}
-	c.c = nc
+	c.c, c.deadline = nc, time.Time{}
 	if c.r == nil {
 		c.r = bufio.NewReaderSize(nc, 16<<10)
 	} else {
@@ -82,7 +84,12 @@ func (c *conn) do(req request, deadline time.Time) (response, error) {
 			return response{}, err
 		}
 	}
-	c.c.SetDeadline(deadline)
+	if !deadline.Equal(c.deadline) {
+		// Once per connection, not per request: a deadline is a runtime
+		// timer to reset, which would add to the load generator's cost.
+		c.c.SetDeadline(deadline)
+		c.deadline = deadline
+	}
 	if _, err := c.c.Write(req); err != nil {
 		c.closeConn()
 		return response{}, err
@@ -226,12 +233,17 @@ type result struct {
 	Seconds  float64 `json:"seconds"`
 	RPS      float64 `json:"rps"`
 	Ratio    float64 `json:"ratio_to_bare,omitempty"`
-	P50us    float64 `json:"p50_us"`
-	P99us    float64 `json:"p99_us"`
-	P999us   float64 `json:"p999_us"`
-	RSSMB    float64 `json:"authd_rss_mb,omitempty"` // authd's largest RSS sampled during the route
-	Target   string  `json:"target,omitempty"`       // e.g. ">= 0.35x bare"
-	TargetOK *bool   `json:"target_met,omitempty"`
+	BareRPS  float64 `json:"bare_rps,omitempty"` // mean of the bare runs just before and after
+	// RatioRange is the lowest and highest ratio over the rounds.
+	RatioRange []float64 `json:"ratio_range,omitempty"`
+	// Rounds are the results of every round, when there are several.
+	Rounds   []result `json:"rounds,omitempty"`
+	P50us    float64  `json:"p50_us"`
+	P99us    float64  `json:"p99_us"`
+	P999us   float64  `json:"p999_us"`
+	RSSMB    float64  `json:"authd_rss_mb,omitempty"` // authd's largest RSS sampled during the route
+	Target   string   `json:"target,omitempty"`       // e.g. ">= 0.35x bare"
+	TargetOK *bool    `json:"target_met,omitempty"`
 	// FirstError is the first error met, to say why errors were counted.
 	FirstError string `json:"first_error,omitempty"`
 }

@@ -20,6 +20,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -33,6 +34,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,6 +63,7 @@ type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	conns       int
+	rounds      int
 	jsonFile    string
 	routes      []string
 	serveBare   string
@@ -99,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.conns, "conns", 16, "concurrent keep-alive connections")
 	fs.StringVar(&o.jsonFile, "json", "", "also write the results as JSON to this file (- for stdout)")
 	routes := fs.String("routes", strings.Join(allRoutes, ","), "comma-separated workloads: "+strings.Join(allRoutes, ", "))
+	fs.IntVar(&o.rounds, "rounds", 1, "measure every route this many times and report each one's median ratio")
 	fs.StringVar(&o.serveBare, "serve-bare", "", "internal: serve the bare handler on this address")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -111,6 +115,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.duration <= 0 || o.duration > time.Hour {
 		return o, errors.New("-duration must be between 0 and 1h")
+	}
+	if o.rounds < 1 || o.rounds > 100 {
+		return o, errors.New("-rounds must be between 1 and 100")
 	}
 	if o.conns < 1 || o.conns > 1024 {
 		return o, errors.New("-conns must be between 1 and 1024")
@@ -155,8 +162,9 @@ type report struct {
 	Conns      int       `json:"conns"`
 	DurationS  float64   `json:"duration_s"`
 	WarmupS    float64   `json:"warmup_s"`
-	Bare       []result  `json:"bare"`     // before and after the routes
-	BareRPS    float64   `json:"bare_rps"` // their mean: the ratios' denominator
+	Rounds     int       `json:"rounds"`
+	Bare       []result  `json:"bare"`     // one before each route and one after the last
+	BareRPS    float64   `json:"bare_rps"` // their mean
 	Routes     []result  `json:"routes"`
 	Authd      *procInfo `json:"authd,omitempty"`
 	TargetsMet *bool     `json:"targets_met,omitempty"`
@@ -198,7 +206,7 @@ func mainErr(ctx context.Context, args []string, stdout io.Writer) error {
 
 	rep := &report{
 		Time: time.Now().UTC().Truncate(time.Second), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
-		CPUs: runtime.NumCPU(), Conns: o.conns, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
+		CPUs: runtime.NumCPU(), Conns: o.conns, Rounds: o.rounds, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
 	}
 
 	// The bare handler, in a process of its own like authd.
@@ -290,53 +298,80 @@ func mainErr(ctx context.Context, args []string, stdout io.Writer) error {
 		rep.Authd.RSSIdleMB, _ = proc.memory()
 	}
 
-	fmt.Fprintf(os.Stderr, "authbench: %d connections, %s a route (after %s of warm-up)\n", o.conns, o.duration, o.warmup)
-	measureBare := func() {
+	fmt.Fprintf(os.Stderr, "authbench: %d connections, %s a route (after %s of warm-up), %d round(s)\n", o.conns, o.duration, o.warmup, o.rounds)
+	measureBare := func() result {
 		r := run(bare.addr, o.conns, o.warmup, o.duration, func(int) worker {
 			return &staticWorker{req: bare.req, status: http.StatusOK}
 		})
 		r.Route = routeInfo["bare"].label
 		rep.Bare = append(rep.Bare, r)
 		fmt.Fprintf(os.Stderr, "authbench: %-28s %9.0f req/s\n", r.Route, r.RPS)
+		return r
 	}
-	measureBare()
-	for _, name := range o.routes {
-		if err := ctx.Err(); err != nil {
-			return err
+	// The bare handler runs between every two routes, and each route's
+	// ratio is to the mean of the bare runs just before and just after it:
+	// a machine that slows down or speeds up during the run moves both.
+	perRoute := make([][]result, len(o.routes))
+	for range o.rounds {
+		before := measureBare()
+		for i, name := range o.routes {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var sampler *rssSampler
+			if proc != nil {
+				sampler = startSampler(proc)
+			}
+			r := run(u.Host, o.conns, o.warmup, o.duration, fx.workers(name))
+			r.Route = routeInfo[name].label
+			if sampler != nil {
+				r.RSSMB = sampler.stop()
+				rep.Authd.RSSMaxMB = max(rep.Authd.RSSMaxMB, r.RSSMB)
+			}
+			after := measureBare()
+			r.BareRPS = round((before.RPS+after.RPS)/2, 0)
+			if r.BareRPS > 0 {
+				r.Ratio = round(r.RPS/r.BareRPS, 3)
+			}
+			perRoute[i] = append(perRoute[i], r)
+			fmt.Fprintf(os.Stderr, "authbench: %-28s %9.0f req/s  %.2fx bare  %d errors\n", r.Route, r.RPS, r.Ratio, r.Errors)
+			before = after
 		}
-		var sampler *rssSampler
-		if proc != nil {
-			sampler = startSampler(proc)
-		}
-		r := run(u.Host, o.conns, o.warmup, o.duration, fx.workers(name))
-		r.Route = routeInfo[name].label
-		if sampler != nil {
-			r.RSSMB = sampler.stop()
-			rep.Authd.RSSMaxMB = max(rep.Authd.RSSMaxMB, r.RSSMB)
-		}
-		rep.Routes = append(rep.Routes, r)
-		fmt.Fprintf(os.Stderr, "authbench: %-28s %9.0f req/s  %d errors\n", r.Route, r.RPS, r.Errors)
 	}
-	measureBare()
 	if proc != nil {
 		rep.Authd.RSSAfterMB, rep.Authd.HWMMB = proc.memory()
 	}
-
-	// Ratios against the mean of the two bare runs, and the targets.
 	for _, b := range rep.Bare {
 		rep.BareRPS += b.RPS / float64(len(rep.Bare))
 	}
+	rep.BareRPS = round(rep.BareRPS, 0)
+
+	// Each route's figure is its round of median ratio; errors add up.
 	met := true
 	for i, name := range o.routes {
-		r := &rep.Routes[i]
-		if rep.BareRPS > 0 {
-			r.Ratio = round(r.RPS/rep.BareRPS, 3)
+		rounds := slices.Clone(perRoute[i])
+		slices.SortStableFunc(rounds, func(a, b result) int { return cmp.Compare(a.Ratio, b.Ratio) })
+		r := rounds[(len(rounds)-1)/2]
+		r.Errors = 0
+		for _, x := range rounds {
+			r.Errors += x.Errors
+			if r.FirstError == "" {
+				r.FirstError = x.FirstError
+			}
+		}
+		if len(rounds) > 1 {
+			r.Rounds = perRoute[i]
+			for _, x := range rounds {
+				r.RatioRange = append(r.RatioRange, x.Ratio)
+			}
+			r.RatioRange = []float64{r.RatioRange[0], r.RatioRange[len(rounds)-1]}
 		}
 		if t := routeInfo[name].target; t > 0 {
 			ok := r.Ratio >= t && r.Errors == 0
 			r.Target, r.TargetOK = fmt.Sprintf(">= %.2fx", t), &ok
 			met = met && ok
 		}
+		rep.Routes = append(rep.Routes, r)
 	}
 	if restart != nil && ctx.Err() == nil {
 		// Measured last: a restart on the store the run has filled.
@@ -395,8 +430,13 @@ func printTable(w io.Writer, rep *report) {
 	if rep.Store != "" {
 		fmt.Fprintf(w, ", %s store, %s", rep.Store, rep.Alg)
 	}
-	fmt.Fprintf(w, "; %d connections, %gs a route; %s, %d CPUs (load generator, bare handler and authd share them)\n\n",
-		rep.Conns, rep.DurationS, rep.GoVersion, rep.CPUs)
+	fmt.Fprintf(w, "; %d connections, %gs a route, %d round(s); %s, %d CPUs (load generator, bare handler and authd share them)\n",
+		rep.Conns, rep.DurationS, rep.Rounds, rep.GoVersion, rep.CPUs)
+	fmt.Fprintf(w, "× bare: a route's req/s over the bare handler's in the runs just before and after it")
+	if rep.Rounds > 1 {
+		fmt.Fprintf(w, "; the median round, (min-max) of all")
+	}
+	fmt.Fprintf(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "route\treq/s\t× bare\tp50 ms\tp99 ms\tp999 ms\terrors\ttarget\t")
 	row := func(r result, ratio string) {
@@ -411,12 +451,17 @@ func printTable(w io.Writer, rep *report) {
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%.3f\t%.3f\t%.3f\t%d\t%s\t\n", r.Route, r.RPS, ratio,
 			r.P50us/1000, r.P99us/1000, r.P999us/1000, r.Errors, target)
 	}
-	for i, b := range rep.Bare {
-		b.Route += [...]string{" (before)", " (after)"}[min(i, 1)]
-		row(b, fmt.Sprintf("%.2f", b.RPS/rep.BareRPS))
+	lo, hi := rep.Bare[0].RPS, rep.Bare[0].RPS
+	for _, b := range rep.Bare {
+		lo, hi = min(lo, b.RPS), max(hi, b.RPS)
 	}
+	fmt.Fprintf(tw, "%s (mean of %d runs, %.0f-%.0f)\t%.0f\t1.00\t\t\t\t\t\t\n", rep.Bare[0].Route, len(rep.Bare), lo, hi, rep.BareRPS)
 	for _, r := range rep.Routes {
-		row(r, fmt.Sprintf("%.2f", r.Ratio))
+		ratio := fmt.Sprintf("%.2f", r.Ratio)
+		if len(r.RatioRange) == 2 {
+			ratio = fmt.Sprintf("%.2f (%.2f-%.2f)", r.Ratio, r.RatioRange[0], r.RatioRange[1])
+		}
+		row(r, ratio)
 	}
 	tw.Flush()
 	for _, r := range rep.Routes {
