@@ -687,6 +687,8 @@ func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, erro
 		}
 	}
 	if !seen {
+		// A cached token needs no second write (and no exclusive lock on
+		// the state, which every Verify would otherwise contend for).
 		a.state.remember(key, claims, a.now().Unix())
 	}
 	c := *claims

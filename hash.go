@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,7 +174,7 @@ func (h *secretHasher) hashArgon2(secret string) (string, error) {
 		id: schemeArgon2id, version: argon2.Version,
 		m: argon2Memory, t: argon2Time, p: argon2Threads,
 		salt: salt,
-		hash: argon2.IDKey([]byte(secret), salt, argon2Time, argon2Memory, argon2Threads, argon2KeyLen),
+		hash: argon2IDKey([]byte(secret), salt, argon2Time, argon2Memory, argon2Threads, argon2KeyLen),
 	}
 	return p.String(), nil
 }
@@ -222,12 +223,27 @@ func (h *secretHasher) verifyArgon2(p phc, stored, secret string) bool {
 	if h.cached(k) {
 		return true
 	}
-	got := argon2.IDKey([]byte(secret), p.salt, p.t, p.m, uint8(p.p), uint32(len(p.hash)))
+	got := argon2IDKey([]byte(secret), p.salt, p.t, p.m, uint8(p.p), uint32(len(p.hash)))
 	if subtle.ConstantTimeCompare(got, p.hash) != 1 {
 		return false
 	}
 	h.remember(k)
 	return true
+}
+
+// argon2Slots bounds how many argon2id computations run at once. Each
+// allocates its memory parameter (19 MiB under the current policy) and
+// keeps a core busy, so running more at once than there are cores adds no
+// throughput, only memory: without the bound, 32 concurrent requests with a
+// wrong chosen secret (or any secret for an unknown client_id, which pays
+// the same argon2id in dummyVerify) took authd's RSS past 1 GB.
+var argon2Slots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// argon2IDKey is argon2.IDKey within argon2Slots.
+func argon2IDKey(secret, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte {
+	argon2Slots <- struct{}{}
+	defer func() { <-argon2Slots }()
+	return argon2.IDKey(secret, salt, time, memory, threads, keyLen)
 }
 
 // mac is HMAC-SHA256 of secret under the pepper.

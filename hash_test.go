@@ -567,3 +567,38 @@ func FuzzParsePHC(f *testing.F) {
 		}
 	})
 }
+
+// TestArgon2Bounded: argon2id runs at most argon2Slots at once; a further
+// computation waits for a slot (so memory stays bounded under a flood of
+// wrong chosen secrets or unknown client_ids).
+func TestArgon2Bounded(t *testing.T) {
+	h := newSecretHasher(nil)
+	stored, err := h.hashChosen("a-chosen-secret-of-some-length")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range cap(argon2Slots) {
+		argon2Slots <- struct{}{} // every slot taken
+	}
+	done := make(chan bool)
+	go func() {
+		ok, _, _ := h.verify(stored, "a-chosen-secret-of-some-length")
+		done <- ok
+	}()
+	select {
+	case <-done:
+		t.Fatal("argon2id ran with every slot taken")
+	case <-time.After(100 * time.Millisecond):
+	}
+	for range cap(argon2Slots) {
+		<-argon2Slots
+	}
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Fatal("the right secret did not verify")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("argon2id did not run once slots were free")
+	}
+}

@@ -88,6 +88,15 @@ type Audience []string
 
 // UnmarshalJSON accepts a string or an array of strings.
 func (a *Audience) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '[' {
+		// An array, as we write it: no failed string decoding first.
+		var many []string
+		if err := json.Unmarshal(b, &many); err != nil {
+			return errors.New("authsvc: aud must be a string or an array of strings")
+		}
+		*a = many
+		return nil
+	}
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
 		*a = Audience{one}
@@ -119,6 +128,10 @@ type signer struct {
 	public     crypto.PublicKey
 	createdAt  time.Time
 	activateAt time.Time
+	// header is the encoded JOSE header of the tokens this key signs
+	// ({"alg","kid","typ":"at+jwt"}, base64url), made once: issue writes
+	// it as it is, and parse recognises it by its bytes.
+	header string
 }
 
 // keySet holds the parsed keys: those that may sign (of the configured
@@ -132,6 +145,9 @@ type keySet struct {
 	methods []string
 	parser  *jwt.Parser // checks exp/nbf/iss
 	lenient *jwt.Parser // signature, alg and iss only (Logout, Revoke)
+	// byHeader finds a key by the exact header segment it signs with: the
+	// fast path of parse for the tokens this service issued.
+	byHeader map[string]*signer
 }
 
 // current returns the newest signer whose activation time has come (or the
@@ -205,6 +221,17 @@ func (ks *keySet) buildParsers(cfg Config) {
 	}
 	ks.parser = jwt.NewParser(opts...)
 	ks.lenient = jwt.NewParser(append(opts, jwt.WithoutClaimsValidation())...)
+	ks.byHeader = make(map[string]*signer, len(ks.byKid))
+	for _, s := range ks.byKid {
+		// The header golang-jwt would write: a map, so its keys sorted.
+		h := map[string]string{"alg": s.alg, "typ": "at+jwt"}
+		if s.kid != "" {
+			h["kid"] = s.kid
+		}
+		b, _ := json.Marshal(h)
+		s.header = base64.RawURLEncoding.EncodeToString(b)
+		ks.byHeader[s.header] = s
+	}
 }
 
 // generateSigningKey makes a new key of alg, sealed with kek when set.
@@ -406,17 +433,25 @@ func (a *Authenticator) issue(c *Client, scopes, aud []string) (*Token, error) {
 		LegacyClientID: c.ID,
 	}
 	s := a.keys.Load().current(now)
-	t := jwt.NewWithClaims(s.method, claims)
-	t.Header["typ"] = "at+jwt"
-	if s.kid != "" {
-		t.Header["kid"] = s.kid
-	}
-	signed, err := t.SignedString(s.private)
+	// What jwt.Token.SignedString makes, without encoding the same header
+	// as a map for every token: header (made once), payload, signature.
+	payload, err := json.Marshal(claims)
 	if err != nil {
 		return nil, fmt.Errorf("authsvc: sign token: %w", err)
 	}
+	enc := base64.RawURLEncoding
+	buf := make([]byte, 0, len(s.header)+enc.EncodedLen(len(payload))+enc.EncodedLen(512)+2)
+	buf = append(buf, s.header...)
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, payload)
+	sig, err := s.method.Sign(string(buf), s.private)
+	if err != nil {
+		return nil, fmt.Errorf("authsvc: sign token: %w", err)
+	}
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, sig)
 	return &Token{
-		AccessToken: signed,
+		AccessToken: string(buf),
 		TokenType:   "Bearer",
 		ExpiresAt:   time.Unix(exp.Unix(), 0),
 		ExpiresIn:   a.cfg.TokenTTL,
@@ -433,6 +468,15 @@ func (a *Authenticator) parse(token string, checkTime bool) (*Claims, error) {
 		return nil, fmt.Errorf("%w: empty or longer than %d bytes", ErrInvalidToken, MaxTokenLen)
 	}
 	ks := a.keys.Load()
+	if s := ks.byHeader[token[:max(strings.IndexByte(token, '.'), 0)]]; s != nil {
+		return a.parseOwn(s, token, checkTime)
+	}
+	return a.parseJWT(ks, token, checkTime)
+}
+
+// parseJWT is parse through golang-jwt's parser: for any token whose header
+// is not byte for byte one this service writes.
+func (a *Authenticator) parseJWT(ks *keySet, token string, checkTime bool) (*Claims, error) {
 	p := ks.parser
 	if !checkTime {
 		p = ks.lenient
@@ -486,4 +530,56 @@ func (ks *keySet) keyFor(t *jwt.Token) (any, error) {
 		return s.private, nil // HS256: the shared secret verifies
 	}
 	return s.public, nil
+}
+
+// parseOwn is parse for a token whose header segment is, byte for byte,
+// the one signer s writes: so its alg is s's (one of the valid methods),
+// its kid is s's and its typ is at+jwt, and none of that needs decoding.
+// It checks what golang-jwt's parser would check after that, in the same
+// way, with the signature first: the signature over header.payload with
+// s's key, then (when checkTime) exp (required, with leeway), nbf (when
+// present, with leeway) and iss, then the claims parse itself requires.
+func (a *Authenticator) parseOwn(s *signer, token string, checkTime bool) (*Claims, error) {
+	rest := token[len(s.header)+1:]
+	dot := strings.IndexByte(rest, '.')
+	if dot < 0 || strings.IndexByte(rest[dot+1:], '.') >= 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenMalformed)
+	}
+	enc := base64.RawURLEncoding // golang-jwt's default decoding
+	sig, err := enc.DecodeString(rest[dot+1:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenMalformed)
+	}
+	key := s.public
+	if key == nil {
+		key = s.private // HS256: the shared secret verifies
+	}
+	if err := s.method.Verify(token[:len(s.header)+1+dot], sig, key); err != nil {
+		return nil, fmt.Errorf("%w: %w: %w", ErrInvalidToken, jwt.ErrTokenSignatureInvalid, err)
+	}
+	payload, err := enc.DecodeString(rest[:dot])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenMalformed)
+	}
+	claims := &Claims{}
+	if err := json.Unmarshal(payload, claims); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenMalformed)
+	}
+	if checkTime {
+		now, leeway := a.cfg.Now(), a.cfg.Leeway
+		switch {
+		case claims.ExpiresAt == 0:
+			return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenRequiredClaimMissing)
+		case !now.Before(time.Unix(claims.ExpiresAt, 0).Add(leeway)):
+			return nil, fmt.Errorf("%w: %w", ErrTokenExpired, jwt.ErrTokenExpired)
+		case claims.NotBefore != 0 && now.Add(leeway).Before(time.Unix(claims.NotBefore, 0)):
+			return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenNotValidYet)
+		case claims.Issuer != a.cfg.Issuer:
+			return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenInvalidIssuer)
+		}
+	}
+	if claims.ID == "" || claims.Subject == "" || claims.ExpiresAt == 0 || claims.Issuer != a.cfg.Issuer {
+		return nil, fmt.Errorf("%w: missing jti, sub, exp or iss", ErrInvalidToken)
+	}
+	return claims, nil
 }

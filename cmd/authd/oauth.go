@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -58,8 +57,7 @@ type clientCredentials struct {
 // parameter repeated (other than those in multi). ok is false when an error
 // reply has been written.
 func readOAuthForm(w http.ResponseWriter, r *http.Request, multi ...string) (url.Values, bool) {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/x-www-form-urlencoded" {
+	if mt, _ := mediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
 		return nil, false
 	}
@@ -231,13 +229,40 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noStore(w)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": tok.AccessToken,
-		"token_type":   tok.TokenType,
-		"expires_in":   int64(tok.ExpiresIn / time.Second),
-		"scope":        strings.Join(tok.Scopes, " "),
+	writeJSON(w, http.StatusOK, tokenResponse{
+		AccessToken: tok.AccessToken,
+		TokenType:   tok.TokenType,
+		ExpiresIn:   int64(tok.ExpiresIn / time.Second),
+		Scope:       strings.Join(tok.Scopes, " "),
 	})
 }
+
+// tokenResponse is RFC 6749 §5.1's body; like the other hot responses a
+// struct whose fields are in the sorted order a map's keys would be.
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope"`
+	TokenType   string `json:"token_type"`
+}
+
+// introspection is RFC 7662's body for an active token.
+type introspection struct {
+	Active    bool             `json:"active"`
+	Audience  authsvc.Audience `json:"aud"`
+	ClientID  string           `json:"client_id"`
+	ExpiresAt int64            `json:"exp"`
+	IssuedAt  int64            `json:"iat"`
+	Issuer    string           `json:"iss"`
+	ID        string           `json:"jti"`
+	NotBefore int64            `json:"nbf"`
+	Scope     string           `json:"scope"`
+	Subject   string           `json:"sub"`
+	TokenType string           `json:"token_type"`
+}
+
+// inactive is RFC 7662's body for any token that does not verify.
+var inactive = []byte("{\"active\":false}\n")
 
 // introspect: POST /oauth/introspect (RFC 7662). Any authenticated client
 // may introspect; every token that does not verify is {"active": false}.
@@ -258,13 +283,14 @@ func (s *server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		writeJSON(w, http.StatusOK, map[string]bool{"active": false})
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(inactive)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"active": true, "scope": claims.Scope, "client_id": claims.ClientID, "sub": claims.Subject,
-		"exp": claims.ExpiresAt, "iat": claims.IssuedAt, "nbf": claims.NotBefore, "iss": claims.Issuer,
-		"aud": claims.Audience, "jti": claims.ID, "token_type": "Bearer",
+	writeJSON(w, http.StatusOK, introspection{
+		Active: true, Scope: claims.Scope, ClientID: claims.ClientID, Subject: claims.Subject,
+		ExpiresAt: claims.ExpiresAt, IssuedAt: claims.IssuedAt, NotBefore: claims.NotBefore, Issuer: claims.Issuer,
+		Audience: claims.Audience, ID: claims.ID, TokenType: "Bearer",
 	})
 }
 
