@@ -185,6 +185,9 @@ func (h *secretHasher) hashArgon2(secret string) (string, error) {
 // to store a fresh hash: legacy SHA-1, plain SHA-256 now that a pepper is
 // configured, or argon2id weaker than the current policy.
 func (h *secretHasher) verify(stored, secret string) (ok, needsRehash bool, err error) {
+	if len(secret) <= MaxSecretLen && h.matchesSHA256(stored, secret) {
+		return true, h.pepper != nil, nil
+	}
 	p, err := parsePHC(stored)
 	if err != nil {
 		return false, false, err
@@ -214,6 +217,25 @@ func (h *secretHasher) verify(stored, secret string) (ok, needsRehash bool, err 
 	}
 	return false, false, fmt.Errorf("%w: unsupported scheme", errUnknownHash) // parsePHC returns no other id
 }
+
+// matchesSHA256 is the hot path of a generated secret's check: the stored
+// text compared with the one the secret would have, without parsing it.
+// Anything else (and a wrong secret) takes verify's full path, which also
+// tells a corrupt hash from a wrong secret.
+func (h *secretHasher) matchesSHA256(stored, secret string) bool {
+	const prefix = "$" + schemeSHA256 + "$"
+	if len(stored) != len(prefix)+b64EncodedSHA256Len || stored[:len(prefix)] != prefix {
+		return false
+	}
+	sum := sha256.Sum256([]byte(secret))
+	var want [len(prefix) + b64EncodedSHA256Len]byte
+	copy(want[:], prefix)
+	b64.Encode(want[len(prefix):], sum[:])
+	return subtle.ConstantTimeCompare(want[:], []byte(stored)) == 1
+}
+
+// b64EncodedSHA256Len is the length of a SHA-256 sum in PHC base64.
+const b64EncodedSHA256Len = (sha256.Size*8 + 5) / 6
 
 // verifyArgon2 checks an argon2id hash, consulting the verified-secret cache
 // first and filling it on success, so that steady traffic pays argon2id once

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -69,6 +70,25 @@ func FuzzClientCredentials(f *testing.F) {
 		}
 		if cc.id == "" && !cc.basic {
 			t.Fatal("accepted without a client_id")
+		}
+	})
+}
+
+// FuzzParseForm: parseForm, the fast path of readParams, gives exactly
+// url.ParseQuery's values, and an error exactly where it errs.
+func FuzzParseForm(f *testing.F) {
+	f.Add("grant_type=client_credentials&scope=a+b&client_id=x%2Fy")
+	f.Add("token=eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln&token_type_hint=access_token")
+	f.Add("a;b=c&d=%zz&&=&e")
+	f.Add("%41=%42%&x")
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseForm(s)
+		want, wantErr := url.ParseQuery(s)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("parseForm(%q) error %v, url.ParseQuery %v", s, err, wantErr)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("parseForm(%q) = %v, url.ParseQuery %v", s, got, want)
 		}
 	})
 }

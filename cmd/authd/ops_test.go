@@ -54,6 +54,17 @@ func TestMetrics(t *testing.T) {
 	expect(t, "logout", ts.form("/logout", url.Values{"token": {tok}}, ""), 200)
 	expect(t, "revoked", ts.form("/verify", nil, tok), 401)
 	expect(t, "wrong secret", ts.form("/auth", url.Values{"client_id": {"svc"}, "client_secret": {"nope"}}, ""), 401)
+	for _, m := range []string{"BREW", "X-RANDOM-1", "X-RANDOM-2"} {
+		req, _ := http.NewRequest(m, ts.url+"/verify", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Fatalf("%s /verify: %d", m, resp.StatusCode)
+		}
+	}
 	resp, err := http.Get(ts.url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +76,7 @@ func TestMetrics(t *testing.T) {
 		`authd_http_requests_total{method="POST",route="/auth",status="200"} 1`, // the admin token came through another server
 		`authd_http_requests_total{method="POST",route="/verify",status="401"} 2`,
 		`authd_http_request_duration_seconds_bucket{route="/verify",le=`,
+		`authd_http_requests_total{method="other",route="/verify",status="405"} 3`, // any method a client invents is one series
 		`authd_tokens_issued_total 2`,
 		`authd_authentication_failures_total 1`,
 		`authd_revocations_total 1`,
