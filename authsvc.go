@@ -689,10 +689,29 @@ func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, erro
 	if !seen {
 		// A cached token needs no second write (and no exclusive lock on
 		// the state, which every Verify would otherwise contend for).
+		a.shareStrings(claims, rec)
 		a.state.remember(key, claims, a.now().Unix())
 	}
 	c := *claims
 	return &c, nil
+}
+
+// shareStrings points the claims every token of a client repeats at the
+// configuration's and the client record's copies, so that a cached token
+// costs little more than its own jti (up to maxVerifiedTokens are kept).
+func (a *Authenticator) shareStrings(c *Claims, rec *ClientRecord) {
+	if c.Issuer == a.cfg.Issuer {
+		c.Issuer = a.cfg.Issuer
+	}
+	if c.Subject == rec.ID {
+		c.Subject = rec.ID
+	}
+	if c.ClientID == rec.ID {
+		c.ClientID = rec.ID
+	}
+	if c.LegacyClientID == rec.ID {
+		c.LegacyClientID = rec.ID
+	}
 }
 
 // Logout revokes a token until it expires. Only a token this Authenticator
