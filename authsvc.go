@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -692,7 +693,9 @@ func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, erro
 		a.shareStrings(claims, rec)
 		a.state.remember(key, claims, a.now().Unix())
 	}
+	// A copy: the caller may change what it gets, the cache must not change.
 	c := *claims
+	c.Audience = slices.Clone(claims.Audience)
 	return &c, nil
 }
 

@@ -706,3 +706,25 @@ func TestUnknownClientCostsTheSame(t *testing.T) {
 		t.Errorf("generated-secret client, generated-looking secret: %d bytes, want no argon2id", n)
 	}
 }
+
+// TestVerifyResultIsACopy: what Verify returns is the caller's to change;
+// the next Verify of the same token (answered from the cache) is not.
+func TestVerifyResultIsACopy(t *testing.T) {
+	ctx := context.Background()
+	a := newAuth(t, openStore(t, testdb.SQLite(t)), Config{})
+	_, secret := mustClient(t, a, NewClient{ID: "svc", Scopes: []string{"a", "b"}})
+	tok, err := a.Authenticate(ctx, "svc", secret, TokenRequest{Audience: []string{"https://api.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the first answer is parsed, the second cached
+		c, err := a.Verify(ctx, tok.AccessToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Audience) != 1 || c.Audience[0] != "https://api.test" || c.Scope != "a b" || c.Subject != "svc" {
+			t.Fatalf("claims %+v", c)
+		}
+		c.Audience[0], c.Scope, c.Subject = "https://evil.test", "admin", "other"
+	}
+}

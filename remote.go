@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -297,7 +298,8 @@ func (v *RemoteVerifier) Verify(ctx context.Context, token string) (*Claims, err
 	v.mu.RLock()
 	claims := v.verified[key]
 	v.mu.RUnlock()
-	if claims != nil {
+	seen := claims != nil
+	if seen {
 		if v.now().After(time.Unix(claims.ExpiresAt, 0).Add(v.leeway)) {
 			return nil, ErrTokenExpired
 		}
@@ -311,23 +313,41 @@ func (v *RemoteVerifier) Verify(ctx context.Context, token string) (*Claims, err
 			return nil, err
 		}
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	if err := v.check(claims); err != nil {
+		return nil, err
+	}
+	if !seen {
+		// Cached on the first verification only: every hit re-checks the
+		// revocations, so no cached token outlives one, and hits share a
+		// read lock.
+		v.mu.Lock()
+		if len(v.verified) >= maxVerifiedTokens {
+			clear(v.verified) // rare; the next requests re-verify
+		}
+		v.verified[key] = claims
+		v.mu.Unlock()
+	}
+	// A copy: the caller may change what it gets, the cache must not change.
+	c := *claims
+	c.Audience = slices.Clone(claims.Audience)
+	return &c, nil
+}
+
+// check refuses a token revoked, of a deleted client, or issued before its
+// client's cut-off, as the feed has told so far.
+func (v *RemoteVerifier) check(claims *Claims) error {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
 	if _, revoked := v.revoked[claims.ID]; revoked {
-		return nil, ErrTokenRevoked
+		return ErrTokenRevoked
 	}
 	if v.deleted[claims.ClientRowID] {
-		return nil, errClientDeleted
+		return errClientDeleted
 	}
 	if cut, ok := v.cutoffs[claims.Subject]; ok && claims.IssuedAt < cut {
-		return nil, errClientCutOff
+		return errClientCutOff
 	}
-	if len(v.verified) >= maxVerifiedTokens {
-		clear(v.verified) // rare; the next requests re-verify
-	}
-	v.verified[key] = claims
-	c := *claims
-	return &c, nil
+	return nil
 }
 
 // feedWait is the long-poll the verifier asks authd for.
