@@ -710,15 +710,22 @@ func TestUnknownClientCostsTheSame(t *testing.T) {
 // TestVerifyResultIsACopy: what Verify returns is the caller's to change;
 // the next Verify of the same token (answered from the cache) is not.
 func TestVerifyResultIsACopy(t *testing.T) {
-	ctx := context.Background()
 	a := newAuth(t, openStore(t, testdb.SQLite(t)), Config{})
+	checkVerifyResultIsACopy(t, a, a.Verify)
+}
+
+// checkVerifyResultIsACopy verifies a token of a's twice with verify,
+// changing what the first call returned.
+func checkVerifyResultIsACopy(t *testing.T, a *Authenticator, verify func(context.Context, string) (*Claims, error)) {
+	t.Helper()
+	ctx := context.Background()
 	_, secret := mustClient(t, a, NewClient{ID: "svc", Scopes: []string{"a", "b"}})
 	tok, err := a.Authenticate(ctx, "svc", secret, TokenRequest{Audience: []string{"https://api.test"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 2 { // the first answer is parsed, the second cached
-		c, err := a.Verify(ctx, tok.AccessToken)
+		c, err := verify(ctx, tok.AccessToken)
 		if err != nil {
 			t.Fatal(err)
 		}
