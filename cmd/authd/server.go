@@ -324,9 +324,9 @@ func readBody(r *http.Request) (string, error) {
 // maxFormParams is url.ParseQuery's own limit.
 const maxFormParams = 10000
 
-// parseForm is url.ParseQuery, the same values and an error where it errs, without
-// its cost on the values that need no unescaping (tokens, generated
-// secrets, ids): url.QueryUnescape inspects them a byte at a time.
+// parseForm is url.ParseQuery (the same values, and an error where it
+// errs) without its cost on values that need no unescaping (tokens,
+// generated secrets, ids): url.QueryUnescape inspects them a byte at a time.
 func parseForm(s string) (url.Values, error) {
 	if strings.Count(s, "&") >= maxFormParams {
 		return nil, errors.New("too many form parameters")
