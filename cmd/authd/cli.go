@@ -20,6 +20,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/authsvc/authsvc/authhttp"
+
 	"github.com/authsvc/authsvc"
 )
 
@@ -283,20 +285,9 @@ func printJSON(w io.Writer, v any) error {
 
 // cliClient is a client as the CLI prints it in JSON: never a secret or a
 // hash.
-type cliClient struct {
-	clientJSON
-	// TokensValidAfter is the log-out-everywhere cut-off, or null.
-	TokensValidAfter *time.Time `json:"tokens_valid_after"`
-}
+type cliClient = authhttp.ClientJSON
 
-func toCLIClient(c authsvc.Client) cliClient {
-	out := cliClient{clientJSON: toClientJSON(c)}
-	if !c.TokensValidAfter.IsZero() {
-		t := c.TokensValidAfter.UTC()
-		out.TokensValidAfter = &t
-	}
-	return out
-}
+func toCLIClient(c authsvc.Client) cliClient { return authhttp.ClientToJSON(c) }
 
 func stamp(t time.Time) string {
 	if t.IsZero() {

@@ -30,6 +30,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/authsvc/authsvc/authhttp"
+
 	"github.com/authsvc/authsvc"
 )
 
@@ -138,10 +144,15 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		ap.close()
 		return nil, err
 	}
-	s := &server{auth: a, log: log, throttle: newThrottle(), trusted: trusted,
-		metrics: newMetrics(a), metricsRoute: cfg.MetricsAddr == "", draining: &ap.draining}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	opts := authhttp.Options{Logger: log, TrustedProxies: trusted, Metrics: reg, Draining: ap.draining.Load}
+	if cfg.MetricsAddr == "" {
+		opts.MetricsHandler = metrics
+	}
 	ap.srv = &http.Server{
-		Handler:           s.routes(),
+		Handler:           authhttp.NewHandler(a, opts),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -173,7 +184,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 			return nil, fmt.Errorf("metrics listener: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", s.metrics.handler())
+		mux.Handle("GET /metrics", metrics)
 		ap.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
 		ap.metricsLn = mln
 		log.Info("metrics listening", "addr", mln.Addr().String())

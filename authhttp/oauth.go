@@ -1,8 +1,7 @@
-package main
+package authhttp
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -16,35 +15,27 @@ import (
 // The standard OAuth 2.0 surface: RFC 6749 §4.4 token, RFC 7662
 // introspection, RFC 7009 revocation, RFC 7517 JWKS, RFC 8414 discovery.
 
-func (s *server) oauthRoutes(mux *http.ServeMux) {
-	mux.Handle("/oauth/token", methods{http.MethodPost: s.token})
-	mux.Handle("/oauth/introspect", methods{http.MethodPost: s.introspect})
-	mux.Handle("/oauth/revoke", methods{http.MethodPost: s.revoke})
-	mux.Handle("/.well-known/jwks.json", methods{http.MethodGet: s.jwks})
-	mux.Handle("/.well-known/oauth-authorization-server", methods{http.MethodGet: s.discovery})
-	mux.Handle("/.well-known/openid-configuration", methods{http.MethodGet: s.discovery})
-	mux.Handle("/revocations", methods{http.MethodGet: s.revocations})
+func (h *handler) oauthRoutes(mux *http.ServeMux) {
+	mux.Handle("/oauth/token", methods{http.MethodPost: h.token})
+	mux.Handle("/oauth/introspect", methods{http.MethodPost: h.introspect})
+	mux.Handle("/oauth/revoke", methods{http.MethodPost: h.revoke})
+	h.discoveryRoutes(mux)
+	mux.Handle("/revocations", methods{http.MethodGet: h.revocations})
 }
 
 // revocations: GET /revocations?after=CURSOR&wait=SECONDS, the revocation
 // feed that RemoteVerifiers follow (see authsvc.FeedHandler). Any client may
 // read it, authenticated with HTTP Basic: it names revoked jtis and client
 // ids, which anonymous callers have no business enumerating.
-func (s *server) revocations(w http.ResponseWriter, r *http.Request) {
+func (h *handler) revocations(w http.ResponseWriter, r *http.Request) {
 	cc, ok := readClientCredentials(w, r, url.Values{})
 	if !ok {
 		return
 	}
-	if _, ok := s.authenticateClient(w, r, cc); !ok {
+	if _, ok := h.authenticateClient(w, r, cc); !ok {
 		return
 	}
-	s.feed.ServeHTTP(w, r)
-}
-
-// oauthError is an RFC 6749 §5.2 error response.
-func oauthError(w http.ResponseWriter, status int, code, description string) {
-	noStore(w)
-	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
+	h.feed.ServeHTTP(w, r)
 }
 
 // clientCredentials are a request's client authentication (RFC 6749 §2.3.1).
@@ -137,58 +128,36 @@ func readClientCredentials(w http.ResponseWriter, r *http.Request, v url.Values)
 
 // oauthCaller reads an RFC 6749 form body and authenticates the client
 // that sent it; ok is false when an error has been answered.
-func (s *server) oauthCaller(w http.ResponseWriter, r *http.Request) (url.Values, clientCredentials, *authsvc.Client, bool) {
+func (h *handler) oauthCaller(w http.ResponseWriter, r *http.Request) (url.Values, *authsvc.Client, bool) {
 	v, ok := readOAuthForm(w, r)
 	if !ok {
-		return nil, clientCredentials{}, nil, false
+		return nil, nil, false
 	}
 	cc, ok := readClientCredentials(w, r, v)
 	if !ok {
-		return nil, cc, nil, false
+		return nil, nil, false
 	}
-	c, ok := s.authenticateClient(w, r, cc)
-	return v, cc, c, ok
+	c, ok := h.authenticateClient(w, r, cc)
+	return v, c, ok
 }
 
 // authenticateClient checks the caller's credentials, answering the error
 // itself; ok is false when it has.
-func (s *server) authenticateClient(w http.ResponseWriter, r *http.Request, cc clientCredentials) (*authsvc.Client, bool) {
-	if !s.allowAttempt(w, r, cc.id, true) {
+func (h *handler) authenticateClient(w http.ResponseWriter, r *http.Request, cc clientCredentials) (*authsvc.Client, bool) {
+	if !h.allowAttempt(w, r, cc.id, true) {
 		return nil, false
 	}
-	c, err := s.auth.AuthenticateClient(r.Context(), cc.id, cc.secret)
-	s.noteAttempt(r, cc.id, err)
+	c, err := h.auth.AuthenticateClient(r.Context(), cc.id, cc.secret)
+	h.noteAttempt(r, cc.id, err)
 	if err != nil {
-		s.oauthFail(w, r, cc, err)
+		h.oauthFail(w, r, err)
 		return nil, false
 	}
 	return c, true
 }
 
-// oauthFail maps a library error to an RFC 6749 §5.2 error.
-func (s *server) oauthFail(w http.ResponseWriter, r *http.Request, cc clientCredentials, err error) {
-	switch {
-	case errors.Is(err, authsvc.ErrInvalidClient):
-		if cc.basic {
-			w.Header().Set("WWW-Authenticate", `Basic realm="authd"`)
-		}
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
-	case errors.Is(err, authsvc.ErrInvalidScope):
-		oauthError(w, http.StatusBadRequest, "invalid_scope", strings.TrimPrefix(err.Error(), "authsvc: "))
-	case errors.Is(err, authsvc.ErrInvalidArgument):
-		oauthError(w, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(err.Error(), "authsvc: "))
-	case errors.Is(err, authsvc.ErrUnavailable):
-		s.log.Error("store unavailable", "path", r.URL.Path, "err", err)
-		w.Header().Set("Retry-After", "1")
-		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the store cannot be reached")
-	default:
-		s.log.Error("internal error", "path", r.URL.Path, "err", err)
-		oauthError(w, http.StatusInternalServerError, "server_error", "internal error")
-	}
-}
-
 // token: POST /oauth/token, grant_type=client_credentials (RFC 6749 §4.4).
-func (s *server) token(w http.ResponseWriter, r *http.Request) {
+func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 	v, ok := readOAuthForm(w, r, "resource")
 	if !ok {
 		return
@@ -219,13 +188,13 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 		req.Audience = append(req.Audience, res)
 	}
 	req.Audience = append(req.Audience, strings.Fields(v.Get("audience"))...)
-	if !s.allowAttempt(w, r, cc.id, true) {
+	if !h.allowAttempt(w, r, cc.id, true) {
 		return
 	}
-	tok, err := s.auth.Authenticate(r.Context(), cc.id, cc.secret, req)
-	s.noteAttempt(r, cc.id, err)
+	tok, err := h.auth.Authenticate(r.Context(), cc.id, cc.secret, req)
+	h.noteAttempt(r, cc.id, err)
 	if err != nil {
-		s.oauthFail(w, r, cc, err)
+		h.oauthFail(w, r, err)
 		return
 	}
 	noStore(w)
@@ -266,8 +235,8 @@ var inactive = []byte("{\"active\":false}\n")
 
 // introspect: POST /oauth/introspect (RFC 7662). Any authenticated client
 // may introspect; every token that does not verify is {"active": false}.
-func (s *server) introspect(w http.ResponseWriter, r *http.Request) {
-	v, cc, _, ok := s.oauthCaller(w, r)
+func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
+	v, _, ok := h.oauthCaller(w, r)
 	if !ok {
 		return
 	}
@@ -277,9 +246,9 @@ func (s *server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noStore(w)
-	claims, err := s.auth.Verify(r.Context(), tok)
+	claims, err := h.auth.Verify(r.Context(), tok)
 	if errors.Is(err, authsvc.ErrUnavailable) {
-		s.oauthFail(w, r, cc, err)
+		h.oauthFail(w, r, err)
 		return
 	}
 	if err != nil {
@@ -297,8 +266,8 @@ func (s *server) introspect(w http.ResponseWriter, r *http.Request) {
 // revoke: POST /oauth/revoke (RFC 7009). A client may revoke its own
 // tokens, an admin any; every other case is 200 with nothing revoked, as
 // the RFC asks, and the refused attempt is logged.
-func (s *server) revoke(w http.ResponseWriter, r *http.Request) {
-	v, cc, caller, ok := s.oauthCaller(w, r)
+func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
+	v, caller, ok := h.oauthCaller(w, r)
 	if !ok {
 		return
 	}
@@ -307,64 +276,18 @@ func (s *server) revoke(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
 		return
 	}
-	err := s.auth.Revoke(r.Context(), caller, tok)
+	err := h.auth.Revoke(r.Context(), caller, tok)
 	switch {
 	case err == nil:
-		s.log.Info("audit: token revoked", "by", caller.ID)
+		h.log.Info("audit: token revoked", "by", caller.ID)
 	case errors.Is(err, authsvc.ErrForbidden):
-		s.log.Warn("audit: revocation refused: not the token's client", "by", caller.ID)
+		h.log.Warn("audit: revocation refused: not the token's client", "by", caller.ID)
 	case errors.Is(err, authsvc.ErrInvalidToken):
 		// Unknown or invalid: nothing to revoke (RFC 7009 §2.2).
 	default:
-		s.oauthFail(w, r, cc, err)
+		h.oauthFail(w, r, err)
 		return
 	}
 	noStore(w)
 	w.WriteHeader(http.StatusOK)
-}
-
-// jwks: GET /.well-known/jwks.json; the bytes are computed once per key change.
-func (s *server) jwks(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	// Key rotation waits this long between publishing a key and signing
-	// with it, so no verifier that honours max-age meets an unknown kid.
-	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(s.auth.JWKSMaxAge()/time.Second)))
-	w.Write(s.auth.JWKS())
-}
-
-// discovery: RFC 8414 metadata, also served as OpenID configuration.
-func (s *server) discovery(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "public, max-age=3600")
-	w.Write(s.discoveryDoc)
-}
-
-// buildDiscovery makes the RFC 8414 document once, at start.
-func buildDiscovery(a *authsvc.Authenticator) []byte {
-	iss := a.Issuer()
-	auth := []string{"client_secret_basic", "client_secret_post"}
-	algs := a.SigningAlgorithms()
-	doc := map[string]any{
-		"issuer":                 iss,
-		"token_endpoint":         iss + "/oauth/token",
-		"jwks_uri":               iss + "/.well-known/jwks.json",
-		"introspection_endpoint": iss + "/oauth/introspect",
-		"revocation_endpoint":    iss + "/oauth/revoke",
-		// authsvc's own: the feed RemoteVerifiers follow (not an RFC field).
-		"revocation_feed_endpoint":                      iss + "/revocations",
-		"grant_types_supported":                         []string{"client_credentials"},
-		"response_types_supported":                      []string{},
-		"token_endpoint_auth_methods_supported":         auth,
-		"introspection_endpoint_auth_methods_supported": auth,
-		"revocation_endpoint_auth_methods_supported":    auth,
-		// No ID tokens are issued; OpenID parsers require these two fields,
-		// and the algorithms are those of the access tokens.
-		"id_token_signing_alg_values_supported":     algs,
-		"subject_types_supported":                   []string{"public"},
-		"access_token_signing_alg_values_supported": algs,
-	}
-	b, _ := json.Marshal(doc)
-	return b
 }

@@ -1,4 +1,4 @@
-package main
+package authhttp
 
 import (
 	"context"
@@ -115,33 +115,34 @@ func TestTokenEndpointErrors(t *testing.T) {
 			header         map[string]string
 			status         int
 			code           string
-			basicChallenge bool
 		}{
-			{"no grant_type", form, "client_id=svc&client_secret=" + secret, nil, 400, "invalid_request", false},
-			{"password grant", form, "grant_type=password&username=a&password=b", basic, 400, "unsupported_grant_type", false},
-			{"both auth methods", form, good, basic, 400, "invalid_request", false},
-			{"no credentials", form, "grant_type=client_credentials", nil, 401, "invalid_client", true},
-			{"wrong secret post", form, "grant_type=client_credentials&client_id=svc&client_secret=nope", nil, 401, "invalid_client", false},
-			{"wrong secret basic", form, "grant_type=client_credentials", map[string]string{"Authorization": basicAuth("svc", "nope")}, 401, "invalid_client", true},
-			{"unknown client basic", form, "grant_type=client_credentials", map[string]string{"Authorization": basicAuth("ghost", secret)}, 401, "invalid_client", true},
-			{"malformed basic", form, "grant_type=client_credentials", map[string]string{"Authorization": "Basic !!!"}, 400, "invalid_request", false},
-			{"basic without colon", form, "grant_type=client_credentials", map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("svc"))}, 400, "invalid_request", false},
-			{"bearer instead of basic", form, "grant_type=client_credentials", map[string]string{"Authorization": "Bearer x"}, 400, "invalid_request", false},
-			{"scope not granted", form, good + "&scope=a+c", nil, 400, "invalid_scope", false},
-			{"malformed scope", form, good + "&scope=%22", nil, 400, "invalid_scope", false},
-			{"bad resource", form, good + "&resource=not-absolute", nil, 400, "invalid_target", false},
-			{"resource with fragment", form, good + "&resource=https://x.test/%23frag", nil, 400, "invalid_target", false},
-			{"repeated grant_type", form, good + "&grant_type=client_credentials", nil, 400, "invalid_request", false},
-			{"JSON body", "application/json", `{"grant_type":"client_credentials"}`, basic, 400, "invalid_request", false},
-			{"oversized", form, good + "&scope=" + strings.Repeat("a", maxBodyBytes), nil, 413, "invalid_request", false},
-			{"malformed form", form, "grant_type=%zz", basic, 400, "invalid_request", false},
+			{"no grant_type", form, "client_id=svc&client_secret=" + secret, nil, 400, "invalid_request"},
+			{"password grant", form, "grant_type=password&username=a&password=b", basic, 400, "unsupported_grant_type"},
+			{"both auth methods", form, good, basic, 400, "invalid_request"},
+			{"no credentials", form, "grant_type=client_credentials", nil, 401, "invalid_client"},
+			{"wrong secret post", form, "grant_type=client_credentials&client_id=svc&client_secret=nope", nil, 401, "invalid_client"},
+			{"wrong secret basic", form, "grant_type=client_credentials", map[string]string{"Authorization": basicAuth("svc", "nope")}, 401, "invalid_client"},
+			{"unknown client basic", form, "grant_type=client_credentials", map[string]string{"Authorization": basicAuth("ghost", secret)}, 401, "invalid_client"},
+			{"malformed basic", form, "grant_type=client_credentials", map[string]string{"Authorization": "Basic !!!"}, 400, "invalid_request"},
+			{"basic without colon", form, "grant_type=client_credentials", map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("svc"))}, 400, "invalid_request"},
+			{"bearer instead of basic", form, "grant_type=client_credentials", map[string]string{"Authorization": "Bearer x"}, 400, "invalid_request"},
+			{"scope not granted", form, good + "&scope=a+c", nil, 400, "invalid_scope"},
+			{"malformed scope", form, good + "&scope=%22", nil, 400, "invalid_scope"},
+			{"bad resource", form, good + "&resource=not-absolute", nil, 400, "invalid_target"},
+			{"resource with fragment", form, good + "&resource=https://x.test/%23frag", nil, 400, "invalid_target"},
+			{"repeated grant_type", form, good + "&grant_type=client_credentials", nil, 400, "invalid_request"},
+			{"JSON body", "application/json", `{"grant_type":"client_credentials"}`, basic, 400, "invalid_request"},
+			{"oversized", form, good + "&scope=" + strings.Repeat("a", maxBodyBytes), nil, 413, "invalid_request"},
+			{"malformed form", form, "grant_type=%zz", basic, 400, "invalid_request"},
 		}
 		for _, tc := range cases {
 			r := ts.do("POST", "/oauth/token", tc.ct, tc.body, tc.header)
 			if r.status != tc.status || r.body["error"] != tc.code || r.body["error_description"] == nil {
 				t.Errorf("%s: %d %s; want %d %s", tc.name, r.status, r.raw, tc.status, tc.code)
 			}
-			if got := r.header.Get("WWW-Authenticate"); tc.basicChallenge != strings.HasPrefix(got, "Basic realm=") {
+			// Every 401 carries a challenge (RFC 9110 §11.6.1), whichever
+			// way the client authenticated; no other status does.
+			if got := r.header.Get("WWW-Authenticate"); (tc.status == 401) != strings.HasPrefix(got, "Basic realm=") {
 				t.Errorf("%s: WWW-Authenticate %q", tc.name, got)
 			}
 			if r.header.Get("Cache-Control") != "no-store" {

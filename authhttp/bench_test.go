@@ -1,4 +1,4 @@
-package main
+package authhttp
 
 // Benchmarks of authd's handler in process (no network): what each route
 // costs on top of the library call it makes. Run with
@@ -54,7 +54,7 @@ func benchHandler(b *testing.B) (h http.Handler, callerBasic, token, rsBasic str
 	basic := func(id, secret string) string {
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))
 	}
-	return (&server{auth: a, log: log}).routes(), basic("caller", secret), tok.AccessToken, basic("rs", rsSecret)
+	return NewHandler(a, Options{Logger: log, DisableThrottle: true}), basic("caller", secret), tok.AccessToken, basic("rs", rsSecret)
 }
 
 func BenchmarkHandler(b *testing.B) {

@@ -1,14 +1,18 @@
-package main
+package authhttp
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/authsvc/authsvc"
 )
 
 // throttle limits failed client authentications, as RFC 6749 §2.3.1 asks
@@ -192,4 +196,45 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// allowAttempt applies the throttle before a client's secret is checked;
+// false means a 429 has been written.
+func (h *handler) allowAttempt(w http.ResponseWriter, r *http.Request, clientID string, oauth bool) bool {
+	if h.throttle == nil {
+		return true
+	}
+	ok, retry := h.throttle.allow(clientID, info(r).addr)
+	if ok {
+		return true
+	}
+	secs := int(retry/time.Second) + 1
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	h.log.Warn("authentication throttled", "client_id", clientID, "remote", info(r).addr, "retry_after_s", secs)
+	if h.metrics != nil {
+		h.metrics.throttled.Inc()
+	}
+	msg := "too many failed authentications: retry later"
+	if oauth {
+		oauthError(w, http.StatusTooManyRequests, "too_many_requests", msg)
+	} else {
+		writeError(w, http.StatusTooManyRequests, msg)
+	}
+	return false
+}
+
+// noteAttempt ends an attempt allowAttempt let through: it feeds the
+// outcome to the throttle and the audit log.
+func (h *handler) noteAttempt(r *http.Request, clientID string, err error) {
+	ri := info(r)
+	failed := errors.Is(err, authsvc.ErrInvalidClient)
+	if err == nil {
+		ri.clientID = clientID
+	}
+	if failed {
+		h.log.Warn("audit: authentication failed", "client_id", clientID, "remote", ri.addr, "route", r.URL.Path)
+	}
+	if h.throttle != nil {
+		h.throttle.finish(clientID, ri.addr, failed)
+	}
 }

@@ -1,8 +1,7 @@
-package main
+package authhttp
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -415,7 +414,7 @@ func BenchmarkForwardAuth(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewServer((&server{auth: a, log: slog.New(slog.DiscardHandler)}).routes())
+	srv := httptest.NewServer(NewHandler(a, Options{}))
 	defer srv.Close()
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/verify?scope=notes:read", nil)
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)

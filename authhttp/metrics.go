@@ -1,13 +1,13 @@
-package main
+package authhttp
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/authsvc/authsvc"
 )
@@ -16,15 +16,13 @@ import (
 // status, and the Authenticator's own counters (read from its Stats when
 // scraped, so the hot paths only bump atomic counters).
 type metrics struct {
-	reg       *prometheus.Registry
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	throttled prometheus.Counter
 }
 
-func newMetrics(a *authsvc.Authenticator) *metrics {
+func newMetrics(a *authsvc.Authenticator, reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authd_http_requests_total", Help: "HTTP requests by route pattern, method and status.",
 		}, []string{"route", "method", "status"}),
@@ -36,9 +34,28 @@ func newMetrics(a *authsvc.Authenticator) *metrics {
 			Name: "authd_throttled_total", Help: "Authentications refused with 429 by the brute-force limits.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.throttled, statsCollector{a},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.requests = register(reg, m.requests)
+	m.duration = register(reg, m.duration)
+	m.throttled = register(reg, m.throttled)
+	register[prometheus.Collector](reg, statsCollector{a})
 	return m
+}
+
+// register registers c with reg, or returns the collector reg already has
+// under its name (a second handler on one registry shares the metrics).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	err := reg.Register(c)
+	var dup prometheus.AlreadyRegisteredError
+	if errors.As(err, &dup) {
+		if existing, ok := dup.ExistingCollector.(C); ok {
+			return existing
+		}
+		return c
+	}
+	if err != nil {
+		panic(fmt.Sprintf("authhttp: registering metrics: %v", err))
+	}
+	return c
 }
 
 func (m *metrics) observe(route, method string, status int, d time.Duration) {
@@ -55,10 +72,6 @@ func methodLabel(method string) string {
 		return method
 	}
 	return "other"
-}
-
-func (m *metrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
 // statsCollector exports authsvc.Stats.

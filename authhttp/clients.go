@@ -1,0 +1,221 @@
+package authhttp
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/authsvc/authsvc"
+)
+
+// The admin routes: clients created, listed, changed and deleted by a
+// client that is an admin now.
+
+func (h *handler) clientRoutes(mux *http.ServeMux) {
+	mux.Handle("/client", methods{http.MethodPost: h.createClient, http.MethodDelete: h.deleteClient})
+	mux.Handle("/client/{id}", methods{http.MethodDelete: h.deleteClient})
+	mux.Handle("/client/{id}/logout", methods{http.MethodPost: h.logoutClient})
+	mux.Handle("/client/{id}/rotate-secret", methods{http.MethodPost: h.rotateSecret})
+	mux.Handle("/clients", methods{http.MethodGet: h.listClients})
+}
+
+// requireAdmin lets the request through only for a valid token whose client
+// exists now and is an admin now: not on the strength of the token's
+// isAdmin claim, which outlives a deletion or a demotion.
+func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*authsvc.Claims, bool) {
+	tok, ok := bearer(w, r, http.StatusBadRequest)
+	if !ok {
+		return nil, false
+	}
+	claims, err := h.auth.Verify(r.Context(), tok)
+	if err != nil {
+		h.fail(w, r, err)
+		return nil, false
+	}
+	setClient(r, claims.Subject)
+	c, err := h.auth.Client(r.Context(), claims.Subject)
+	if errors.Is(err, authsvc.ErrClientNotFound) {
+		h.fail(w, r, authsvc.ErrInvalidToken)
+		return nil, false
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return nil, false
+	}
+	if !c.IsAdmin {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="authd", error="insufficient_scope"`)
+		writeError(w, http.StatusForbidden, "admin rights required")
+		return nil, false
+	}
+	return claims, true
+}
+
+// createClient: POST /client (admin). Fields client_id, client_secret
+// (optional: generated when absent), is_admin, scope.
+func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
+	caller, ok := h.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	p, ok := params(w, r, "client_id", "client_secret", "is_admin", "scope")
+	if !ok {
+		return
+	}
+	if p["client_id"] == "" {
+		writeError(w, http.StatusBadRequest, "client_id is required")
+		return
+	}
+	isAdmin, err := parseBool(p["is_admin"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	c, secret, err := h.auth.CreateClient(r.Context(), authsvc.NewClient{
+		ID: p["client_id"], Secret: p["client_secret"], IsAdmin: isAdmin, Scopes: authsvc.ParseScope(p["scope"]),
+	})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.Info("audit: client created", "client_id", c.ID, "is_admin", c.IsAdmin, "by", caller.Subject)
+	noStore(w)
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"success": true, "client_id": c.ID, "client_secret": secret,
+		"id": c.RowID, "is_admin": c.IsAdmin, "scope": strings.Join(c.Scopes, " "),
+	})
+}
+
+// deleteClient: DELETE /client (client_id in the body or query) or
+// DELETE /client/{id} (admin).
+func (h *handler) deleteClient(w http.ResponseWriter, r *http.Request) {
+	caller, ok := h.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	if id == "" {
+		p, ok := params(w, r, "client_id")
+		if !ok {
+			return
+		}
+		id = p["client_id"]
+		if id == "" {
+			q, err := param(r.URL.Query(), "client_id")
+			if err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			id = q
+		}
+	}
+	if id == "" {
+		writeError(w, http.StatusBadRequest, "client_id is required")
+		return
+	}
+	if err := h.auth.DeleteClient(r.Context(), id); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.Info("audit: client deleted", "client_id", id, "by", caller.Subject)
+	writeJSON(w, http.StatusOK, map[string]any{"success": true})
+}
+
+// logoutClient: POST /client/{id}/logout (admin) logs a client out
+// everywhere: every token it was issued so far is refused, on every instance.
+func (h *handler) logoutClient(w http.ResponseWriter, r *http.Request) {
+	caller, ok := h.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	c, err := h.auth.LogoutClient(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.Info("audit: client logged out everywhere", "client_id", c.ID, "by", caller.Subject)
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "client_id": c.ID, "tokens_valid_after": c.TokensValidAfter.Unix()})
+}
+
+// rotateSecret: POST /client/{id}/rotate-secret (admin). Optional fields:
+// client_secret (else generated), grace (a duration such as 24h during which
+// the old secret still works), logout_everywhere (also refuse every token
+// issued so far).
+func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request) {
+	caller, ok := h.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	p, ok := params(w, r, "client_secret", "grace", "logout_everywhere")
+	if !ok {
+		return
+	}
+	var opt authsvc.RotateSecret
+	opt.Secret = p["client_secret"]
+	if g := p["grace"]; g != "" {
+		d, err := time.ParseDuration(g)
+		if err != nil || d < 0 || d > 30*24*time.Hour {
+			writeError(w, http.StatusBadRequest, "grace must be a duration such as 24h, at most 720h")
+			return
+		}
+		opt.Grace = d
+	}
+	var err error
+	if opt.LogoutEverywhere, err = parseBool(p["logout_everywhere"]); err != nil {
+		writeError(w, http.StatusBadRequest, "logout_everywhere must be true or false")
+		return
+	}
+	c, secret, err := h.auth.RotateSecret(r.Context(), r.PathValue("id"), opt)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.Info("audit: client secret rotated", "client_id", c.ID, "grace", opt.Grace.String(), "logout_everywhere", opt.LogoutEverywhere, "by", caller.Subject)
+	noStore(w)
+	out := map[string]any{"success": true, "client_id": c.ID, "client_secret": secret}
+	if opt.Grace > 0 {
+		out["old_secret_valid_until"] = time.Now().Add(opt.Grace).Unix()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// ClientJSON is a client as the API shows it (GET /clients, and the CLI's
+// --json): never a secret or a hash.
+type ClientJSON struct {
+	ClientID  string    `json:"client_id"`
+	ID        int64     `json:"id"` // the seed service's numeric id
+	IsAdmin   bool      `json:"is_admin"`
+	Scope     string    `json:"scope"` // space-separated
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// TokensValidAfter is the log-out-everywhere cut-off, or null.
+	TokensValidAfter *time.Time `json:"tokens_valid_after"`
+}
+
+// ClientToJSON returns c's JSON form.
+func ClientToJSON(c authsvc.Client) ClientJSON {
+	out := ClientJSON{ClientID: c.ID, ID: c.RowID, IsAdmin: c.IsAdmin, Scope: strings.Join(c.Scopes, " "),
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+	if !c.TokensValidAfter.IsZero() {
+		t := c.TokensValidAfter.UTC()
+		out.TokensValidAfter = &t
+	}
+	return out
+}
+
+// listClients: GET /clients (admin).
+func (h *handler) listClients(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.requireAdmin(w, r); !ok {
+		return
+	}
+	clients, err := h.auth.Clients(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]ClientJSON, len(clients))
+	for i, c := range clients {
+		out[i] = ClientToJSON(c)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "clients": out})
+}

@@ -1,0 +1,99 @@
+package authhttp
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/authsvc/authsvc"
+)
+
+// The documents verifiers and client libraries read: RFC 7517 JWKS and
+// RFC 8414 metadata (also served as OpenID configuration).
+
+func (h *handler) discoveryRoutes(mux *http.ServeMux) {
+	mux.Handle("/.well-known/jwks.json", methods{http.MethodGet: h.jwks})
+	mux.Handle("/.well-known/oauth-authorization-server", methods{http.MethodGet: h.metadata})
+	mux.Handle("/.well-known/openid-configuration", methods{http.MethodGet: h.metadata})
+}
+
+// jwks: GET /.well-known/jwks.json; the bytes are computed once per key change.
+func (h *handler) jwks(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	// Key rotation waits this long between publishing a key and signing
+	// with it, so no verifier that honours max-age meets an unknown kid.
+	hd.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(h.auth.JWKSMaxAge()/time.Second)))
+	w.Write(h.auth.JWKS())
+}
+
+// discoveryDoc is the metadata document for one base URL.
+type discoveryDoc struct {
+	base string
+	doc  []byte
+}
+
+// metadata: RFC 8414 metadata. The document depends only on the base URL
+// the routes are reached at, so the last one built is kept.
+func (h *handler) metadata(w http.ResponseWriter, r *http.Request) {
+	base := h.base(r)
+	d := h.discovery.Load()
+	if d == nil || d.base != base {
+		d = &discoveryDoc{base: base, doc: buildDiscovery(h.auth, base)}
+		h.discovery.Store(d)
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "public, max-age=3600")
+	w.Write(d.doc)
+}
+
+// base is the URL the routes are reached at: Options.BaseURL, else the
+// issuer followed by the prefix http.StripPrefix removed from this request
+// (the part of the path the client sent that the handler did not see),
+// unless the issuer already ends with it.
+func (h *handler) base(r *http.Request) string {
+	if h.baseURL != "" {
+		return h.baseURL
+	}
+	iss := strings.TrimSuffix(h.auth.Issuer(), "/")
+	sent, err := url.ParseRequestURI(r.RequestURI)
+	if err != nil || r.URL.Path == "" || !strings.HasSuffix(sent.Path, r.URL.Path) {
+		return iss
+	}
+	prefix := strings.TrimSuffix(strings.TrimSuffix(sent.Path, r.URL.Path), "/")
+	if prefix == "" || strings.HasSuffix(iss, prefix) {
+		return iss
+	}
+	return iss + prefix
+}
+
+// buildDiscovery makes the RFC 8414 document for routes reached at base.
+func buildDiscovery(a *authsvc.Authenticator, base string) []byte {
+	auth := []string{"client_secret_basic", "client_secret_post"}
+	algs := a.SigningAlgorithms()
+	doc := map[string]any{
+		"issuer":                 a.Issuer(),
+		"token_endpoint":         base + "/oauth/token",
+		"jwks_uri":               base + "/.well-known/jwks.json",
+		"introspection_endpoint": base + "/oauth/introspect",
+		"revocation_endpoint":    base + "/oauth/revoke",
+		// authsvc's own: the feed RemoteVerifiers follow (not an RFC field).
+		"revocation_feed_endpoint":                      base + "/revocations",
+		"grant_types_supported":                         []string{"client_credentials"},
+		"response_types_supported":                      []string{},
+		"token_endpoint_auth_methods_supported":         auth,
+		"introspection_endpoint_auth_methods_supported": auth,
+		"revocation_endpoint_auth_methods_supported":    auth,
+		// No ID tokens are issued; OpenID parsers require these two fields,
+		// and the algorithms are those of the access tokens.
+		"id_token_signing_alg_values_supported":     algs,
+		"subject_types_supported":                   []string{"public"},
+		"access_token_signing_alg_values_supported": algs,
+	}
+	b, _ := json.Marshal(doc)
+	return b
+}

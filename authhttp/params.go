@@ -1,0 +1,246 @@
+package authhttp
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// maxBodyBytes bounds every request body: our largest legitimate body (a
+// client with 100 scopes) is a few kilobytes.
+const maxBodyBytes = 64 << 10
+
+// errBody is a request body we cannot use; status says why.
+type errBody struct {
+	status int
+	msg    string
+}
+
+func (e *errBody) Error() string { return e.msg }
+
+// readParams reads a form (urlencoded or multipart) or JSON object body into
+// url.Values, bounded by maxBodyBytes. A JSON array of strings becomes one
+// space-separated value (for "scope"); booleans and numbers become text.
+func readParams(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		// No body at all is an empty form; a body without a type is refused.
+		n, err := io.Copy(io.Discard, io.LimitReader(r.Body, 1))
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		if n == 0 {
+			return url.Values{}, nil
+		}
+		return nil, &errBody{http.StatusUnsupportedMediaType, "Content-Type must be application/x-www-form-urlencoded, multipart/form-data or application/json"}
+	}
+	mt, err := mediaType(ct)
+	if err != nil {
+		return nil, &errBody{http.StatusUnsupportedMediaType, "malformed Content-Type"}
+	}
+	switch mt {
+	case "application/x-www-form-urlencoded":
+		b, err := readBody(r)
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		v, err := parseForm(b)
+		if err != nil {
+			return nil, &errBody{http.StatusBadRequest, "malformed form body"}
+		}
+		return v, nil
+	case "multipart/form-data":
+		if err := r.ParseMultipartForm(maxBodyBytes); err != nil {
+			return nil, bodyError(err)
+		}
+		if len(r.MultipartForm.File) > 0 {
+			return nil, &errBody{http.StatusBadRequest, "file uploads are not accepted"}
+		}
+		return url.Values(r.MultipartForm.Value), nil
+	case "application/json":
+		return readJSONParams(r.Body)
+	default:
+		return nil, &errBody{http.StatusUnsupportedMediaType, "Content-Type must be application/x-www-form-urlencoded, multipart/form-data or application/json"}
+	}
+}
+
+// readBody reads a whole (already bounded) body: in one buffer of the
+// announced length when there is one, as every client we know sends it.
+func readBody(r *http.Request) (string, error) {
+	if r.ContentLength <= 0 || r.ContentLength > maxBodyBytes {
+		b, err := io.ReadAll(r.Body)
+		return string(b), err
+	}
+	// Not io.Copy: into a strings.Builder it would allocate 32 KiB a call.
+	b := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, b); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// maxFormParams is url.ParseQuery's own limit.
+const maxFormParams = 10000
+
+// parseForm is url.ParseQuery (the same values, and an error where it
+// errs) without its cost on values that need no unescaping (tokens,
+// generated secrets, ids): url.QueryUnescape inspects them a byte at a time.
+func parseForm(s string) (url.Values, error) {
+	if strings.Count(s, "&") >= maxFormParams {
+		return nil, errors.New("too many form parameters")
+	}
+	v := make(url.Values, 4)
+	var firstErr error
+	for s != "" {
+		var pair string
+		pair, s, _ = strings.Cut(s, "&")
+		if strings.Contains(pair, ";") {
+			if firstErr == nil {
+				firstErr = errors.New("invalid semicolon separator in query")
+			}
+			continue
+		}
+		if pair == "" {
+			continue
+		}
+		key, value, _ := strings.Cut(pair, "=")
+		key, err := unescapeForm(key)
+		if err == nil {
+			value, err = unescapeForm(value)
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		v[key] = append(v[key], value)
+	}
+	return v, firstErr
+}
+
+func unescapeForm(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, nil
+	}
+	return url.QueryUnescape(s)
+}
+
+// mediaType is mime.ParseMediaType's media type, without its cost (a map
+// per call) for the plain types clients send.
+func mediaType(ct string) (string, error) {
+	switch ct {
+	case "application/x-www-form-urlencoded", "application/json":
+		return ct, nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return mt, err
+}
+
+func readJSONParams(body io.Reader) (url.Values, error) {
+	dec := json.NewDecoder(body)
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return nil, bodyError(err)
+	}
+	if dec.More() {
+		return nil, &errBody{http.StatusBadRequest, "malformed JSON body: trailing data"}
+	}
+	if obj == nil {
+		return nil, &errBody{http.StatusBadRequest, "malformed JSON body: want an object"}
+	}
+	v := url.Values{}
+	for k, val := range obj {
+		switch x := val.(type) {
+		case nil:
+		case string:
+			v.Set(k, x)
+		case bool:
+			v.Set(k, strconv.FormatBool(x))
+		case json.Number:
+			v.Set(k, x.String())
+		case []any:
+			parts := make([]string, 0, len(x))
+			for _, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return nil, &errBody{http.StatusBadRequest, fmt.Sprintf("malformed JSON body: %q must be a string or an array of strings", k)}
+				}
+				parts = append(parts, s)
+			}
+			v.Set(k, strings.Join(parts, " "))
+		default:
+			return nil, &errBody{http.StatusBadRequest, fmt.Sprintf("malformed JSON body: %q has an unsupported type", k)}
+		}
+	}
+	return v, nil
+}
+
+func bodyError(err error) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return &errBody{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxBodyBytes)}
+	}
+	if errors.Is(err, http.ErrNotMultipart) || errors.Is(err, http.ErrMissingBoundary) {
+		return &errBody{http.StatusBadRequest, "malformed multipart body"}
+	}
+	return &errBody{http.StatusBadRequest, "malformed request body"}
+}
+
+// param returns the single value of key; a parameter given twice is an
+// error (RFC 6749 §3.2: parameters must not be repeated).
+func param(v url.Values, key string) (string, error) {
+	vals := v[key]
+	switch len(vals) {
+	case 0:
+		return "", nil
+	case 1:
+		return vals[0], nil
+	default:
+		return "", &errBody{http.StatusBadRequest, fmt.Sprintf("parameter %q given more than once", key)}
+	}
+}
+
+// params reads the named parameters of the body; ok is false when a reply
+// has been written.
+func params(w http.ResponseWriter, r *http.Request, keys ...string) (map[string]string, bool) {
+	v, err := readParams(w, r)
+	if err == nil {
+		out := make(map[string]string, len(keys))
+		for _, k := range keys {
+			if out[k], err = param(v, k); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			return out, true
+		}
+	}
+	var eb *errBody
+	if errors.As(err, &eb) {
+		writeError(w, eb.status, eb.msg)
+	} else {
+		writeError(w, http.StatusBadRequest, "malformed request body")
+	}
+	return nil, false
+}
+
+// parseBool accepts what PostgreSQL accepts for a boolean, as the seed
+// service passed is_admin straight to it.
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "false", "f", "0", "no", "n", "off":
+		return false, nil
+	case "true", "t", "1", "yes", "y", "on":
+		return true, nil
+	}
+	return false, errors.New("is_admin must be true or false")
+}
