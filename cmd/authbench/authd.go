@@ -25,6 +25,8 @@ import (
 	"time"
 
 	_ "github.com/lib/pq"
+
+	"github.com/authsvc/authsvc/internal/dburl"
 )
 
 // buildAuthd builds cmd/authd into dir and returns the binary's path.
@@ -72,7 +74,7 @@ func createPostgres(ctx context.Context, base string) (*pgDatabase, error) {
 	// A database name cannot be a bound parameter; this one is made of hex
 	// digits we generated.
 	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		return nil, fmt.Errorf("create database on %s: %w", redact(base), err)
+		return nil, fmt.Errorf("create database on %s: %w", dburl.Redact(base), err)
 	}
 	u, err := url.Parse(base)
 	if err != nil {
@@ -92,18 +94,6 @@ func (p *pgDatabase) drop() error {
 	defer cancel()
 	_, err = db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+p.name+" WITH (FORCE)")
 	return err
-}
-
-// redact hides a URL's password.
-func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
 }
 
 // authdProc is a running authd.

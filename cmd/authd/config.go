@@ -17,6 +17,8 @@ import (
 	"unicode"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/authsvc/authsvc/internal/dburl"
 )
 
 // config is authd's configuration, read from the environment with envconfig (prefix AUTHSVC_).
@@ -62,8 +64,6 @@ const (
 
 	// maxDotenvSize bounds what parseDotenv accepts; a real .env is a few hundred bytes.
 	maxDotenvSize = 1 << 20
-
-	redactedValue = "redacted"
 )
 
 // loadConfig loads dotenvPath (if the file exists; "" means skip) into the process environment without
@@ -478,45 +478,9 @@ func validEnvKey(k string) bool {
 func (c config) redacted() config {
 	for _, s := range []*string{&c.HMACSecret, &c.SecretPepper, &c.KeyEncryptionKey, &c.BootstrapClientSecret} {
 		if *s != "" {
-			*s = redactedValue
+			*s = dburl.Redacted
 		}
 	}
-	c.DatabaseURL = redactDatabaseURL(c.DatabaseURL)
+	c.DatabaseURL = dburl.Redact(c.DatabaseURL)
 	return c
-}
-
-// redactDatabaseURL hides the password of a database URL, whether in the user info or in a password or
-// sslpassword query parameter (lib/pq reads both). A value it cannot take apart, such as a keyword/value
-// DSN that mentions a password, is replaced whole: better an unhelpful log line than a leaked password.
-func redactDatabaseURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return redactedValue
-	}
-	if u.Scheme == "" {
-		if strings.Contains(strings.ToLower(s), "password") {
-			return redactedValue
-		}
-		return s
-	}
-	changed := false
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), redactedValue)
-		changed = true
-	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return redactedValue // u.Query would silently drop a malformed password parameter
-	}
-	for _, k := range []string{"password", "sslpassword"} {
-		if q.Has(k) {
-			q.Set(k, redactedValue)
-			u.RawQuery = q.Encode()
-			changed = true
-		}
-	}
-	if !changed {
-		return s
-	}
-	return u.String()
 }

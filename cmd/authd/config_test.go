@@ -633,26 +633,6 @@ func TestRedacted(t *testing.T) {
 	})
 }
 
-func TestRedactDatabaseURL(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"sqlite:authd.db", "sqlite:authd.db"},
-		{"postgres://u@h/db?sslmode=require", "postgres://u@h/db?sslmode=require"},
-		{"postgres://u:pw-secret@h/db", "postgres://u:redacted@h/db"},
-		{"postgres://:pw-secret@/db?host=%2Frun", "postgres://:redacted@/db?host=%2Frun"},
-		{"postgres://u@h/db?password=pw-secret&sslmode=require", "postgres://u@h/db?password=redacted&sslmode=require"},
-		{"postgres://u@h/db?sslpassword=pw-secret", "postgres://u@h/db?sslpassword=redacted"},
-		{"postgres://u@h/db?password=pw-secret%zz", "redacted"}, // url.Values would drop it silently
-		{"postgres://u:pw-secret%zz@h/db", "redacted"},          // does not parse at all
-		{"host=h user=u password=pw-secret dbname=db", "redacted"},
-		{"host=h user=u dbname=db", "host=h user=u dbname=db"},
-	}
-	for _, tt := range tests {
-		if got := redactDatabaseURL(tt.in); got != tt.want {
-			t.Errorf("redactDatabaseURL(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // FuzzParseDotenv checks that parseDotenv never panics, only returns valid keys and values the environment
 // can hold, and that what it returns survives being written back as KEY="escaped value" lines.
 func FuzzParseDotenv(f *testing.F) {

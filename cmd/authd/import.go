@@ -17,6 +17,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/authsvc/authsvc"
+	"github.com/authsvc/authsvc/internal/dburl"
 )
 
 // seedRow is a row of the Flask service's clients table. Its columns are
@@ -110,7 +111,7 @@ func cmdImportSeed(ctx context.Context, c *command, args []string) error {
 		return err
 	}
 	rep := &importReport{
-		DryRun: *dryRun, From: redactDatabaseURL(*from), Into: redactDatabaseURL(cfg.DatabaseURL),
+		DryRun: *dryRun, From: dburl.Redact(*from), Into: dburl.Redact(cfg.DatabaseURL),
 		SeedClients: len(seed.clients), BlacklistRows: seed.blacklist, Clients: []importedRow{},
 	}
 	valid, invalid := checkSeedRows(seed.clients)
@@ -137,7 +138,7 @@ func cmdImportSeed(ctx context.Context, c *command, args []string) error {
 // one read-only snapshot: import-seed never writes to that database's
 // tables. The SQL is constant.
 func readSeed(ctx context.Context, url string) (*seedData, error) {
-	where := redactDatabaseURL(url)
+	where := dburl.Redact(url)
 	db, err := sqlx.Open("postgres", url)
 	if err != nil {
 		return nil, fmt.Errorf("import-seed: open the Flask database %s: %w", where, err)

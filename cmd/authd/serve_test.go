@@ -86,4 +86,5 @@ func TestServeProcess(t *testing.T) {
 		t.Fatalf("token after restart: %v", err)
 	}
 }
+
 const form = "application/x-www-form-urlencoded"
