@@ -1,0 +1,157 @@
+package authsvc
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// TokenRequest narrows the token Authenticate issues.
+type TokenRequest struct {
+	// Scopes requested; each must be granted to the client. Empty means all
+	// of the client's scopes.
+	Scopes []string
+	// Audience sets the aud claim (RFC 8707 resource or the "audience"
+	// parameter). Empty means Config.DefaultAudience.
+	Audience []string
+}
+
+// Token is an issued access token.
+type Token struct {
+	AccessToken string
+	TokenType   string // always "Bearer"
+	ExpiresAt   time.Time
+	ExpiresIn   time.Duration
+	Scopes      []string
+	ClientID    string
+	IsAdmin     bool
+}
+
+// Authenticate checks a client's credentials and issues an access token.
+// An unknown client_id and a wrong secret both give ErrInvalidClient, in
+// about the same time.
+func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret string, req TokenRequest) (*Token, error) {
+	c, err := a.AuthenticateClient(ctx, clientID, secret)
+	if err != nil {
+		return nil, err
+	}
+	a.stats.tokensIssued.Add(1)
+	scopes, err := grantScopes(c.Scopes, req.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	aud := req.Audience
+	if len(aud) == 0 {
+		aud = a.audience
+	} else if err := checkAudiences(aud); err != nil {
+		return nil, err
+	}
+	return a.issue(c, scopes, aud)
+}
+
+// AuthenticateClient checks a client's credentials without issuing a token
+// (for endpoints where the caller authenticates as a client, such as token
+// introspection and revocation). Errors as Authenticate.
+func (a *Authenticator) AuthenticateClient(ctx context.Context, clientID, secret string) (*Client, error) {
+	c, err := a.authenticateClient(ctx, clientID, secret)
+	if errors.Is(err, ErrInvalidClient) {
+		a.stats.authFailures.Add(1)
+	} else if errors.Is(err, ErrUnavailable) {
+		a.stats.storeErrors.Add(1)
+	}
+	return c, err
+}
+
+func (a *Authenticator) authenticateClient(ctx context.Context, clientID, secret string) (*Client, error) {
+	if clientID == "" || len(clientID) > MaxClientIDLen || secret == "" || len(secret) > MaxSecretLen {
+		return nil, ErrInvalidClient
+	}
+	// Fail closed: with the store unreachable, a deleted client cannot be
+	// told from a live one.
+	if _, healthy := a.state.freshness(); !healthy {
+		return nil, ErrUnavailable
+	}
+	rec, err := a.lookupClient(ctx, clientID)
+	if errors.Is(err, ErrClientNotFound) {
+		a.hasher.dummyVerify(secret)
+		return nil, ErrInvalidClient
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ok, rehash bool
+	if isGeneratedHash(rec.SecretHash) && !isGeneratedShape(secret) {
+		// A generated secret always has the generated shape, so this cannot
+		// match; spend what an unknown client_id costs for such a secret
+		// (argon2id), so that timing does not tell that the client exists.
+		a.hasher.dummyVerify(secret)
+	} else {
+		ok, rehash = a.checkSecret(rec, rec.SecretHash, secret)
+		if !ok && isLegacyHash(rec.SecretHash) {
+			// Unsalted SHA-1 answers in nanoseconds: spend what an unknown
+			// client_id costs, so timing does not tell the client exists.
+			a.hasher.dummyVerify(secret)
+		}
+	}
+	if !ok && rec.OldSecretHash != "" && a.now().Before(rec.OldSecretExpiresAt) {
+		// Within a rotation's grace period the previous secret still works.
+		ok, _ = a.checkSecret(rec, rec.OldSecretHash, secret)
+		rehash = false
+	}
+	if !ok {
+		return nil, ErrInvalidClient
+	}
+	if rehash {
+		a.upgradeHash(ctx, rec, secret)
+	}
+	c := rec.Client
+	return &c, nil
+}
+
+// checkSecret verifies secret against one of rec's hashes.
+func (a *Authenticator) checkSecret(rec *ClientRecord, hash, secret string) (ok, rehash bool) {
+	ok, rehash, err := a.hasher.verify(hash, secret)
+	if err != nil {
+		// A corrupt stored hash: refuse, and tell the operator (not the caller).
+		a.log.Error("authsvc: stored secret hash unusable", "client_id", rec.ID, "err", err)
+		return false, false
+	}
+	return ok, rehash
+}
+
+// upgradeHash replaces a legacy or weaker hash after a successful login. The
+// secret was a caller's choice (legacy hashes come from imported clients), so
+// it gets argon2id; a generated one keeps its fast hash under the pepper.
+// Failure is logged, not returned: the login itself was valid.
+func (a *Authenticator) upgradeHash(ctx context.Context, rec *ClientRecord, secret string) {
+	var newHash string
+	var err error
+	if isGeneratedHash(rec.SecretHash) {
+		newHash = a.hasher.hashGenerated(secret)
+	} else if newHash, err = a.hasher.hashChosen(secret); err != nil {
+		// A legacy secret shorter than today's minimum still upgrades: the
+		// minimum guards new secrets, the upgrade only strengthens storage.
+		newHash, err = a.hasher.hashArgon2(secret)
+	}
+	if err == nil {
+		var updated *ClientRecord
+		updated, err = a.store.UpdateClient(ctx, rec.ID, func(cur *ClientRecord) error {
+			if cur.SecretHash != rec.SecretHash {
+				return errStale // rotated meanwhile: leave the new secret alone
+			}
+			cur.SecretHash = newHash
+			return nil
+		})
+		if errors.Is(err, errStale) {
+			return
+		}
+		if err == nil {
+			a.state.putClient(rec.ID, updated)
+		}
+	}
+	if err != nil {
+		a.log.Warn("authsvc: could not upgrade secret hash", "client_id", rec.ID, "err", err)
+		return
+	}
+	a.log.Info("authsvc: upgraded secret hash", "client_id", rec.ID)
+}

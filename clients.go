@@ -1,0 +1,220 @@
+package authsvc
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Client is a registered client, as callers see it: never with its secret.
+type Client struct {
+	ID      string // client_id
+	RowID   int64  // numeric id, the "id" claim of the seed service's tokens
+	IsAdmin bool
+	Scopes  []string
+	// TokensValidAfter is the per-client cut-off: tokens issued before it are
+	// refused. Zero means none.
+	TokensValidAfter time.Time
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+// NewClient is what CreateClient needs.
+type NewClient struct {
+	ID string // client_id: 1-128 bytes of printable UTF-8 without spaces
+	// Secret chosen by the caller (at least 16 characters, hashed with
+	// argon2id). Empty means the server generates one (32 random bytes).
+	Secret  string
+	IsAdmin bool
+	Scopes  []string
+	// RowID, when non-zero, asks for that numeric id (used to import the
+	// seed service's clients so their "id" claim is unchanged).
+	RowID int64
+}
+
+// CreateClient registers a client and returns it with its secret. The secret
+// is returned only here: the store keeps a hash.
+func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client, string, error) {
+	if err := checkClientID(nc.ID); err != nil {
+		return nil, "", err
+	}
+	scopes, err := normalizeScopes(nc.Scopes)
+	if err != nil {
+		return nil, "", err
+	}
+	if nc.RowID < 0 {
+		return nil, "", fmt.Errorf("%w: negative row id", ErrInvalidArgument)
+	}
+	secret, hash, err := a.newSecret(nc.Secret)
+	if err != nil {
+		return nil, "", err
+	}
+	now := a.now().UTC().Truncate(time.Second)
+	rec := &ClientRecord{
+		Client: Client{
+			ID: nc.ID, RowID: nc.RowID, IsAdmin: nc.IsAdmin, Scopes: scopes,
+			CreatedAt: now, UpdatedAt: now,
+		},
+		SecretHash: hash,
+	}
+	if err := a.store.CreateClient(ctx, rec); err != nil {
+		return nil, "", err
+	}
+	a.state.putClient(rec.ID, rec)
+	c := rec.Client
+	return &c, secret, nil
+}
+
+// Client returns the client with that client_id, or ErrClientNotFound. It
+// answers from memory when it can (kept current as Verify's checks are).
+func (a *Authenticator) Client(ctx context.Context, clientID string) (*Client, error) {
+	rec, err := a.lookupClient(ctx, clientID)
+	if err != nil {
+		return nil, err
+	}
+	c := rec.Client
+	return &c, nil
+}
+
+// Clients lists every client, ordered by client_id.
+func (a *Authenticator) Clients(ctx context.Context) ([]Client, error) {
+	recs, err := a.store.Clients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Client, len(recs))
+	for i := range recs {
+		out[i] = recs[i].Client
+	}
+	return out, nil
+}
+
+// DeleteClient removes a client. Its tokens are refused from then on, even
+// those not yet expired: a compromised client is cut off at once.
+func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error {
+	if err := a.store.DeleteClient(ctx, clientID); err != nil {
+		return err
+	}
+	a.state.putClient(clientID, nil)
+	return nil
+}
+
+// ClientUpdate changes a client; nil fields are left as they are.
+type ClientUpdate struct {
+	IsAdmin *bool
+	Scopes  *[]string
+}
+
+// UpdateClient changes a client's admin flag or scopes. Tokens already
+// issued keep the claims they were issued with; admin rights are checked
+// against the current record by authd's admin routes.
+func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u ClientUpdate) (*Client, error) {
+	var scopes []string
+	if u.Scopes != nil {
+		var err error
+		if scopes, err = normalizeScopes(*u.Scopes); err != nil {
+			return nil, err
+		}
+	}
+	return a.updateClient(ctx, clientID, func(rec *ClientRecord) error {
+		if u.IsAdmin != nil {
+			rec.IsAdmin = *u.IsAdmin
+		}
+		if u.Scopes != nil {
+			rec.Scopes = scopes
+		}
+		return nil
+	})
+}
+
+// updateClient applies f in the store and in memory.
+func (a *Authenticator) updateClient(ctx context.Context, clientID string, f func(*ClientRecord) error) (*Client, error) {
+	rec, err := a.store.UpdateClient(ctx, clientID, f)
+	if err != nil {
+		return nil, err
+	}
+	a.state.putClient(clientID, rec)
+	c := rec.Client
+	return &c, nil
+}
+
+// LogoutClient logs a client out everywhere: every token of it issued
+// before now is refused from now on, on every instance. Tokens issued in
+// the same second as the call are refused too (iat has a resolution of one
+// second, and refusing a few too many is the safe side).
+func (a *Authenticator) LogoutClient(ctx context.Context, clientID string) (*Client, error) {
+	cutoff := a.now().Truncate(time.Second).Add(time.Second)
+	return a.updateClient(ctx, clientID, func(rec *ClientRecord) error {
+		if cutoff.After(rec.TokensValidAfter) {
+			rec.TokensValidAfter = cutoff
+		}
+		return nil
+	})
+}
+
+// RotateSecret options.
+type RotateSecret struct {
+	// Secret is the new secret; empty means generate one.
+	Secret string
+	// Grace keeps the previous secret valid this long, so a fleet of
+	// callers can switch without an outage. Zero ends it at once.
+	Grace time.Duration
+	// LogoutEverywhere also refuses every token issued so far.
+	LogoutEverywhere bool
+}
+
+// RotateSecret gives a client a new secret and returns it. Tokens issued
+// before stay valid unless LogoutEverywhere is set.
+func (a *Authenticator) RotateSecret(ctx context.Context, clientID string, opt RotateSecret) (*Client, string, error) {
+	if opt.Grace < 0 {
+		return nil, "", fmt.Errorf("%w: negative grace period", ErrInvalidArgument)
+	}
+	secret, hash, err := a.newSecret(opt.Secret)
+	if err != nil {
+		return nil, "", err
+	}
+	now := a.now()
+	c, err := a.updateClient(ctx, clientID, func(rec *ClientRecord) error {
+		rec.OldSecretHash, rec.OldSecretExpiresAt = "", time.Time{}
+		if opt.Grace > 0 {
+			rec.OldSecretHash, rec.OldSecretExpiresAt = rec.SecretHash, now.Add(opt.Grace).UTC()
+		}
+		rec.SecretHash = hash
+		if opt.LogoutEverywhere {
+			rec.TokensValidAfter = now.Truncate(time.Second).Add(time.Second)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return c, secret, nil
+}
+
+// newSecret hashes a chosen secret, or generates one when chosen is empty.
+func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error) {
+	if chosen == "" {
+		if secret, err = GenerateSecret(); err != nil {
+			return "", "", err
+		}
+		return secret, a.hasher.hashGenerated(secret), nil
+	}
+	if hash, err = a.hasher.hashChosen(chosen); err != nil {
+		return "", "", fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	return chosen, hash, nil
+}
+
+// lookupClient returns a client's record from memory, or from the store
+// when memory does not have it yet (created a moment ago elsewhere).
+func (a *Authenticator) lookupClient(ctx context.Context, clientID string) (*ClientRecord, error) {
+	if rec := a.state.client(clientID); rec != nil {
+		return rec, nil
+	}
+	rec, err := a.store.Client(ctx, clientID)
+	if err != nil {
+		return nil, err
+	}
+	a.state.putClient(clientID, rec)
+	return rec, nil
+}

@@ -1,0 +1,180 @@
+package authsvc
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+)
+
+// clientRow is the clients table's row.
+type clientRow struct {
+	RowID              int64  `db:"id"`
+	ClientID           string `db:"client_id"`
+	SecretHash         string `db:"secret_hash"`
+	OldSecretHash      string `db:"old_secret_hash"`
+	OldSecretExpiresAt int64  `db:"old_secret_expires_at"`
+	IsAdmin            bool   `db:"is_admin"`
+	Scopes             string `db:"scopes"`
+	TokensValidAfter   int64  `db:"tokens_valid_after"`
+	CreatedAt          int64  `db:"created_at"`
+	UpdatedAt          int64  `db:"updated_at"`
+}
+
+const clientColumns = `id, client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, tokens_valid_after, created_at, updated_at`
+
+func (r *clientRow) record() *ClientRecord {
+	c := &ClientRecord{
+		Client: Client{
+			ID: r.ClientID, RowID: r.RowID, IsAdmin: r.IsAdmin, Scopes: ParseScope(r.Scopes),
+			CreatedAt: time.Unix(r.CreatedAt, 0).UTC(), UpdatedAt: time.Unix(r.UpdatedAt, 0).UTC(),
+		},
+		SecretHash:    r.SecretHash,
+		OldSecretHash: r.OldSecretHash,
+	}
+	if r.OldSecretExpiresAt != 0 {
+		c.OldSecretExpiresAt = time.Unix(r.OldSecretExpiresAt, 0).UTC()
+	}
+	if r.TokensValidAfter != 0 {
+		c.TokensValidAfter = time.Unix(r.TokensValidAfter, 0).UTC()
+	}
+	return c
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func (s *sqlStore) CreateClient(ctx context.Context, c *ClientRecord) error {
+	now := time.Now().Unix()
+	created, updated := unixOrZero(c.CreatedAt), unixOrZero(c.UpdatedAt)
+	if created == 0 {
+		created = now
+	}
+	if updated == 0 {
+		updated = created
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return unavailable(err)
+	}
+	defer tx.Rollback()
+	var id int64
+	args := []any{c.ID, c.SecretHash, c.OldSecretHash, unixOrZero(c.OldSecretExpiresAt), c.IsAdmin, strings.Join(c.Scopes, " "), unixOrZero(c.TokensValidAfter), created, updated}
+	q := `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, tokens_valid_after, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
+	if c.RowID != 0 {
+		q = `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, tokens_valid_after, created_at, updated_at, id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
+		args = append(args, c.RowID)
+	}
+	err = tx.GetContext(ctx, &id, tx.Rebind(q), args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrClientExists
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	if c.RowID != 0 && s.postgres {
+		// An explicit id leaves the identity sequence behind: move it past.
+		if _, err := tx.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('authsvc_clients', 'id'), GREATEST((SELECT MAX(id) FROM authsvc_clients), 1))`); err != nil {
+			return unavailable(err)
+		}
+	}
+	if err := s.logChange(ctx, tx, Change{Kind: ChangeClient, ClientID: c.ID, RowID: id}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return unavailable(err)
+	}
+	c.RowID = id
+	c.CreatedAt, c.UpdatedAt = time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
+	return nil
+}
+
+func (s *sqlStore) Client(ctx context.Context, clientID string) (*ClientRecord, error) {
+	var r clientRow
+	err := s.db.GetContext(ctx, &r, s.db.Rebind(`SELECT `+clientColumns+` FROM authsvc_clients WHERE client_id = ?`), clientID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrClientNotFound
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return r.record(), nil
+}
+
+func (s *sqlStore) Clients(ctx context.Context) ([]ClientRecord, error) {
+	var rows []clientRow
+	if err := s.db.SelectContext(ctx, &rows, `SELECT `+clientColumns+` FROM authsvc_clients ORDER BY client_id`); err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]ClientRecord, len(rows))
+	for i := range rows {
+		out[i] = *rows[i].record()
+	}
+	return out, nil
+}
+
+func (s *sqlStore) UpdateClient(ctx context.Context, clientID string, update func(*ClientRecord) error) (*ClientRecord, error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	defer tx.Rollback()
+	var r clientRow
+	q := `SELECT ` + clientColumns + ` FROM authsvc_clients WHERE client_id = ?`
+	if s.postgres {
+		q += ` FOR UPDATE`
+	}
+	err = tx.GetContext(ctx, &r, tx.Rebind(q), clientID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrClientNotFound
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	rec := r.record()
+	if err := update(rec); err != nil {
+		return nil, err
+	}
+	rec.UpdatedAt = time.Now().UTC().Truncate(time.Second)
+	_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE authsvc_clients SET secret_hash = ?, old_secret_hash = ?,
+		old_secret_expires_at = ?, is_admin = ?, scopes = ?, tokens_valid_after = ?, updated_at = ? WHERE id = ?`),
+		rec.SecretHash, rec.OldSecretHash, unixOrZero(rec.OldSecretExpiresAt), rec.IsAdmin,
+		strings.Join(rec.Scopes, " "), unixOrZero(rec.TokensValidAfter), rec.UpdatedAt.Unix(), rec.RowID)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if err := s.logChange(ctx, tx, Change{Kind: ChangeClient, ClientID: rec.ID, RowID: rec.RowID}); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, unavailable(err)
+	}
+	return rec, nil
+}
+
+func (s *sqlStore) DeleteClient(ctx context.Context, clientID string) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return unavailable(err)
+	}
+	defer tx.Rollback()
+	var rowID int64
+	err = tx.GetContext(ctx, &rowID, tx.Rebind(`DELETE FROM authsvc_clients WHERE client_id = ? RETURNING id`), clientID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrClientNotFound
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	if err := s.logChange(ctx, tx, Change{Kind: ChangeClientDeleted, ClientID: clientID, RowID: rowID}); err != nil {
+		return err
+	}
+	return unavailable(tx.Commit())
+}

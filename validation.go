@@ -1,0 +1,111 @@
+package authsvc
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits on inputs, so that no caller can make the service do unbounded work.
+const (
+	MaxClientIDLen = 128  // bytes; the seed service's varchar(128)
+	MaxTokenLen    = 8192 // bytes; our tokens are well under 1 KB
+	MaxScopes      = 100
+	MaxScopeLen    = 128
+	MaxAudiences   = 10
+)
+
+// checkClientID accepts 1-128 bytes of printable UTF-8 without white space.
+func checkClientID(id string) error {
+	if id == "" || len(id) > MaxClientIDLen || !utf8.ValidString(id) {
+		return fmt.Errorf("%w: client_id must be 1 to %d bytes of UTF-8", ErrInvalidArgument, MaxClientIDLen)
+	}
+	for _, r := range id {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return fmt.Errorf("%w: client_id must not contain spaces or control characters", ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// checkAudience accepts a printable, space-free string of up to 512 bytes.
+func checkAudience(aud string) error {
+	if aud == "" || len(aud) > 512 || !utf8.ValidString(aud) {
+		return fmt.Errorf("%w: audience must be 1 to 512 bytes of UTF-8", ErrInvalidArgument)
+	}
+	for _, r := range aud {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return fmt.Errorf("%w: audience must not contain spaces or control characters", ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+func checkAudiences(auds []string) error {
+	if len(auds) > MaxAudiences {
+		return fmt.Errorf("%w: at most %d audiences", ErrInvalidArgument, MaxAudiences)
+	}
+	for _, aud := range auds {
+		if err := checkAudience(aud); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// normalizeScopes checks each scope against RFC 6749 §3.3 (scope-token =
+// 1*( %x21 / %x23-5B / %x5D-7E )) and removes duplicates, keeping order.
+func normalizeScopes(scopes []string) ([]string, error) {
+	if len(scopes) > MaxScopes {
+		return nil, fmt.Errorf("%w: at most %d scopes", ErrInvalidScope, MaxScopes)
+	}
+	out := make([]string, 0, len(scopes))
+	seen := make(map[string]bool, len(scopes))
+	for _, s := range scopes {
+		if s == "" || len(s) > MaxScopeLen {
+			return nil, fmt.Errorf("%w: a scope must be 1 to %d characters", ErrInvalidScope, MaxScopeLen)
+		}
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
+				return nil, fmt.Errorf("%w: scope %q has a character RFC 6749 forbids", ErrInvalidScope, s)
+			}
+		}
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// ParseScope splits a space-separated scope parameter (RFC 6749 §3.3).
+func ParseScope(s string) []string {
+	return strings.Fields(s)
+}
+
+// grantScopes returns the scopes a token gets: all granted when none are
+// requested, else the requested ones, each of which must be granted.
+func grantScopes(granted, requested []string) ([]string, error) {
+	if len(requested) == 0 {
+		return granted, nil
+	}
+	requested, err := normalizeScopes(requested)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range requested {
+		found := false
+		for _, g := range granted {
+			if g == r {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: %q is not granted to this client", ErrInvalidScope, r)
+		}
+	}
+	return requested, nil
+}
