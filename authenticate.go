@@ -40,11 +40,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret strin
 	if err != nil {
 		return nil, err
 	}
-	aud := req.Audience
-	if len(aud) == 0 {
-		aud = a.audience
-	} else if err := checkAudiences(aud); err != nil {
-		return nil, err
+	aud := a.audience
+	if len(req.Audience) > 0 {
+		if aud, err = NormalizeAudiences(req.Audience); err != nil {
+			return nil, err
+		}
 	}
 	return a.issue(c, scopes, aud)
 }

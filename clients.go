@@ -2,7 +2,7 @@ package authsvc
 
 import (
 	"context"
-	"fmt"
+	"strings"
 	"time"
 )
 
@@ -38,12 +38,12 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 	if err := checkClientID(nc.ID); err != nil {
 		return nil, "", err
 	}
-	scopes, err := normalizeScopes(nc.Scopes)
+	scopes, err := NormalizeScopes(nc.Scopes)
 	if err != nil {
 		return nil, "", err
 	}
 	if nc.RowID < 0 {
-		return nil, "", fmt.Errorf("%w: negative row id", ErrInvalidArgument)
+		return nil, "", refuse(ErrInvalidArgument, "negative row id")
 	}
 	secret, hash, err := a.newSecret(nc.Secret)
 	if err != nil {
@@ -112,7 +112,7 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 	var scopes []string
 	if u.Scopes != nil {
 		var err error
-		if scopes, err = normalizeScopes(*u.Scopes); err != nil {
+		if scopes, err = NormalizeScopes(*u.Scopes); err != nil {
 			return nil, err
 		}
 	}
@@ -167,7 +167,7 @@ type RotateSecret struct {
 // before stay valid unless LogoutEverywhere is set.
 func (a *Authenticator) RotateSecret(ctx context.Context, clientID string, opt RotateSecret) (*Client, string, error) {
 	if opt.Grace < 0 {
-		return nil, "", fmt.Errorf("%w: negative grace period", ErrInvalidArgument)
+		return nil, "", refuse(ErrInvalidArgument, "negative grace period")
 	}
 	secret, hash, err := a.newSecret(opt.Secret)
 	if err != nil {
@@ -200,7 +200,9 @@ func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error
 		return secret, a.hasher.hashGenerated(secret), nil
 	}
 	if hash, err = a.hasher.hashChosen(chosen); err != nil {
-		return "", "", fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+		// The hasher's errors are this package's own sentinels, whose
+		// text is fit for the caller.
+		return "", "", &Error{Kind: ErrInvalidArgument, Message: strings.TrimPrefix(err.Error(), "authsvc: "), Err: err}
 	}
 	return chosen, hash, nil
 }

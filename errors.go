@@ -34,6 +34,41 @@ var (
 	ErrUnavailable = errors.New("authsvc: store unavailable")
 )
 
+// Error is a refusal whose reason the caller may be told. Kind is one of
+// the Err* values above (errors.Is(err, Kind) holds); Message says what is
+// wrong in words safe to show whoever sent the request: never a secret, a
+// token, SQL or a file path. Servers answer with Message; logs get Error().
+type Error struct {
+	Kind    error
+	Message string
+	Err     error // the cause, if any (errors.Is sees it too)
+}
+
+func (e *Error) Error() string { return e.Kind.Error() + ": " + e.Message }
+
+func (e *Error) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Kind}
+	}
+	return []error{e.Kind, e.Err}
+}
+
+// ErrorMessage returns the Message of the first *Error in err's chain, or
+// "" when there is none (the caller then says only what kind of error it is).
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return ""
+}
+
+// refuse returns an *Error of kind whose message, made as fmt.Sprintf
+// makes it, the caller may be shown.
+func refuse(kind error, format string, args ...any) error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
 func wrapErr(base error, msg string) error { return fmt.Errorf("%w: %s", base, msg) }
 
 // errStale: a conditional update found the record changed meanwhile.

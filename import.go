@@ -41,7 +41,7 @@ func (a *Authenticator) ImportClient(ctx context.Context, ic ImportedClient) (*C
 		return nil, err
 	}
 	hash, _ := LegacySHA1Hash(ic.LegacyHash)
-	scopes, _ := normalizeScopes(ic.Scopes)
+	scopes, _ := NormalizeScopes(ic.Scopes)
 	now := a.now().UTC().Truncate(time.Second)
 	rec := &ClientRecord{
 		Client: Client{
@@ -74,9 +74,9 @@ func (ic ImportedClient) Validate() error {
 		return err
 	}
 	if ic.RowID < 0 {
-		return fmt.Errorf("%w: negative row id", ErrInvalidArgument)
+		return refuse(ErrInvalidArgument, "negative row id")
 	}
-	_, err := normalizeScopes(ic.Scopes)
+	_, err := NormalizeScopes(ic.Scopes)
 	return err
 }
 
@@ -87,12 +87,12 @@ func (ic ImportedClient) Validate() error {
 func LegacySHA1Hash(hexSum string) (string, error) {
 	h := strings.ToLower(strings.TrimSpace(hexSum))
 	if len(h) != 2*sha1.Size || !isLowerHex(h) {
-		return "", fmt.Errorf("%w: a legacy secret hash must be %d hex digits (the SHA-1 of the secret), got %d characters",
-			ErrInvalidArgument, 2*sha1.Size, len(hexSum))
+		return "", refuse(ErrInvalidArgument, "a legacy secret hash must be %d hex digits (the SHA-1 of the secret), got %d characters",
+			2*sha1.Size, len(hexSum))
 	}
 	stored := "$" + schemeSHA1 + "$" + h
 	if !isLegacyHash(stored) {
-		return "", fmt.Errorf("%w: not a legacy SHA-1 hash", ErrInvalidArgument)
+		return "", refuse(ErrInvalidArgument, "not a legacy SHA-1 hash")
 	}
 	return stored, nil
 }

@@ -3,7 +3,6 @@ package authsvc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"time"
 )
@@ -187,7 +186,7 @@ func sortKeyInfo(k []KeyInfo) {
 // published until every token it signed has expired.
 func (a *Authenticator) RotateKeys(ctx context.Context) (*KeyInfo, error) {
 	if a.cfg.SigningAlg == AlgHS256 {
-		return nil, fmt.Errorf("%w: HS256 uses one shared secret; change AUTHSVC_HMAC_SECRET to rotate it", ErrInvalidArgument)
+		return nil, refuse(ErrInvalidArgument, "HS256 uses one shared secret; change AUTHSVC_HMAC_SECRET to rotate it")
 	}
 	now := a.now()
 	k, err := generateSigningKey(a.cfg.SigningAlg, a.cfg.KeyEncryptionKey, now, now.Add(a.cfg.JWKSMaxAge))

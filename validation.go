@@ -1,7 +1,7 @@
 package authsvc
 
 import (
-	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -19,11 +19,11 @@ const (
 // checkClientID accepts 1-128 bytes of printable UTF-8 without white space.
 func checkClientID(id string) error {
 	if id == "" || len(id) > MaxClientIDLen || !utf8.ValidString(id) {
-		return fmt.Errorf("%w: client_id must be 1 to %d bytes of UTF-8", ErrInvalidArgument, MaxClientIDLen)
+		return refuse(ErrInvalidArgument, "client_id must be 1 to %d bytes of UTF-8", MaxClientIDLen)
 	}
 	for _, r := range id {
 		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
-			return fmt.Errorf("%w: client_id must not contain spaces or control characters", ErrInvalidArgument)
+			return refuse(ErrInvalidArgument, "client_id must not contain spaces or control characters")
 		}
 	}
 	return nil
@@ -32,50 +32,60 @@ func checkClientID(id string) error {
 // checkAudience accepts a printable, space-free string of up to 512 bytes.
 func checkAudience(aud string) error {
 	if aud == "" || len(aud) > 512 || !utf8.ValidString(aud) {
-		return fmt.Errorf("%w: audience must be 1 to 512 bytes of UTF-8", ErrInvalidArgument)
+		return refuse(ErrInvalidArgument, "audience must be 1 to 512 bytes of UTF-8")
 	}
 	for _, r := range aud {
 		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
-			return fmt.Errorf("%w: audience must not contain spaces or control characters", ErrInvalidArgument)
+			return refuse(ErrInvalidArgument, "audience must not contain spaces or control characters")
 		}
 	}
 	return nil
 }
 
-func checkAudiences(auds []string) error {
-	if len(auds) > MaxAudiences {
-		return fmt.Errorf("%w: at most %d audiences", ErrInvalidArgument, MaxAudiences)
-	}
+// NormalizeAudiences checks audiences (aud values: RFC 8707 resources or
+// names, each 1-512 bytes of printable UTF-8 without spaces, at most
+// MaxAudiences) and removes duplicates, keeping order. Errors are
+// ErrInvalidArgument with a message for the caller (ErrorMessage).
+func NormalizeAudiences(auds []string) ([]string, error) {
+	out := make([]string, 0, len(auds))
 	for _, aud := range auds {
 		if err := checkAudience(aud); err != nil {
-			return err
+			return nil, err
+		}
+		if !slices.Contains(out, aud) {
+			out = append(out, aud)
 		}
 	}
-	return nil
+	if len(out) > MaxAudiences {
+		return nil, refuse(ErrInvalidArgument, "at most %d audiences", MaxAudiences)
+	}
+	return out, nil
 }
 
-// normalizeScopes checks each scope against RFC 6749 §3.3 (scope-token =
-// 1*( %x21 / %x23-5B / %x5D-7E )) and removes duplicates, keeping order.
-func normalizeScopes(scopes []string) ([]string, error) {
-	if len(scopes) > MaxScopes {
-		return nil, fmt.Errorf("%w: at most %d scopes", ErrInvalidScope, MaxScopes)
-	}
+// NormalizeScopes checks each scope against RFC 6749 §3.3 (scope-token =
+// 1*( %x21 / %x23-5B / %x5D-7E ), at most MaxScopeLen bytes, at most
+// MaxScopes) and removes duplicates, keeping order. Errors are
+// ErrInvalidScope with a message for the caller (ErrorMessage).
+func NormalizeScopes(scopes []string) ([]string, error) {
 	out := make([]string, 0, len(scopes))
 	seen := make(map[string]bool, len(scopes))
 	for _, s := range scopes {
 		if s == "" || len(s) > MaxScopeLen {
-			return nil, fmt.Errorf("%w: a scope must be 1 to %d characters", ErrInvalidScope, MaxScopeLen)
+			return nil, refuse(ErrInvalidScope, "a scope must be 1 to %d characters", MaxScopeLen)
 		}
 		for i := 0; i < len(s); i++ {
 			c := s[i]
 			if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
-				return nil, fmt.Errorf("%w: scope %q has a character RFC 6749 forbids", ErrInvalidScope, s)
+				return nil, refuse(ErrInvalidScope, "scope %q has a character RFC 6749 forbids", s)
 			}
 		}
 		if !seen[s] {
 			seen[s] = true
 			out = append(out, s)
 		}
+	}
+	if len(out) > MaxScopes {
+		return nil, refuse(ErrInvalidScope, "at most %d scopes", MaxScopes)
 	}
 	return out, nil
 }
@@ -91,7 +101,7 @@ func grantScopes(granted, requested []string) ([]string, error) {
 	if len(requested) == 0 {
 		return granted, nil
 	}
-	requested, err := normalizeScopes(requested)
+	requested, err := NormalizeScopes(requested)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +114,7 @@ func grantScopes(granted, requested []string) ([]string, error) {
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("%w: %q is not granted to this client", ErrInvalidScope, r)
+			return nil, refuse(ErrInvalidScope, "%q is not granted to this client", r)
 		}
 	}
 	return requested, nil

@@ -4,7 +4,8 @@
 // Two modes:
 //
 //	notes                                   in-process: embeds an Authenticator on SQLite
-//	                                        (notes-auth.db) and serves POST /oauth/token itself
+//	                                        (notes-auth.db) and mounts authd's routes
+//	                                        (package authhttp) under /auth/
 //	notes -authd http://127.0.0.1:5000 \    remote: verifies tokens of that authd offline
 //	      -client-id notes -client-secret S  (JWKS + revocation feed, read as this client)
 package main
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/authsvc/authsvc"
+	"github.com/authsvc/authsvc/authhttp"
 )
 
 func main() {
@@ -53,9 +55,12 @@ func main() {
 		defer closeAuth()
 		mux := http.NewServeMux()
 		mux.Handle("/notes", newHandler(a))
-		mux.Handle("/oauth/token", tokenHandler(a))
+		// authd's own routes, throttle and error answers included: the
+		// token endpoint is /auth/oauth/token, discovery
+		// /auth/.well-known/oauth-authorization-server.
+		mux.Handle("/auth/", http.StripPrefix("/auth", authhttp.NewHandler(a, authhttp.Options{})))
 		handler = mux
-		log.Printf("notes: in-process mode, token endpoint http://%s/oauth/token", *addr)
+		log.Printf("notes: in-process mode, token endpoint http://%s/auth/oauth/token", *addr)
 	}
 	srv := &http.Server{Addr: *addr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -143,39 +148,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
-}
-
-// tokenHandler is a minimal RFC 6749 §4.4 token endpoint over the embedded
-// Authenticator (client_secret_basic or client_secret_post), enough for
-// golang.org/x/oauth2/clientcredentials. authd's is the complete one.
-func tokenHandler(a *authsvc.Authenticator) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request"})
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-		if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "client_credentials" {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unsupported_grant_type"})
-			return
-		}
-		id, secret, basic := r.BasicAuth()
-		if !basic {
-			id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-		}
-		tok, err := a.Authenticate(r.Context(), id, secret, authsvc.TokenRequest{Scopes: authsvc.ParseScope(r.PostForm.Get("scope"))})
-		switch {
-		case errors.Is(err, authsvc.ErrInvalidClient):
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
-		case errors.Is(err, authsvc.ErrInvalidScope):
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_scope"})
-		case err != nil:
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
-		default:
-			writeJSON(w, http.StatusOK, map[string]any{"access_token": tok.AccessToken, "token_type": "Bearer",
-				"expires_in": int(tok.ExpiresIn.Seconds()), "scope": strings.Join(tok.Scopes, " ")})
-		}
-	})
 }
