@@ -46,12 +46,12 @@ type RemoteVerifier struct {
 	maxStale time.Duration
 	failOpen bool
 	log      *slog.Logger
-	now      func() time.Time
+	now      func() time.Time // the clock of token checks, the JWKS age and staleness
 
 	keysMu      sync.RWMutex // guards keys, methods, parser, keysFetched
 	keys        map[string]remoteKey
 	parser      *jwt.Parser
-	keysFetched time.Time
+	keysFetched time.Time  // by v.now
 	fetchMu     sync.Mutex // one JWKS fetch in flight; waiters share its result
 
 	mu       sync.RWMutex // guards everything below
@@ -59,7 +59,7 @@ type RemoteVerifier struct {
 	cutoffs  map[string]int64
 	deleted  map[int64]bool
 	cursor   int64
-	fedAt    time.Time // the feed last answered (real clock)
+	fedAt    time.Time // the feed last answered (by v.now)
 	verified map[[32]byte]*Claims
 
 	stop context.CancelFunc
@@ -105,6 +105,15 @@ func WithRemoteLogger(l *slog.Logger) RemoteOption {
 	return func(v *RemoteVerifier) { v.log = l }
 }
 
+// WithClock sets the clock of token checks and cache lifetimes: a token's
+// exp and nbf, the age of the fetched JWKS (how soon an unknown kid may
+// refetch it) and the staleness of the revocation feed. Nil means time.Now.
+// The primary use is testing. Network timeouts, the feed's long-poll and
+// its retry back-off always run on the real clock.
+func WithClock(now func() time.Time) RemoteOption {
+	return func(v *RemoteVerifier) { v.now = now }
+}
+
 var _ Verifier = (*RemoteVerifier)(nil)
 var _ Verifier = (*Authenticator)(nil)
 
@@ -117,7 +126,6 @@ func NewRemoteVerifier(ctx context.Context, issuerURL string, opts ...RemoteOpti
 		leeway:   30 * time.Second,
 		maxStale: 30 * time.Second,
 		log:      slog.New(slog.DiscardHandler),
-		now:      time.Now,
 		revoked:  map[string]int64{},
 		cutoffs:  map[string]int64{},
 		deleted:  map[int64]bool{},
@@ -126,6 +134,9 @@ func NewRemoteVerifier(ctx context.Context, issuerURL string, opts ...RemoteOpti
 	}
 	for _, o := range opts {
 		o(v)
+	}
+	if v.now == nil {
+		v.now = time.Now
 	}
 	if v.client == nil {
 		v.client = &http.Client{Timeout: 10 * time.Second}
@@ -239,7 +250,7 @@ func (v *RemoteVerifier) fetchKeys(ctx context.Context) error {
 	parser := jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithIssuer(v.issuer),
 		jwt.WithExpirationRequired(), jwt.WithLeeway(v.leeway), jwt.WithTimeFunc(v.now))
 	v.keysMu.Lock()
-	v.keys, v.parser, v.keysFetched = keys, parser, time.Now()
+	v.keys, v.parser, v.keysFetched = keys, parser, v.now()
 	v.keysMu.Unlock()
 	return nil
 }
@@ -256,13 +267,13 @@ func (v *RemoteVerifier) keyFor(ctx context.Context, t *jwt.Token) (any, error) 
 	k, ok := v.keys[kid]
 	fetched := v.keysFetched
 	v.keysMu.RUnlock()
-	if !ok && time.Since(fetched) >= refetchAtMost {
+	if !ok && v.now().Sub(fetched) >= refetchAtMost {
 		v.fetchMu.Lock()
 		v.keysMu.RLock()
 		k, ok = v.keys[kid]
 		fetched = v.keysFetched
 		v.keysMu.RUnlock()
-		if !ok && time.Since(fetched) >= refetchAtMost {
+		if !ok && v.now().Sub(fetched) >= refetchAtMost {
 			if err := v.fetchKeys(ctx); err != nil {
 				v.log.Warn("authsvc: JWKS refetch failed; keeping the known keys", "err", err)
 			}
@@ -288,8 +299,10 @@ func (v *RemoteVerifier) Verify(ctx context.Context, token string) (*Claims, err
 	v.mu.RLock()
 	fedAt := v.fedAt
 	v.mu.RUnlock()
-	if !v.failOpen && time.Since(fedAt) > v.maxStale {
-		return nil, fmt.Errorf("%w: no word from the revocation feed for %s", ErrUnavailable, time.Since(fedAt).Round(time.Second))
+	if !v.failOpen {
+		if stale := v.now().Sub(fedAt); stale > v.maxStale {
+			return nil, fmt.Errorf("%w: no word from the revocation feed for %s", ErrUnavailable, stale.Round(time.Second))
+		}
 	}
 	if token == "" || len(token) > MaxTokenLen {
 		return nil, fmt.Errorf("%w: empty or longer than %d bytes", ErrInvalidToken, MaxTokenLen)
@@ -363,7 +376,7 @@ func (v *RemoteVerifier) follow(ctx context.Context) {
 		v.mu.RUnlock()
 		// After an outage longer than the staleness bound, start again from
 		// a snapshot: the changes missed may since have been purged.
-		if time.Since(fedAt) > v.maxStale {
+		if v.now().Sub(fedAt) > v.maxStale {
 			cursor = 0
 		}
 		pctx, cancel := context.WithTimeout(ctx, v.feedWait+10*time.Second)
@@ -403,7 +416,7 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 		}
 		v.fetchMu.Unlock()
 	}
-	now := v.now().Unix()
+	now := v.now()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if page.Reset {
@@ -421,11 +434,11 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 		v.deleted[d.RowID] = true
 	}
 	for jti, exp := range v.revoked {
-		if exp < now {
+		if exp < now.Unix() {
 			delete(v.revoked, jti)
 		}
 	}
-	v.cursor, v.fedAt = page.Cursor, time.Now()
+	v.cursor, v.fedAt = page.Cursor, now
 	return nil
 }
 

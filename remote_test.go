@@ -78,17 +78,19 @@ func newRemote(t *testing.T, m *miniAuthd, opts ...RemoteOption) *RemoteVerifier
 
 // TestRemoteVerifierFollowsFeed: logouts, cut-offs and deletions at the
 // authd are refused by the remote verifier within a second, with no call
-// per request; the delay is measured and logged.
+// per request; the delay is measured and logged. Token times run on a test
+// clock; the delays are real.
 func TestRemoteVerifierFollowsFeed(t *testing.T) {
 	ctx := context.Background()
-	m := newMiniAuthd(t, Config{})
+	clock := &fakeClock{t: time.Now()}
+	m := newMiniAuthd(t, Config{Now: clock.Now})
 	_, secret := mustClient(t, m.a, NewClient{ID: "svc", Scopes: []string{"notes:read"}})
 	// A token revoked before the verifier starts is in its snapshot.
 	early := mustToken(t, m.a, "svc", secret).AccessToken
 	if err := m.a.Logout(ctx, early); err != nil {
 		t.Fatal(err)
 	}
-	v := newRemote(t, m)
+	v := newRemote(t, m, WithClock(clock.Now))
 	if _, err := v.Verify(ctx, early); !errors.Is(err, ErrTokenRevoked) {
 		t.Fatalf("revoked before start: %v", err)
 	}
@@ -124,8 +126,9 @@ func TestRemoteVerifierFollowsFeed(t *testing.T) {
 		_, err := v.Verify(ctx, tok)
 		return errors.Is(err, ErrTokenRevoked)
 	})
-	// Deleted client.
-	time.Sleep(1100 * time.Millisecond)
+	// Deleted client. A token issued after the cut-off (which is a second
+	// boundary) is accepted until then.
+	clock.Add(1100 * time.Millisecond)
 	tok = mustToken(t, m.a, "svc", secret).AccessToken
 	if _, err := v.Verify(ctx, tok); err != nil {
 		t.Fatalf("token after cut-off: %v", err)
@@ -141,12 +144,14 @@ func TestRemoteVerifierFollowsFeed(t *testing.T) {
 
 // TestRemoteVerifierKeys: signatures are checked locally; a rotated key is
 // picked up by one refetch on its unknown kid; junk never triggers a fetch
-// storm.
+// storm. The authd and the verifier share a test clock: the refetch rate
+// limit and the key's activation pass without waiting.
 func TestRemoteVerifierKeys(t *testing.T) {
 	ctx := context.Background()
-	m := newMiniAuthd(t, Config{JWKSMaxAge: time.Second})
+	clock := &fakeClock{t: time.Now()}
+	m := newMiniAuthd(t, Config{JWKSMaxAge: time.Second, Now: clock.Now})
 	_, secret := mustClient(t, m.a, NewClient{ID: "svc"})
-	v := newRemote(t, m)
+	v := newRemote(t, m, WithClock(clock.Now))
 	tok := mustToken(t, m.a, "svc", secret).AccessToken
 	parts := strings.Split(tok, ".")
 	bad := parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
@@ -158,7 +163,7 @@ func TestRemoteVerifierKeys(t *testing.T) {
 	}
 	// An unknown kid, many times: at most one refetch per refetchAtMost.
 	before := m.jwksHits.Load()
-	forged := signWith(t, m.a, map[string]any{"kid": "no-such-kid", "typ": "at+jwt"}, map[string]any{"iss": m.URL, "sub": "svc", "exp": time.Now().Add(time.Hour).Unix(), "jti": "j"})
+	forged := signWith(t, m.a, map[string]any{"kid": "no-such-kid", "typ": "at+jwt"}, map[string]any{"iss": m.URL, "sub": "svc", "exp": clock.Now().Add(time.Hour).Unix(), "jti": "j"})
 	for i := 0; i < 50; i++ {
 		if _, err := v.Verify(ctx, forged); !errors.Is(err, ErrInvalidToken) {
 			t.Fatalf("unknown kid: %v", err)
@@ -169,12 +174,12 @@ func TestRemoteVerifierKeys(t *testing.T) {
 	}
 	// Rotation: after activation the authd signs with a kid the verifier
 	// has not fetched; it refetches once and accepts.
-	time.Sleep(refetchAtMost) // let the rate limit pass
+	clock.Add(refetchAtMost) // let the rate limit pass
 	k, err := m.a.RotateKeys(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Until(k.ActivateAt) + 50*time.Millisecond)
+	clock.Add(k.ActivateAt.Sub(clock.Now()) + 50*time.Millisecond)
 	newTok := mustToken(t, m.a, "svc", secret).AccessToken
 	if h, _ := decodeParts(t, newTok); h["kid"] != k.ID {
 		t.Fatalf("not signed with the new key: %v", h["kid"])

@@ -183,155 +183,215 @@ func TestCLIUsageErrors(t *testing.T) {
 	}
 }
 
+// step runs f as the sub-test name of t, one of a sequence that builds on
+// the ones before it: when it fails, the test stops there, so the failure
+// names the step and the later steps do not fail for its sake.
+func step(t *testing.T, name string, f func(t *testing.T)) {
+	t.Helper()
+	if !t.Run(name, f) {
+		t.FailNow()
+	}
+}
+
+// TestCLIClients walks one store through the client commands, a step per
+// command line (or per few lines that check one thing), each step starting
+// from the clients the steps before it left.
 func TestCLIClients(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dbURL string) {
 		cliEnv(t, dbURL)
 		ctx := context.Background()
 
-		var admin cliClientOut
-		okJSON(t, &admin, "client", "create", "--id", "ops", "--admin", "--scope", "a b a", "--json")
-		if admin.ClientID != "ops" || !admin.IsAdmin || admin.Scope != "a b" || len(admin.ClientSecret) != 43 || admin.ID == 0 || admin.TokensValidAfter != nil {
-			t.Fatalf("create --json: %+v", admin)
-		}
-		// A chosen secret from standard input; flags after the rest work too.
-		r := authd(t, "chosen-secret-0123456789\n", "client", "create", "--secret-stdin", "--id", "notes", "--scope", "notes:read")
-		if r.code != 0 || !strings.Contains(r.stdout, "client_secret: chosen-secret-0123456789") || strings.Contains(r.stdout, "shown only now") {
-			t.Fatalf("create --secret-stdin: %+v", r)
-		}
-		out := ok(t, "client", "create", "--id", "plain")
-		if !strings.Contains(out, "client_id:     plain") || !strings.Contains(out, "shown only now") {
-			t.Fatalf("create: %s", out)
-		}
-		fails(t, 1, `client create "plain": authsvc: client already exists`, "client", "create", "--id", "plain")
-		fails(t, 1, "standard input is empty", "client", "create", "--id", "weak", "--secret-stdin")
-		if r := authd(t, "short\n", "client", "create", "--id", "weak", "--secret-stdin"); r.code != 1 || !strings.Contains(r.stderr, "at least 16 characters") {
-			t.Errorf("short chosen secret: %+v", r)
-		}
-		fails(t, 1, "invalid argument", "client", "create", "--id", "has space")
-		fails(t, 1, "invalid scope", "client", "create", "--id", "q", "--scope", `bad"scope`)
-
-		var list []cliClientOut
-		okJSON(t, &list, "client", "list", "--json")
-		if len(list) != 3 || list[0].ClientID != "notes" || list[1].ClientID != "ops" || list[2].ClientID != "plain" {
-			t.Fatalf("list --json: %+v", list)
-		}
-		for _, c := range list {
-			if c.ClientSecret != "" {
-				t.Fatalf("list shows a secret: %+v", c)
+		var admin cliClientOut // "ops", created first; its secret is used later
+		step(t, "create --json", func(t *testing.T) {
+			okJSON(t, &admin, "client", "create", "--id", "ops", "--admin", "--scope", "a b a", "--json")
+			if admin.ClientID != "ops" || !admin.IsAdmin || admin.Scope != "a b" || len(admin.ClientSecret) != 43 || admin.ID == 0 || admin.TokensValidAfter != nil {
+				t.Fatalf("create --json: %+v", admin)
 			}
-		}
-		table := ok(t, "client", "list")
-		if !strings.HasPrefix(table, "CLIENT_ID") || !strings.Contains(table, "notes:read") || strings.Count(table, "\n") != 4 {
-			t.Fatalf("list:\n%s", table)
-		}
+		})
+		// A chosen secret from standard input; flags after the rest work too.
+		step(t, "create --secret-stdin", func(t *testing.T) {
+			r := authd(t, "chosen-secret-0123456789\n", "client", "create", "--secret-stdin", "--id", "notes", "--scope", "notes:read")
+			if r.code != 0 || !strings.Contains(r.stdout, "client_secret: chosen-secret-0123456789") || strings.Contains(r.stdout, "shown only now") {
+				t.Fatalf("create --secret-stdin: %+v", r)
+			}
+		})
+		step(t, "create", func(t *testing.T) {
+			out := ok(t, "client", "create", "--id", "plain")
+			if !strings.Contains(out, "client_id:     plain") || !strings.Contains(out, "shown only now") {
+				t.Fatalf("create: %s", out)
+			}
+		})
+		step(t, "create refused", func(t *testing.T) {
+			fails(t, 1, `client create "plain": authsvc: client already exists`, "client", "create", "--id", "plain")
+			fails(t, 1, "standard input is empty", "client", "create", "--id", "weak", "--secret-stdin")
+			if r := authd(t, "short\n", "client", "create", "--id", "weak", "--secret-stdin"); r.code != 1 || !strings.Contains(r.stderr, "at least 16 characters") {
+				t.Errorf("short chosen secret: %+v", r)
+			}
+			fails(t, 1, "invalid argument", "client", "create", "--id", "has space")
+			fails(t, 1, "invalid scope", "client", "create", "--id", "q", "--scope", `bad"scope`)
+		})
 
-		var shown cliClientOut
-		okJSON(t, &shown, "client", "show", "notes", "--json")
-		if shown.ClientID != "notes" || shown.Scope != "notes:read" || shown.IsAdmin {
-			t.Fatalf("show --json: %+v", shown)
-		}
-		if out := ok(t, "client", "show", "ops"); !strings.Contains(out, "admin:      true") || !strings.Contains(out, "logged out: none") {
-			t.Fatalf("show:\n%s", out)
-		}
-		fails(t, 1, `client show "ghost": authsvc: client not found`, "client", "show", "ghost")
+		step(t, "list --json", func(t *testing.T) {
+			var list []cliClientOut
+			okJSON(t, &list, "client", "list", "--json")
+			if len(list) != 3 || list[0].ClientID != "notes" || list[1].ClientID != "ops" || list[2].ClientID != "plain" {
+				t.Fatalf("list --json: %+v", list)
+			}
+			for _, c := range list {
+				if c.ClientSecret != "" {
+					t.Fatalf("list shows a secret: %+v", c)
+				}
+			}
+		})
+		step(t, "list", func(t *testing.T) {
+			table := ok(t, "client", "list")
+			if !strings.HasPrefix(table, "CLIENT_ID") || !strings.Contains(table, "notes:read") || strings.Count(table, "\n") != 4 {
+				t.Fatalf("list:\n%s", table)
+			}
+		})
+
+		step(t, "show --json", func(t *testing.T) {
+			var shown cliClientOut
+			okJSON(t, &shown, "client", "show", "notes", "--json")
+			if shown.ClientID != "notes" || shown.Scope != "notes:read" || shown.IsAdmin {
+				t.Fatalf("show --json: %+v", shown)
+			}
+		})
+		step(t, "show", func(t *testing.T) {
+			if out := ok(t, "client", "show", "ops"); !strings.Contains(out, "admin:      true") || !strings.Contains(out, "logged out: none") {
+				t.Fatalf("show:\n%s", out)
+			}
+			fails(t, 1, `client show "ghost": authsvc: client not found`, "client", "show", "ghost")
+		})
 
 		// update changes only the flags given.
-		var upd cliClientOut
-		okJSON(t, &upd, "client", "update", "notes", "--admin", "--json")
-		if !upd.IsAdmin || upd.Scope != "notes:read" {
-			t.Fatalf("update --admin: %+v", upd)
-		}
-		okJSON(t, &upd, "client", "update", "--scope", "notes:write x", "notes", "--json")
-		if !upd.IsAdmin || upd.Scope != "notes:write x" {
-			t.Fatalf("update --scope: %+v", upd)
-		}
-		if out := ok(t, "client", "update", "notes", "--admin=false", "--scope="); !strings.Contains(out, "updated notes") || !strings.Contains(out, "admin:      false") || !strings.Contains(out, "scope:      -") {
-			t.Fatalf("update:\n%s", out)
-		}
-		fails(t, 1, `client update "ghost": authsvc: client not found`, "client", "update", "ghost", "--admin")
+		step(t, "update --admin", func(t *testing.T) {
+			var upd cliClientOut
+			okJSON(t, &upd, "client", "update", "notes", "--admin", "--json")
+			if !upd.IsAdmin || upd.Scope != "notes:read" {
+				t.Fatalf("update --admin: %+v", upd)
+			}
+		})
+		step(t, "update --scope", func(t *testing.T) {
+			var upd cliClientOut
+			okJSON(t, &upd, "client", "update", "--scope", "notes:write x", "notes", "--json")
+			if !upd.IsAdmin || upd.Scope != "notes:write x" {
+				t.Fatalf("update --scope: %+v", upd)
+			}
+		})
+		step(t, "update --admin=false --scope=", func(t *testing.T) {
+			if out := ok(t, "client", "update", "notes", "--admin=false", "--scope="); !strings.Contains(out, "updated notes") || !strings.Contains(out, "admin:      false") || !strings.Contains(out, "scope:      -") {
+				t.Fatalf("update:\n%s", out)
+			}
+			fails(t, 1, `client update "ghost": authsvc: client not found`, "client", "update", "ghost", "--admin")
+		})
 
 		// A token issued now is refused after logout; the secret still works.
-		_, a := openTestAuth(t, dbURL, authsvc.Config{})
-		before, err := a.Authenticate(ctx, "ops", admin.ClientSecret, authsvc.TokenRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.Close()
-		var lo cliClientOut
-		okJSON(t, &lo, "client", "logout", "ops", "--json")
-		if lo.TokensValidAfter == nil || lo.TokensValidAfter.Before(time.Now().Add(-time.Minute)) {
-			t.Fatalf("logout --json: %+v", lo)
-		}
-		if out := ok(t, "client", "show", "ops"); !strings.Contains(out, "logged out: tokens issued before "+lo.TokensValidAfter.Format(time.RFC3339)) {
-			t.Fatalf("show after logout:\n%s", out)
-		}
-		if out := ok(t, "client", "logout", "plain"); !strings.Contains(out, "logged out plain everywhere") {
-			t.Fatalf("logout: %s", out)
-		}
-		fails(t, 1, "client not found", "client", "logout", "ghost")
-		_, a = openTestAuth(t, dbURL, authsvc.Config{})
-		if _, err := a.Verify(ctx, before.AccessToken); !errors.Is(err, authsvc.ErrTokenRevoked) {
-			t.Fatalf("token issued before logout: %v", err)
-		}
-		if _, err := a.AuthenticateClient(ctx, "ops", admin.ClientSecret); err != nil {
-			t.Fatalf("secret after logout: %v", err)
-		}
-		a.Close()
+		var before string // an access token issued to ops before its logout
+		step(t, "logout --json", func(t *testing.T) {
+			_, a := openTestAuth(t, dbURL, authsvc.Config{})
+			tok, err := a.Authenticate(ctx, "ops", admin.ClientSecret, authsvc.TokenRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before = tok.AccessToken
+			a.Close()
+			var lo cliClientOut
+			okJSON(t, &lo, "client", "logout", "ops", "--json")
+			if lo.TokensValidAfter == nil || lo.TokensValidAfter.Before(time.Now().Add(-time.Minute)) {
+				t.Fatalf("logout --json: %+v", lo)
+			}
+			if out := ok(t, "client", "show", "ops"); !strings.Contains(out, "logged out: tokens issued before "+lo.TokensValidAfter.Format(time.RFC3339)) {
+				t.Fatalf("show after logout:\n%s", out)
+			}
+		})
+		step(t, "logout", func(t *testing.T) {
+			if out := ok(t, "client", "logout", "plain"); !strings.Contains(out, "logged out plain everywhere") {
+				t.Fatalf("logout: %s", out)
+			}
+			fails(t, 1, "client not found", "client", "logout", "ghost")
+		})
+		step(t, "token refused and secret kept after logout", func(t *testing.T) {
+			_, a := openTestAuth(t, dbURL, authsvc.Config{})
+			if _, err := a.Verify(ctx, before); !errors.Is(err, authsvc.ErrTokenRevoked) {
+				t.Fatalf("token issued before logout: %v", err)
+			}
+			if _, err := a.AuthenticateClient(ctx, "ops", admin.ClientSecret); err != nil {
+				t.Fatalf("secret after logout: %v", err)
+			}
+			a.Close()
+		})
 
 		// rotate-secret: new secret shown once; the old one works during the grace.
 		var rot cliClientOut
-		okJSON(t, &rot, "client", "rotate-secret", "ops", "--grace", "1h", "--json")
-		if len(rot.ClientSecret) != 43 || rot.ClientSecret == admin.ClientSecret || rot.PreviousSecretValidUntil == nil ||
-			rot.PreviousSecretValidUntil.Sub(time.Now()) < 59*time.Minute {
-			t.Fatalf("rotate-secret --json: %+v", rot)
-		}
-		_, a = openTestAuth(t, dbURL, authsvc.Config{})
-		for _, s := range []string{admin.ClientSecret, rot.ClientSecret} {
-			if _, err := a.AuthenticateClient(ctx, "ops", s); err != nil {
-				t.Fatalf("secret during grace: %v", err)
+		step(t, "rotate-secret with grace", func(t *testing.T) {
+			okJSON(t, &rot, "client", "rotate-secret", "ops", "--grace", "1h", "--json")
+			if len(rot.ClientSecret) != 43 || rot.ClientSecret == admin.ClientSecret || rot.PreviousSecretValidUntil == nil ||
+				rot.PreviousSecretValidUntil.Sub(time.Now()) < 59*time.Minute {
+				t.Fatalf("rotate-secret --json: %+v", rot)
 			}
-		}
-		a.Close()
-		r = authd(t, "rotated-chosen-secret-0123\n", "client", "rotate-secret", "ops", "--secret-stdin", "--logout-everywhere")
-		if r.code != 0 || !strings.Contains(r.stdout, "client_secret: rotated-chosen-secret-0123") ||
-			!strings.Contains(r.stdout, "previous secret no longer works") || !strings.Contains(r.stdout, "Tokens issued before") {
-			t.Fatalf("rotate-secret --secret-stdin: %+v", r)
-		}
-		_, a = openTestAuth(t, dbURL, authsvc.Config{})
-		if _, err := a.AuthenticateClient(ctx, "ops", rot.ClientSecret); !errors.Is(err, authsvc.ErrInvalidClient) {
-			t.Fatalf("old secret without grace: %v", err)
-		}
-		if _, err := a.AuthenticateClient(ctx, "ops", "rotated-chosen-secret-0123"); err != nil {
-			t.Fatalf("rotated chosen secret: %v", err)
-		}
-		a.Close()
-		fails(t, 1, "negative grace period", "client", "rotate-secret", "ops", "--grace=-1h")
-		fails(t, 1, `client rotate-secret "ghost": authsvc: client not found`, "client", "rotate-secret", "ghost")
+			_, a := openTestAuth(t, dbURL, authsvc.Config{})
+			for _, s := range []string{admin.ClientSecret, rot.ClientSecret} {
+				if _, err := a.AuthenticateClient(ctx, "ops", s); err != nil {
+					t.Fatalf("secret during grace: %v", err)
+				}
+			}
+			a.Close()
+		})
+		step(t, "rotate-secret --secret-stdin --logout-everywhere", func(t *testing.T) {
+			r := authd(t, "rotated-chosen-secret-0123\n", "client", "rotate-secret", "ops", "--secret-stdin", "--logout-everywhere")
+			if r.code != 0 || !strings.Contains(r.stdout, "client_secret: rotated-chosen-secret-0123") ||
+				!strings.Contains(r.stdout, "previous secret no longer works") || !strings.Contains(r.stdout, "Tokens issued before") {
+				t.Fatalf("rotate-secret --secret-stdin: %+v", r)
+			}
+			_, a := openTestAuth(t, dbURL, authsvc.Config{})
+			if _, err := a.AuthenticateClient(ctx, "ops", rot.ClientSecret); !errors.Is(err, authsvc.ErrInvalidClient) {
+				t.Fatalf("old secret without grace: %v", err)
+			}
+			if _, err := a.AuthenticateClient(ctx, "ops", "rotated-chosen-secret-0123"); err != nil {
+				t.Fatalf("rotated chosen secret: %v", err)
+			}
+			a.Close()
+		})
+		step(t, "rotate-secret refused", func(t *testing.T) {
+			fails(t, 1, "negative grace period", "client", "rotate-secret", "ops", "--grace=-1h")
+			fails(t, 1, `client rotate-secret "ghost": authsvc: client not found`, "client", "rotate-secret", "ghost")
+		})
 
-		// Never a hash, anywhere.
-		for _, args := range [][]string{{"client", "list"}, {"client", "list", "--json"}, {"client", "show", "ops", "--json"}, {"client", "show", "ops"}} {
-			if out := ok(t, args...); strings.Contains(out, "$argon2id$") || strings.Contains(out, "$sha256$") || strings.Contains(out, "secret") {
-				t.Fatalf("authd %s shows a secret or hash:\n%s", strings.Join(args, " "), out)
+		step(t, "never a secret or hash", func(t *testing.T) {
+			for _, args := range [][]string{{"client", "list"}, {"client", "list", "--json"}, {"client", "show", "ops", "--json"}, {"client", "show", "ops"}} {
+				if out := ok(t, args...); strings.Contains(out, "$argon2id$") || strings.Contains(out, "$sha256$") || strings.Contains(out, "secret") {
+					t.Fatalf("authd %s shows a secret or hash:\n%s", strings.Join(args, " "), out)
+				}
 			}
-		}
+		})
 
 		// delete, with the flag after the id.
-		var del map[string]any
-		okJSON(t, &del, "client", "delete", "plain", "--json")
-		if del["success"] != true || del["client_id"] != "plain" {
-			t.Fatalf("delete --json: %v", del)
-		}
-		if out := ok(t, "client", "delete", "notes"); !strings.Contains(out, "deleted notes") {
-			t.Fatalf("delete: %s", out)
-		}
-		fails(t, 1, `client delete "plain": authsvc: client not found`, "client", "delete", "plain")
-		okJSON(t, &list, "client", "list", "--json")
-		if len(list) != 1 || list[0].ClientID != "ops" {
-			t.Fatalf("list after delete: %+v", list)
-		}
+		step(t, "delete --json", func(t *testing.T) {
+			var del map[string]any
+			okJSON(t, &del, "client", "delete", "plain", "--json")
+			if del["success"] != true || del["client_id"] != "plain" {
+				t.Fatalf("delete --json: %v", del)
+			}
+		})
+		step(t, "delete", func(t *testing.T) {
+			if out := ok(t, "client", "delete", "notes"); !strings.Contains(out, "deleted notes") {
+				t.Fatalf("delete: %s", out)
+			}
+			fails(t, 1, `client delete "plain": authsvc: client not found`, "client", "delete", "plain")
+		})
+		step(t, "list after delete", func(t *testing.T) {
+			var list []cliClientOut
+			okJSON(t, &list, "client", "list", "--json")
+			if len(list) != 1 || list[0].ClientID != "ops" {
+				t.Fatalf("list after delete: %+v", list)
+			}
+		})
 		// "--" ends the flags: a client_id may start with a dash.
-		ok(t, "client", "create", "--id", "-dash")
-		ok(t, "client", "delete", "--json", "--", "-dash")
+		step(t, "dashed id after --", func(t *testing.T) {
+			ok(t, "client", "create", "--id", "-dash")
+			ok(t, "client", "delete", "--json", "--", "-dash")
+		})
 	})
 }
 

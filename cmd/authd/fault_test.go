@@ -144,7 +144,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	addr := freeTestAddr(t)
+	addr := testdb.FreeAddr(t)
 	cmd := exec.Command(bin)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "AUTHSVC_ADDR="+addr, "AUTHSVC_DATABASE_URL=sqlite:"+filepath.Join(dir, "a.db"),
@@ -265,12 +265,6 @@ func isRefused(err error) bool {
 	return strings.Contains(err.Error(), "connection refused")
 }
 
-func freeTestAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeTestAddr forwards to testdb.FreeAddr for multi_test.go, which still
+// calls it; it goes once that file calls testdb.FreeAddr itself.
+func freeTestAddr(t *testing.T) string { return testdb.FreeAddr(t) }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/authsvc/authsvc"
+	"github.com/authsvc/authsvc/internal/testdb"
 )
 
 // The nginx configuration of examples/gateway, the one docs/gateways.md
@@ -69,24 +70,13 @@ func renderNginxConf(t *testing.T, listen, authd, upstream string) string {
 	return conf
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startNginx runs nginx in the foreground on the example's configuration,
 // everything (pid, logs, temp files) inside a temporary prefix, and stops it
 // when the test ends. It returns nginx's base URL.
 func startNginx(t *testing.T, bin, authd, upstream string) string {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		listen := freeAddr(t)
+		listen := testdb.FreeAddr(t)
 		dir := t.TempDir()
 		if err := os.Mkdir(filepath.Join(dir, "tmp"), 0o755); err != nil {
 			t.Fatal(err)

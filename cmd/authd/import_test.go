@@ -153,9 +153,19 @@ func payload(t *testing.T, token string) map[string]any {
 	return m
 }
 
+// withT returns a copy of ts that reports its failures to t, a sub-test of
+// the test that started the server: the server itself, and its cleanup,
+// stay with that test.
+func (ts *testServer) withT(t *testing.T) *testServer {
+	c := *ts
+	c.t = t
+	return &c
+}
+
 // TestImportSeed is the migration an operator makes: the Flask service's
 // database, one import-seed, and its clients get tokens from /auth and
-// /oauth/token with their old secrets; their hashes are then modern.
+// /oauth/token with their old secrets; their hashes are then modern. Its
+// steps run in order on one store, each from where the one before left it.
 func TestImportSeed(t *testing.T) {
 	for _, target := range []string{"sqlite", "same postgres"} {
 		t.Run(target, func(t *testing.T) {
@@ -169,124 +179,152 @@ func TestImportSeed(t *testing.T) {
 			ctx := context.Background()
 
 			// A dry run reports and writes nothing, not even authd's schema.
-			dry := importSeed(t, "--from", flaskURL, "--dry-run")
-			checkCounts(t, "dry run", dry, 3, 0, 1, 0)
-			if !dry.DryRun || dry.StoreInitialised {
-				t.Fatalf("dry run report: %+v", dry)
-			}
-			if target == "sqlite" {
-				if _, err := os.Stat(strings.TrimPrefix(storeURL, "sqlite:")); !os.IsNotExist(err) {
-					t.Fatalf("dry run created the SQLite store: %v", err)
+			step(t, "dry run --json", func(t *testing.T) {
+				dry := importSeed(t, "--from", flaskURL, "--dry-run")
+				checkCounts(t, "dry run", dry, 3, 0, 1, 0)
+				if !dry.DryRun || dry.StoreInitialised {
+					t.Fatalf("dry run report: %+v", dry)
 				}
-			} else if n := authdTables(t, storeURL); n != 0 {
-				t.Fatalf("dry run created %d authd tables", n)
-			}
-			text := ok(t, "import-seed", "--dry-run", "--from", flaskURL)
-			for _, want := range []string{"Dry run: nothing is written", "would import", "would import 3 of 4 clients", "2 blacklist rows need no import", "no tables yet"} {
-				if !strings.Contains(text, want) {
-					t.Errorf("dry run report lacks %q:\n%s", want, text)
+				if target == "sqlite" {
+					if _, err := os.Stat(strings.TrimPrefix(storeURL, "sqlite:")); !os.IsNotExist(err) {
+						t.Fatalf("dry run created the SQLite store: %v", err)
+					}
+				} else if n := authdTables(t, storeURL); n != 0 {
+					t.Fatalf("dry run created %d authd tables", n)
 				}
-			}
-
-			rep := importSeed(t, "--from", flaskURL)
-			checkCounts(t, "import", rep, 3, 0, 1, 0)
-			for _, row := range rep.Clients {
-				if row.ID != ids[row.ClientID] || row.NewID != 0 {
-					t.Errorf("%s: id %d (new %d), want the seed's %d", row.ClientID, row.ID, row.NewID, ids[row.ClientID])
-				}
-				want := resultImported
-				if row.ClientID == "handmade" {
-					want = resultInvalid
-					if !strings.Contains(row.Reason, "40 hex digits") {
-						t.Errorf("invalid row's reason: %q", row.Reason)
+			})
+			step(t, "dry run", func(t *testing.T) {
+				text := ok(t, "import-seed", "--dry-run", "--from", flaskURL)
+				for _, want := range []string{"Dry run: nothing is written", "would import", "would import 3 of 4 clients", "2 blacklist rows need no import", "no tables yet"} {
+					if !strings.Contains(text, want) {
+						t.Errorf("dry run report lacks %q:\n%s", want, text)
 					}
 				}
-				if row.Result != want {
-					t.Errorf("%s: %s (%s), want %s", row.ClientID, row.Result, row.Reason, want)
+			})
+
+			step(t, "import --json", func(t *testing.T) {
+				rep := importSeed(t, "--from", flaskURL)
+				checkCounts(t, "import", rep, 3, 0, 1, 0)
+				for _, row := range rep.Clients {
+					if row.ID != ids[row.ClientID] || row.NewID != 0 {
+						t.Errorf("%s: id %d (new %d), want the seed's %d", row.ClientID, row.ID, row.NewID, ids[row.ClientID])
+					}
+					want := resultImported
+					if row.ClientID == "handmade" {
+						want = resultInvalid
+						if !strings.Contains(row.Reason, "40 hex digits") {
+							t.Errorf("invalid row's reason: %q", row.Reason)
+						}
+					}
+					if row.Result != want {
+						t.Errorf("%s: %s (%s), want %s", row.ClientID, row.Result, row.Reason, want)
+					}
 				}
-			}
-			if raw, _ := json.Marshal(rep); strings.Contains(string(raw), "plain-text-password") || strings.Contains(string(raw), flaskHash("b1ll")) {
-				t.Fatal("the report shows a stored secret or hash")
-			}
-			if c, b := flaskTables(t, flaskURL); c != 4 || b != 2 {
-				t.Fatalf("the Flask tables changed: %d clients, %d blacklist rows", c, b)
-			}
+				if raw, _ := json.Marshal(rep); strings.Contains(string(raw), "plain-text-password") || strings.Contains(string(raw), flaskHash("b1ll")) {
+					t.Fatal("the report shows a stored secret or hash")
+				}
+				if c, b := flaskTables(t, flaskURL); c != 4 || b != 2 {
+					t.Fatalf("the Flask tables changed: %d clients, %d blacklist rows", c, b)
+				}
+			})
 
 			ts := newTestServer(t, storeURL)
-			for _, c := range flaskClients[:2] {
-				rec, err := ts.store.Client(ctx, c.clientID)
-				if err != nil || rec.SecretHash != "$sha1$"+flaskHash(c.secret) {
-					t.Fatalf("%s stored as %.10q…, %v; want the legacy $sha1$ hash", c.clientID, rec.SecretHash, err)
+			step(t, "legacy hashes kept", func(t *testing.T) {
+				for _, c := range flaskClients[:2] {
+					rec, err := ts.store.Client(ctx, c.clientID)
+					if err != nil || rec.SecretHash != "$sha1$"+flaskHash(c.secret) {
+						t.Fatalf("%s stored as %.10q…, %v; want the legacy $sha1$ hash", c.clientID, rec.SecretHash, err)
+					}
 				}
-			}
+			})
 			// /auth, the Flask route, with the old admin secret.
-			expect(t, "/auth wrong secret", ts.form("/auth", url.Values{"client_id": {"flask-admin"}, "client_secret": {"nope"}}, ""), 401)
-			r := ts.form("/auth", url.Values{"client_id": {"flask-admin"}, "client_secret": {"admin-secret-from-flask"}}, "")
-			expect(t, "/auth", r, 200)
-			claims := payload(t, r.body["token"].(string))
-			if claims["id"] != float64(ids["flask-admin"]) || claims["isAdmin"] != true || claims["clientId"] != "flask-admin" || r.body["isAdmin"] != true {
-				t.Fatalf("/auth token claims %v, body %s", claims, r.raw)
-			}
-			expect(t, "/verify", ts.form("/verify", nil, r.body["token"].(string)), 200)
-			// The imported admin manages clients over HTTP.
-			expect(t, "GET /clients as the imported admin", ts.do("GET", "/clients", "", "", map[string]string{"Authorization": "Bearer " + r.body["token"].(string)}), 200)
-			// /oauth/token with HTTP Basic, with a secret shorter than today's minimum.
-			o := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials", map[string]string{"Authorization": basicAuth("billing", "b1ll")})
-			if o.status != 200 {
-				t.Fatalf("/oauth/token: %d %s", o.status, o.raw)
-			}
-			claims = payload(t, o.body["access_token"].(string))
-			if claims["id"] != float64(ids["billing"]) || claims["isAdmin"] != false || claims["sub"] != "billing" {
-				t.Fatalf("/oauth/token claims %v", claims)
-			}
-			// After a login the hash is modern, and the old secret still works.
-			for _, c := range flaskClients[:2] {
-				rec, err := ts.store.Client(ctx, c.clientID)
-				if err != nil || !strings.HasPrefix(rec.SecretHash, "$argon2id$") {
-					t.Fatalf("%s after login: %.12q…, %v; want argon2id", c.clientID, rec.SecretHash, err)
+			step(t, "auth endpoint with the Flask secret", func(t *testing.T) {
+				ts := ts.withT(t)
+				expect(t, "/auth wrong secret", ts.form("/auth", url.Values{"client_id": {"flask-admin"}, "client_secret": {"nope"}}, ""), 401)
+				r := ts.form("/auth", url.Values{"client_id": {"flask-admin"}, "client_secret": {"admin-secret-from-flask"}}, "")
+				expect(t, "/auth", r, 200)
+				claims := payload(t, r.body["token"].(string))
+				if claims["id"] != float64(ids["flask-admin"]) || claims["isAdmin"] != true || claims["clientId"] != "flask-admin" || r.body["isAdmin"] != true {
+					t.Fatalf("/auth token claims %v, body %s", claims, r.raw)
 				}
-			}
-			ts.token("flask-admin", "admin-secret-from-flask")
-			// A client that has not logged in yet keeps its legacy hash.
-			if rec, err := ts.store.Client(ctx, "reports"); err != nil || !strings.HasPrefix(rec.SecretHash, "$sha1$") {
-				t.Fatalf("reports: %.12q…, %v", rec.SecretHash, err)
-			}
-			ts.token("reports", "reports-secret-2019")
+				expect(t, "/verify", ts.form("/verify", nil, r.body["token"].(string)), 200)
+				// The imported admin manages clients over HTTP.
+				expect(t, "GET /clients as the imported admin", ts.do("GET", "/clients", "", "", map[string]string{"Authorization": "Bearer " + r.body["token"].(string)}), 200)
+			})
+			// /oauth/token with HTTP Basic, with a secret shorter than today's minimum.
+			step(t, "oauth token endpoint with a short Flask secret", func(t *testing.T) {
+				ts := ts.withT(t)
+				o := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials", map[string]string{"Authorization": basicAuth("billing", "b1ll")})
+				if o.status != 200 {
+					t.Fatalf("/oauth/token: %d %s", o.status, o.raw)
+				}
+				claims := payload(t, o.body["access_token"].(string))
+				if claims["id"] != float64(ids["billing"]) || claims["isAdmin"] != false || claims["sub"] != "billing" {
+					t.Fatalf("/oauth/token claims %v", claims)
+				}
+			})
+			// After a login the hash is modern, and the old secret still works.
+			step(t, "hashes upgraded on login", func(t *testing.T) {
+				ts := ts.withT(t)
+				for _, c := range flaskClients[:2] {
+					rec, err := ts.store.Client(ctx, c.clientID)
+					if err != nil || !strings.HasPrefix(rec.SecretHash, "$argon2id$") {
+						t.Fatalf("%s after login: %.12q…, %v; want argon2id", c.clientID, rec.SecretHash, err)
+					}
+				}
+				ts.token("flask-admin", "admin-secret-from-flask")
+				// A client that has not logged in yet keeps its legacy hash.
+				if rec, err := ts.store.Client(ctx, "reports"); err != nil || !strings.HasPrefix(rec.SecretHash, "$sha1$") {
+					t.Fatalf("reports: %.12q…, %v", rec.SecretHash, err)
+				}
+				ts.token("reports", "reports-secret-2019")
+			})
 
 			// Again: nothing imported, everything reported, exit 0.
-			again := importSeed(t, "--from", flaskURL)
-			checkCounts(t, "second import", again, 0, 3, 1, 0)
-			if c, _ := ts.auth.Clients(ctx); len(c) != 4 { // 3 imported + the test server's admin
-				t.Fatalf("%d clients after a second import", len(c))
-			}
-			// The dry run now sees them too, and writes nothing.
-			last, err := ts.store.LastChange(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			dry = importSeed(t, "--from", flaskURL, "--dry-run")
-			if now, err := ts.store.LastChange(ctx); err != nil || now != last {
-				t.Fatalf("a dry run wrote to authd's store: change %d → %d, %v", last, now, err)
-			}
-			checkCounts(t, "dry run after import", dry, 0, 3, 1, 0)
-			if !dry.StoreInitialised {
-				t.Fatal("dry run does not see the store")
-			}
-			if rec, _ := ts.store.Client(ctx, "billing"); !strings.HasPrefix(rec.SecretHash, "$argon2id$") {
-				t.Fatal("a second import touched an imported client")
-			}
-			text = ok(t, "import-seed", "--from", flaskURL)
-			for _, want := range []string{"imported 0 of 4 clients; skipped 3 existing, 1 invalid", "exists", "handmade", "2 blacklist rows need no import"} {
-				if !strings.Contains(text, want) {
-					t.Errorf("report lacks %q:\n%s", want, text)
+			step(t, "import again --json", func(t *testing.T) {
+				again := importSeed(t, "--from", flaskURL)
+				checkCounts(t, "second import", again, 0, 3, 1, 0)
+				if c, _ := ts.auth.Clients(ctx); len(c) != 4 { // 3 imported + the test server's admin
+					t.Fatalf("%d clients after a second import", len(c))
 				}
-			}
+			})
+			// The dry run now sees them too, and writes nothing.
+			step(t, "dry run after import", func(t *testing.T) {
+				last, err := ts.store.LastChange(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dry := importSeed(t, "--from", flaskURL, "--dry-run")
+				if now, err := ts.store.LastChange(ctx); err != nil || now != last {
+					t.Fatalf("a dry run wrote to authd's store: change %d → %d, %v", last, now, err)
+				}
+				checkCounts(t, "dry run after import", dry, 0, 3, 1, 0)
+				if !dry.StoreInitialised {
+					t.Fatal("dry run does not see the store")
+				}
+			})
+			step(t, "imported clients untouched", func(t *testing.T) {
+				if rec, _ := ts.store.Client(ctx, "billing"); !strings.HasPrefix(rec.SecretHash, "$argon2id$") {
+					t.Fatal("a second import touched an imported client")
+				}
+			})
+			step(t, "import again", func(t *testing.T) {
+				text := ok(t, "import-seed", "--from", flaskURL)
+				for _, want := range []string{"imported 0 of 4 clients; skipped 3 existing, 1 invalid", "exists", "handmade", "2 blacklist rows need no import"} {
+					if !strings.Contains(text, want) {
+						t.Errorf("report lacks %q:\n%s", want, text)
+					}
+				}
+			})
 			// New clients get ids past the imported ones.
-			id, _ := ts.createClient(url.Values{"client_id": {"new-after-import"}})
-			c, _ := ts.auth.Client(ctx, id)
-			if c.RowID <= ids["handmade"] {
-				t.Fatalf("new client id %d collides with the imported range", c.RowID)
-			}
+			step(t, "new client after import", func(t *testing.T) {
+				ts := ts.withT(t)
+				id, _ := ts.createClient(url.Values{"client_id": {"new-after-import"}})
+				c, _ := ts.auth.Client(ctx, id)
+				if c.RowID <= ids["handmade"] {
+					t.Fatalf("new client id %d collides with the imported range", c.RowID)
+				}
+			})
 		})
 	}
 }

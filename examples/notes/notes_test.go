@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/authsvc/authsvc"
+	"github.com/authsvc/authsvc/internal/testdb"
 )
 
 // TestInProcess drives the notes handler with an embedded Authenticator
@@ -92,16 +92,6 @@ func buildBinary(t *testing.T, dir, pkg string) string {
 	return out
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // authdProcess runs the real authd binary on SQLite with a bootstrap admin.
 type authdProcess struct {
 	url, db string
@@ -110,7 +100,7 @@ type authdProcess struct {
 
 func startAuthd(t *testing.T, bin, dir string) *authdProcess {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testdb.FreeAddr(t)
 	p := &authdProcess{url: "http://" + addr, db: filepath.Join(dir, "authd.db")}
 	cmd := exec.Command(bin)
 	cmd.Dir = dir

@@ -2,7 +2,7 @@
 // a fresh PostgreSQL database when AUTHSVC_TEST_DATABASE_URL names a server
 // (each test its own database, dropped afterwards). With
 // AUTHSVC_TEST_REQUIRE_POSTGRES=1 a missing PostgreSQL fails the test instead
-// of skipping it.
+// of skipping it. FreeAddr gives tests that start a server a loopback port.
 package testdb
 
 import (
@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -87,6 +88,22 @@ func Postgres(t testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// FreeAddr returns a loopback address, "127.0.0.1:port", whose port was free
+// a moment ago: the kernel chose it for a listener that is closed again
+// before FreeAddr returns. Nothing reserves it: another process or test may
+// take the port before the caller listens on it, so a caller that can lose
+// that race (one that starts a server on the address) must retry with a new
+// address when the port turns out to be taken.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // Each runs f once per store kind: "sqlite" always, "postgres" when
