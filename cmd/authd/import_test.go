@@ -153,15 +153,6 @@ func payload(t *testing.T, token string) map[string]any {
 	return m
 }
 
-// withT returns a copy of ts that reports its failures to t, a sub-test of
-// the test that started the server: the server itself, and its cleanup,
-// stay with that test.
-func (ts *testServer) withT(t *testing.T) *testServer {
-	c := *ts
-	c.t = t
-	return &c
-}
-
 // TestImportSeed is the migration an operator makes: the Flask service's
 // database, one import-seed, and its clients get tokens from /auth and
 // /oauth/token with their old secrets; their hashes are then modern. Its

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/authsvc/authsvc"
+	"github.com/authsvc/authsvc/authhttp"
 	"github.com/authsvc/authsvc/internal/testdb"
 )
 
@@ -40,7 +40,7 @@ func TestPyJWTDecodesHS256Tokens(t *testing.T) {
 	if _, _, err := a.CreateClient(context.Background(), authsvc.NewClient{ID: "svc", Secret: "svc-secret-long-enough", IsAdmin: true}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer((&server{auth: a, log: slog.New(slog.DiscardHandler)}).routes())
+	srv := httptest.NewServer(authhttp.NewHandler(a, authhttp.Options{}))
 	defer srv.Close()
 	st, body := postForm(t, srv.URL+"/auth", url.Values{"client_id": {"svc"}, "client_secret": {"svc-secret-long-enough"}}, "")
 	if st != 200 {

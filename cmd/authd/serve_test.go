@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/authsvc/authsvc"
 )
 
 // logBuffer collects log lines so tests can check that nothing secret is
@@ -88,3 +91,110 @@ func TestServeProcess(t *testing.T) {
 }
 
 const form = "application/x-www-form-urlencoded"
+
+// testServer is a started authd (start, as main wires it) on dbURL, with
+// the bootstrap admin "root", and a few HTTP helpers for the tests of the
+// commands that prepare its store (import-seed). The routes themselves are
+// tested in package authhttp.
+type testServer struct {
+	t     *testing.T
+	url   string
+	store authsvc.Store
+	auth  *authsvc.Authenticator
+	admin string // root's token
+}
+
+func newTestServer(t *testing.T, dbURL string) *testServer {
+	t.Helper()
+	cfg := config{
+		Addr: "127.0.0.1:0", DatabaseURL: dbURL, Issuer: "http://authd.test", TokenTTL: time.Hour, SigningAlg: "EdDSA",
+		BootstrapClientID: "root", BootstrapClientSecret: adminSecret, LogFormat: "json", LogLevel: "error", ShutdownTimeout: 5 * time.Second,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ap, err := start(ctx, cfg, newLogger(cfg, io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ap.serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	ts := &testServer{t: t, url: "http://" + ap.ln.Addr().String(), store: ap.store, auth: ap.auth}
+	ts.admin = ts.token("root", adminSecret)
+	return ts
+}
+
+// withT returns a copy of ts that reports its failures to t, a sub-test of
+// the test that started the server.
+func (ts *testServer) withT(t *testing.T) *testServer {
+	c := *ts
+	c.t = t
+	return &c
+}
+
+// reply is a decoded response.
+type reply struct {
+	status int
+	body   map[string]any
+	raw    string
+}
+
+func (ts *testServer) do(method, path, contentType, body string, header map[string]string) reply {
+	ts.t.Helper()
+	req, err := http.NewRequest(method, ts.url+path, strings.NewReader(body))
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := reply{status: resp.StatusCode, raw: string(raw)}
+	json.Unmarshal(raw, &r.body)
+	return r
+}
+
+func (ts *testServer) form(path string, v url.Values, bearer string) reply {
+	ts.t.Helper()
+	h := map[string]string{}
+	if bearer != "" {
+		h["Authorization"] = "Bearer " + bearer
+	}
+	return ts.do(http.MethodPost, path, form, v.Encode(), h)
+}
+
+func (ts *testServer) token(id, secret string) string {
+	ts.t.Helper()
+	r := ts.form("/auth", url.Values{"client_id": {id}, "client_secret": {secret}}, "")
+	if r.status != http.StatusOK {
+		ts.t.Fatalf("/auth for %s: %d %s", id, r.status, r.raw)
+	}
+	return r.body["token"].(string)
+}
+
+func (ts *testServer) createClient(v url.Values) (string, string) {
+	ts.t.Helper()
+	r := ts.form("/client", v, ts.admin)
+	if r.status != http.StatusCreated {
+		ts.t.Fatalf("POST /client %v: %d %s", v, r.status, r.raw)
+	}
+	return r.body["client_id"].(string), r.body["client_secret"].(string)
+}
+
+func expect(t *testing.T, name string, r reply, status int) {
+	t.Helper()
+	if r.status != status {
+		t.Errorf("%s: status %d, want %d; body %s", name, r.status, status, r.raw)
+	}
+}
+
+func basicAuth(id, secret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
+}

@@ -53,13 +53,7 @@ func main() {
 			log.Fatal(err)
 		}
 		defer closeAuth()
-		mux := http.NewServeMux()
-		mux.Handle("/notes", newHandler(a))
-		// authd's own routes, throttle and error answers included: the
-		// token endpoint is /auth/oauth/token, discovery
-		// /auth/.well-known/oauth-authorization-server.
-		mux.Handle("/auth/", http.StripPrefix("/auth", authhttp.NewHandler(a, authhttp.Options{})))
-		handler = mux
+		handler = inProcessHandler(a)
 		log.Printf("notes: in-process mode, token endpoint http://%s/auth/oauth/token", *addr)
 	}
 	srv := &http.Server{Addr: *addr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
@@ -95,6 +89,17 @@ func inProcessAuth(ctx context.Context, db, issuer string) (*authsvc.Authenticat
 		return nil, nil, err
 	}
 	return a, func() { a.Close(); store.Close() }, nil
+}
+
+// inProcessHandler serves the notes and, under /auth/, authd's own routes
+// (package authhttp, throttle and error answers included): the token
+// endpoint is /auth/oauth/token, discovery
+// /auth/.well-known/oauth-authorization-server.
+func inProcessHandler(a *authsvc.Authenticator) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/notes", newHandler(a))
+	mux.Handle("/auth/", http.StripPrefix("/auth", authhttp.NewHandler(a, authhttp.Options{})))
+	return mux
 }
 
 // note is one note.

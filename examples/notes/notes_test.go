@@ -23,19 +23,37 @@ import (
 )
 
 // TestInProcess drives the notes handler with an embedded Authenticator
-// and its token endpoint, through golang.org/x/oauth2.
+// and authd's routes mounted under /auth/, through golang.org/x/oauth2,
+// which finds the token endpoint through the mounted discovery document.
 func TestInProcess(t *testing.T) {
 	ctx := context.Background()
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
+	var handler http.Handler
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	defer srv.Close()
 	a, closeAuth, err := inProcessAuth(ctx, filepath.Join(t.TempDir(), "notes-auth.db"), srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeAuth()
-	mux.Handle("/notes", newHandler(a))
-	mux.Handle("/oauth/token", tokenHandler(a))
+	handler = inProcessHandler(a)
+	resp, err := http.Get(srv.URL + "/auth/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct {
+		TokenEndpoint string `json:"token_endpoint"`
+		JWKSURI       string `json:"jwks_uri"`
+	}
+	json.NewDecoder(resp.Body).Decode(&meta)
+	resp.Body.Close()
+	if meta.TokenEndpoint != srv.URL+"/auth/oauth/token" || meta.JWKSURI != srv.URL+"/auth/.well-known/jwks.json" {
+		t.Fatalf("mounted discovery advertises %+v", meta)
+	}
+	// A wrong secret is refused as authd refuses it (RFC 6749 §5.2).
+	bad := (&clientcredentials.Config{ClientID: "demo", ClientSecret: "wrong-secret-wrong", TokenURL: meta.TokenEndpoint})
+	if _, err := bad.Token(ctx); err == nil || !strings.Contains(err.Error(), "invalid_client") {
+		t.Fatalf("wrong secret: %v", err)
+	}
 	_, readerSecret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "reader", Scopes: []string{"notes:read"}})
 	if err != nil {
 		t.Fatal(err)
@@ -44,10 +62,10 @@ func TestInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writer := (&clientcredentials.Config{ClientID: "writer", ClientSecret: writerSecret, TokenURL: srv.URL + "/oauth/token"}).Client(ctx)
-	reader := (&clientcredentials.Config{ClientID: "reader", ClientSecret: readerSecret, TokenURL: srv.URL + "/oauth/token"}).Client(ctx)
+	writer := (&clientcredentials.Config{ClientID: "writer", ClientSecret: writerSecret, TokenURL: meta.TokenEndpoint}).Client(ctx)
+	reader := (&clientcredentials.Config{ClientID: "reader", ClientSecret: readerSecret, TokenURL: meta.TokenEndpoint}).Client(ctx)
 
-	resp, err := writer.Post(srv.URL+"/notes", "application/json", strings.NewReader(`{"text":"first"}`))
+	resp, err = writer.Post(srv.URL+"/notes", "application/json", strings.NewReader(`{"text":"first"}`))
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("writer POST: %v %v", resp, err)
 	}
