@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/authsvc/authsvc"
+	_ "github.com/authsvc/authsvc/sqlite" // OpenStore opens SQLite files with it
 )
 
 // newExampleAuthenticator opens an Authenticator on a fresh SQLite file.

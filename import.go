@@ -103,39 +103,32 @@ func LegacySHA1Hash(hexSum string) (string, error) {
 // initialised is false when the store has no authd tables yet (or, for
 // SQLite, no file); ids is then empty.
 func StoredClientIDs(ctx context.Context, url string) (ids map[string]int64, initialised bool, err error) {
-	if url == "" {
-		url = DefaultDatabaseURL
+	u, err := parseStoreURL(url)
+	if err != nil {
+		return nil, false, err
 	}
 	var db *sqlx.DB
 	var existsQuery string
-	switch {
-	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		if db, err = sqlx.Open("postgres", url); err != nil {
-			return nil, false, fmt.Errorf("authsvc: open postgres: %w", err)
+	if u.dialect == "postgres" {
+		if db, err = u.open(u.raw); err != nil {
+			return nil, false, err
 		}
 		existsQuery = `SELECT COUNT(*) FROM (SELECT to_regclass('authsvc_clients') AS t) r WHERE t IS NOT NULL`
-	default:
-		p := strings.TrimPrefix(url, "sqlite:")
-		if strings.HasPrefix(p, "//") {
-			p = p[2:]
-		}
-		if p == "" || strings.Contains(url, "://") && !strings.HasPrefix(url, "sqlite:") {
-			return nil, false, fmt.Errorf("authsvc: unsupported database URL %q (use postgres:// or sqlite:PATH)", redactURL(url))
-		}
-		if p != ":memory:" {
-			if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+	} else {
+		if u.path != ":memory:" {
+			if _, err := os.Stat(u.path); errors.Is(err, os.ErrNotExist) {
 				return map[string]int64{}, false, nil
 			}
 		}
-		if db, err = sqlx.Open("sqlite", "file:"+p+"?mode=ro&_pragma=busy_timeout(10000)"); err != nil {
-			return nil, false, fmt.Errorf("authsvc: open sqlite %s: %w", p, err)
+		if db, err = u.open("file:" + u.path + "?mode=ro&_pragma=busy_timeout(10000)"); err != nil {
+			return nil, false, err
 		}
 		existsQuery = `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'authsvc_clients'`
 	}
 	defer db.Close()
 	var n int
 	if err := db.GetContext(ctx, &n, existsQuery); err != nil {
-		return nil, false, fmt.Errorf("%w: read %s: %w", ErrUnavailable, redactURL(url), err)
+		return nil, false, u.unreachable("read", err)
 	}
 	ids = map[string]int64{}
 	if n == 0 {
@@ -146,7 +139,7 @@ func StoredClientIDs(ctx context.Context, url string) (ids map[string]int64, ini
 		ClientID string `db:"client_id"`
 	}
 	if err := db.SelectContext(ctx, &rows, `SELECT id, client_id FROM authsvc_clients`); err != nil {
-		return nil, false, fmt.Errorf("%w: read %s: %w", ErrUnavailable, redactURL(url), err)
+		return nil, false, u.unreachable("read", err)
 	}
 	for _, r := range rows {
 		ids[r.ClientID] = r.ID

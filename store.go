@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"modernc.org/sqlite" // SQLite without cgo, registered as "sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/authsvc/authsvc/internal/dburl"
+	"github.com/authsvc/authsvc/internal/driver"
 )
 
 // Store keeps clients, revocations, signing keys and the log of changes
@@ -124,7 +125,8 @@ func OpenStore(ctx context.Context, url string) (Store, error) {
 type sqlStore struct {
 	db       *sqlx.DB
 	postgres bool
-	url      string // for the PostgreSQL listener's own connection
+	url      string        // for the PostgreSQL listener's own connection
+	driver   driver.Driver // the registered driver's extras
 }
 
 // Advisory lock keys (PostgreSQL): arbitrary, fixed, distinct.
@@ -135,66 +137,109 @@ const (
 	lockNamed   = 0x61757468_1000 // + hash of a TryLock name
 )
 
-func openSQLStore(ctx context.Context, rawURL string) (*sqlStore, error) {
-	if rawURL == "" {
-		rawURL = DefaultDatabaseURL
+// storeURL is a parsed database URL: the one reading of OpenStore's URL
+// syntax, for every function that opens a store.
+type storeURL struct {
+	raw     string // as given, for messages only through dburl
+	dialect string // "postgres" or "sqlite"
+	path    string // sqlite: the file (or ":memory:")
+	driver  driver.Driver
+}
+
+// The packages that register each dialect's driver, for the error that
+// names the import a program lacks.
+var driverImports = map[string]string{
+	"postgres": "github.com/authsvc/authsvc/postgres",
+	"sqlite":   "github.com/authsvc/authsvc/sqlite",
+}
+
+// parseStoreURL reads "postgres://…" or "postgresql://…" (PostgreSQL),
+// "sqlite:PATH", "sqlite:///abs/path" or a plain path (SQLite); "" is
+// DefaultDatabaseURL. It fails when the dialect's driver is not linked in.
+func parseStoreURL(raw string) (storeURL, error) {
+	if raw == "" {
+		raw = DefaultDatabaseURL
 	}
-	var s *sqlStore
+	u := storeURL{raw: raw}
 	switch {
-	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
-		db, err := sqlx.Open("postgres", rawURL)
-		if err != nil {
-			return nil, fmt.Errorf("authsvc: open postgres: %s", scrubURL(err, rawURL))
-		}
-		db.SetMaxOpenConns(20)
-		db.SetMaxIdleConns(10)
-		db.SetConnMaxIdleTime(5 * time.Minute)
-		s = &sqlStore{db: db, postgres: true, url: rawURL}
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		u.dialect = "postgres"
+	case strings.Contains(raw, "://") && !strings.HasPrefix(raw, "sqlite:"):
+		return u, fmt.Errorf("authsvc: unsupported database URL scheme in %q (use postgres:// or sqlite:PATH)", dburl.Redact(raw))
 	default:
-		p := strings.TrimPrefix(rawURL, "sqlite:")
-		if strings.HasPrefix(p, "//") { // sqlite:///abs/path
-			p = p[2:]
+		u.dialect = "sqlite"
+		u.path = strings.TrimPrefix(raw, "sqlite:")
+		if strings.HasPrefix(u.path, "//") { // sqlite:///abs/path
+			u.path = u.path[2:]
 		}
-		if p == "" {
-			return nil, errors.New("authsvc: empty sqlite path")
+		if u.path == "" {
+			return u, errors.New("authsvc: empty sqlite path")
 		}
-		if strings.Contains(rawURL, "://") && !strings.HasPrefix(rawURL, "sqlite:") {
-			return nil, fmt.Errorf("authsvc: unsupported database URL scheme in %q (use postgres:// or sqlite:PATH)", redactURL(rawURL))
+	}
+	d, ok := driver.Lookup(u.dialect)
+	if !ok {
+		return u, fmt.Errorf("authsvc: no %s driver is linked in: add import _ %q", u.dialect, driverImports[u.dialect])
+	}
+	u.driver = d
+	return u, nil
+}
+
+// open opens the database without touching it; dsn is the driver's.
+func (u storeURL) open(dsn string) (*sqlx.DB, error) {
+	db, err := sqlx.Open(u.driver.SQLName, dsn)
+	if err != nil {
+		// The driver's error is not wrapped: its text may quote the URL.
+		return nil, fmt.Errorf("authsvc: open %s: %s", u.dialect, dburl.Scrub(err.Error(), u.raw))
+	}
+	return db, nil
+}
+
+// unreachable is ErrUnavailable for a failed round trip to the store at u,
+// without the URL's passwords (drivers quote what they could not reach).
+func (u storeURL) unreachable(what string, err error) error {
+	return fmt.Errorf("%w: %s %s: %s", ErrUnavailable, what, dburl.Redact(u.raw), dburl.Scrub(err.Error(), u.raw))
+}
+
+func openSQLStore(ctx context.Context, rawURL string) (*sqlStore, error) {
+	u, err := parseStoreURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	s := &sqlStore{postgres: u.dialect == "postgres", url: u.raw, driver: u.driver}
+	if s.postgres {
+		if s.db, err = u.open(u.raw); err != nil {
+			return nil, err
 		}
-		db, err := sqlx.Open("sqlite", sqliteDSN(p))
-		if err != nil {
-			return nil, fmt.Errorf("authsvc: open sqlite %s: %w", p, err)
+		s.db.SetMaxOpenConns(20)
+		s.db.SetMaxIdleConns(10)
+		s.db.SetConnMaxIdleTime(5 * time.Minute)
+	} else {
+		if s.db, err = u.open(sqliteDSN(u.path)); err != nil {
+			return nil, err
 		}
-		if p == ":memory:" {
-			db.SetMaxOpenConns(1) // each connection would be its own database
+		if u.path == ":memory:" {
+			s.db.SetMaxOpenConns(1) // each connection would be its own database
 		}
-		s = &sqlStore{db: db}
 	}
 	// Processes opening a new SQLite file together race to switch it to
 	// WAL, which SQLite answers with SQLITE_BUSY without waiting: retry.
 	for attempt := 0; ; attempt++ {
 		err := s.db.PingContext(ctx)
 		if err != nil {
-			// The driver's error is not wrapped: its text may quote the URL.
-			err = fmt.Errorf("%w: connect to %s: %s", ErrUnavailable, redactURL(rawURL), scrubURL(err, rawURL))
+			err = u.unreachable("connect to", err)
 		} else {
 			err = s.migrate(ctx)
 		}
 		if err == nil {
 			return s, nil
 		}
-		if s.postgres || !isSQLiteBusy(err) || attempt == 20 || ctx.Err() != nil {
+		busy := s.driver.IsBusy != nil && s.driver.IsBusy(err)
+		if !busy || attempt == 20 || ctx.Err() != nil {
 			s.db.Close()
 			return nil, err
 		}
 		time.Sleep(time.Duration(10+attempt*10) * time.Millisecond)
 	}
-}
-
-// isSQLiteBusy reports whether err is SQLite's "database is locked".
-func isSQLiteBusy(err error) bool {
-	var e *sqlite.Error
-	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // sqliteDSN asks for WAL (readers never wait for the writer), a busy timeout
@@ -208,53 +253,6 @@ func sqliteDSN(p string) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Set("_txlock", "immediate")
 	return "file:" + p + "?" + q.Encode()
-}
-
-// redactURL hides the passwords of a database URL (in the user info and
-// the password and sslpassword parameters), for messages and logs. A URL
-// that does not parse is not shown at all.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(a database URL that does not parse)"
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-	}
-	q := u.Query()
-	for _, k := range []string{"password", "sslpassword"} {
-		if q.Has(k) {
-			q.Set(k, "xxxxx")
-		}
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// scrubURL removes the raw database URL and its passwords from a driver's
-// error message (lib/pq quotes the URL it could not parse).
-func scrubURL(err error, raw string) string {
-	msg := strings.ReplaceAll(err.Error(), raw, redactURL(raw))
-	if u, perr := url.Parse(raw); perr == nil {
-		var secrets []string
-		if u.User != nil {
-			if p, ok := u.User.Password(); ok {
-				secrets = append(secrets, p)
-			}
-		}
-		secrets = append(secrets, u.Query().Get("password"), u.Query().Get("sslpassword"))
-		for _, p := range secrets {
-			if p != "" {
-				msg = strings.ReplaceAll(msg, p, "xxxxx")
-			}
-		}
-	} else if i := strings.Index(raw, "@"); i > 0 {
-		// Unparseable: hide whatever stands before the host.
-		msg = strings.ReplaceAll(msg, raw[:i], "postgres://(redacted)")
-	}
-	return msg
 }
 
 func (s *sqlStore) dialect() string {

@@ -2,12 +2,14 @@ package authsvc
 
 import (
 	"context"
+	"fmt"
 	"hash/crc32"
 	"strconv"
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq" // PostgreSQL driver, registered as "postgres"
+
+	"github.com/authsvc/authsvc/internal/dburl"
 )
 
 // notifyChannel is the PostgreSQL channel changes are announced on.
@@ -114,32 +116,19 @@ func (s *sqlStore) Purge(ctx context.Context, now, keepChangesAfter time.Time) (
 	return n, unavailable(err)
 }
 
-// Watch listens on PostgreSQL with lib/pq's Listener, which reconnects by
-// itself; notify is also called after each reconnection so the caller
-// catches up on what it missed meanwhile.
+// Watch listens on PostgreSQL with the driver's listener (package
+// postgres), which reconnects by itself and calls notify after each
+// reconnection too, so the caller catches up on what it missed meanwhile.
 func (s *sqlStore) Watch(ctx context.Context, notify func()) error {
-	if !s.postgres {
+	if !s.postgres || s.driver.Listen == nil {
 		return ErrNoWatch
 	}
-	l := pq.NewListener(s.url, 100*time.Millisecond, 5*time.Second, nil)
-	defer l.Close()
-	if err := l.Listen(notifyChannel); err != nil {
-		return unavailable(err)
+	err := s.driver.Listen(ctx, s.url, notifyChannel, notify)
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	notify() // anything committed before the LISTEN took effect
-	ping := time.NewTicker(30 * time.Second)
-	defer ping.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-l.Notify:
-			// A nil notification means the connection was re-established.
-			notify()
-		case <-ping.C:
-			go l.Ping() // surfaces a dead connection sooner
-		}
-	}
+	// The driver's text may quote the URL it could not reach.
+	return fmt.Errorf("%w: listen: %s", ErrUnavailable, dburl.Scrub(err.Error(), s.url))
 }
 
 func (s *sqlStore) TryLock(ctx context.Context, name string, f func(ctx context.Context) error) (bool, error) {

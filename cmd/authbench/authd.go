@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	_ "github.com/lib/pq"
+	_ "github.com/lib/pq" // to create the benchmark's PostgreSQL database
 
 	"github.com/authsvc/authsvc/internal/dburl"
 )

@@ -35,6 +35,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/authsvc/authsvc/authhttp"
+	// The store drivers: OpenStore links none of its own (database/sql style).
+	_ "github.com/authsvc/authsvc/postgres"
+	_ "github.com/authsvc/authsvc/sqlite"
 
 	"github.com/authsvc/authsvc"
 )

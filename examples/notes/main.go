@@ -26,6 +26,7 @@ import (
 
 	"github.com/authsvc/authsvc"
 	"github.com/authsvc/authsvc/authhttp"
+	_ "github.com/authsvc/authsvc/sqlite" // in-process mode keeps its clients in SQLite
 )
 
 func main() {

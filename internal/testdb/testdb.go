@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/lib/pq"
+	_ "github.com/authsvc/authsvc/postgres" // the drivers every test store needs
+	_ "github.com/authsvc/authsvc/sqlite"
 )
 
 // FlaskSchema is the Flask tutorial service's schema exactly as its article

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/authsvc/authsvc"
+	"github.com/authsvc/authsvc/authhttp"
+	"github.com/authsvc/authsvc/internal/testdb"
+)
+
+// TestLightProgram: a program that only verifies tokens (Middleware and
+// RemoteVerifier) links no database driver, no metrics library and no
+// server code, and stays within 10 MiB (docs/performance.md has the
+// figures beside a net/http + golang-jwt program).
+func TestLightProgram(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, heavy := range []string{"github.com/lib/pq", "modernc.org/", "github.com/prometheus/", "github.com/authsvc/authsvc/authhttp",
+			"github.com/authsvc/authsvc/postgres", "github.com/authsvc/authsvc/sqlite"} {
+			if strings.HasPrefix(pkg, heavy) {
+				t.Errorf("the verify-only program links %s", pkg)
+			}
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "resource")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("verify-only program: %.2f MiB", float64(fi.Size())/(1<<20))
+	if fi.Size() > 10<<20 {
+		t.Errorf("the verify-only program is %.2f MiB, more than 10 MiB", float64(fi.Size())/(1<<20))
+	}
+}
+
+// TestOpenStoreNamesTheMissingImport: without a driver linked in,
+// OpenStore says which import to add, and never prints the password.
+func TestOpenStoreNamesTheMissingImport(t *testing.T) {
+	cmd := exec.Command("go", "run", "./testdata/nodriver")
+	cmd.Dir = "."
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go run: %v\n%s", err, out)
+	}
+	for _, want := range []string{`add import _ "github.com/authsvc/authsvc/sqlite"`, `add import _ "github.com/authsvc/authsvc/postgres"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("OpenStore's errors lack %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "S3cretPW") {
+		t.Errorf("OpenStore's error prints the password:\n%s", out)
+	}
+	if _, err := os.Stat("testdata/nodriver/never-created.db"); err == nil {
+		t.Error("OpenStore created a file without a driver")
+	}
+}
+
+// TestResource: the service lets through a token with scope hello from a
+// real authd handler, verified offline by a RemoteVerifier.
+func TestResource(t *testing.T) {
+	ctx := context.Background()
+	store, err := authsvc.OpenStore(ctx, testdb.SQLite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var h http.Handler
+	authd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	defer authd.Close()
+	a, err := authsvc.New(ctx, store, authsvc.Config{Issuer: authd.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	h = authhttp.NewHandler(a, authhttp.Options{})
+	_, rsSecret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "resource"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "caller", Scopes: []string{"hello", "other"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, err := authsvc.NewRemoteVerifier(ctx, authd.URL, authsvc.WithClientCredentials("resource", rsSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rv.Close()
+	srv := httptest.NewServer(newHandler(rv))
+	defer srv.Close()
+	get := func(scopes ...string) (int, string) {
+		t.Helper()
+		tok, err := a.Authenticate(ctx, "caller", secret, authsvc.TokenRequest{Scopes: scopes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, body := get("hello"); st != 200 || body != "hello, caller\n" {
+		t.Fatalf("with scope hello: %d %q", st, body)
+	}
+	if st, _ := get("other"); st != http.StatusForbidden {
+		t.Fatalf("without scope hello: %d", st)
+	}
+}
