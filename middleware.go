@@ -225,8 +225,14 @@ func RequireScope(scopes ...string) func(http.Handler) http.Handler {
 }
 
 // RequireAdmin lets a request through only if its token has isAdmin set.
-// The claim is as old as the token: for decisions that must see a demotion
-// at once, check the client's current record (authd's admin routes do).
+//
+// It trusts the token's isAdmin claim, and nothing else: the claim is as
+// old as the token, so a client demoted (or deleted) after its token was
+// issued still passes until the token expires, unless Verify refuses the
+// token itself (a deletion or a log-out-everywhere does). Where a demotion
+// must count at once, look the client up instead
+// (Authenticator.Client(ctx, ClaimsFromContext(ctx).Subject).IsAdmin), as
+// authhttp's admin routes and its gateway X-Auth-Admin header do.
 func RequireAdmin() func(http.Handler) http.Handler {
 	return require(func(c *Claims) bool { return c.IsAdmin }, "")
 }
