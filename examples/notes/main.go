@@ -49,7 +49,10 @@ func main() {
 		handler = newHandler(rv)
 		log.Printf("notes: remote mode, verifying tokens of %s", *authd)
 	} else {
-		a, closeAuth, err := inProcessAuth(ctx, *db, "http://"+*addr)
+		// The issuer names where authd's routes are mounted, so that
+		// issuer + "/.well-known/…" is its discovery document, as
+		// RemoteVerifiers and OAuth libraries look for it.
+		a, closeAuth, err := inProcessAuth(ctx, *db, "http://"+*addr+"/auth")
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -30,7 +30,7 @@ func TestInProcess(t *testing.T) {
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	defer srv.Close()
-	a, closeAuth, err := inProcessAuth(ctx, filepath.Join(t.TempDir(), "notes-auth.db"), srv.URL)
+	a, closeAuth, err := inProcessAuth(ctx, filepath.Join(t.TempDir(), "notes-auth.db"), srv.URL+"/auth")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +96,20 @@ func TestInProcess(t *testing.T) {
 		t.Fatalf("empty note: %d", resp.StatusCode)
 	}
 	resp.Body.Close()
+	// Another service verifies this one's tokens offline, finding the
+	// mounted routes from the issuer alone.
+	rv, err := authsvc.NewRemoteVerifier(ctx, srv.URL+"/auth", authsvc.WithClientCredentials("reader", readerSecret))
+	if err != nil {
+		t.Fatalf("RemoteVerifier on the mounted routes: %v", err)
+	}
+	defer rv.Close()
+	tok, err := a.Authenticate(ctx, "writer", writerSecret, authsvc.TokenRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := rv.Verify(ctx, tok.AccessToken); err != nil || c.Subject != "writer" {
+		t.Fatalf("RemoteVerifier: %v, %v", c, err)
+	}
 }
 
 // buildBinary builds a command of this module into dir.
