@@ -109,7 +109,7 @@ func (a *Authenticator) authenticateClient(ctx context.Context, clientID, secret
 }
 
 // checkSecret verifies secret against one of rec's hashes.
-func (a *Authenticator) checkSecret(rec *ClientRecord, hash, secret string) (ok, rehash bool) {
+func (a *Authenticator) checkSecret(rec *clientRecord, hash, secret string) (ok, rehash bool) {
 	ok, rehash, err := a.hasher.verify(hash, secret)
 	if err != nil {
 		// A corrupt stored hash: refuse, and tell the operator (not the caller).
@@ -123,7 +123,7 @@ func (a *Authenticator) checkSecret(rec *ClientRecord, hash, secret string) (ok,
 // secret was a caller's choice (legacy hashes come from imported clients), so
 // it gets argon2id; a generated one keeps its fast hash under the pepper.
 // Failure is logged, not returned: the login itself was valid.
-func (a *Authenticator) upgradeHash(ctx context.Context, rec *ClientRecord, secret string) {
+func (a *Authenticator) upgradeHash(ctx context.Context, rec *clientRecord, secret string) {
 	var newHash string
 	var err error
 	if isGeneratedHash(rec.SecretHash) {
@@ -134,8 +134,8 @@ func (a *Authenticator) upgradeHash(ctx context.Context, rec *ClientRecord, secr
 		newHash, err = a.hasher.hashArgon2(secret)
 	}
 	if err == nil {
-		var updated *ClientRecord
-		updated, err = a.store.UpdateClient(ctx, rec.ID, func(cur *ClientRecord) error {
+		var updated *clientRecord
+		updated, err = a.store.updateClient(ctx, rec.ID, func(cur *clientRecord) error {
 			if cur.SecretHash != rec.SecretHash {
 				return errStale // rotated meanwhile: leave the new secret alone
 			}

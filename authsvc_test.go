@@ -527,8 +527,8 @@ func TestLegacyHashUpgraded(t *testing.T) {
 		s := openStore(t, url)
 		a := newAuth(t, s, Config{})
 		sum := sha1.Sum([]byte("old-flask-secret"))
-		rec := &ClientRecord{Client: Client{ID: "flask", RowID: 42, IsAdmin: true}, SecretHash: hex.EncodeToString(sum[:])}
-		if err := s.CreateClient(ctx, rec); err != nil {
+		rec := &clientRecord{Client: Client{ID: "flask", RowID: 42, IsAdmin: true}, SecretHash: hex.EncodeToString(sum[:])}
+		if err := s.createClient(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := a.Authenticate(ctx, "flask", "wrong", TokenRequest{}); !errors.Is(err, ErrInvalidClient) {
@@ -539,7 +539,7 @@ func TestLegacyHashUpgraded(t *testing.T) {
 		if err != nil || claims.ClientRowID != 42 || !claims.IsAdmin {
 			t.Fatalf("claims = %+v, %v", claims, err)
 		}
-		got, err := s.Client(ctx, "flask")
+		got, err := s.client(ctx, "flask")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -612,17 +612,17 @@ func TestPurgeExpired(t *testing.T) {
 			t.Fatal(err)
 		}
 		count := func() int {
-			revs, err := a.store.Revocations(ctx, time.Unix(0, 0))
+			revs, err := a.store.revocations(ctx, time.Unix(0, 0))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return len(revs)
 		}
-		if err := a.Housekeep(ctx); err != nil || count() != 1 {
+		if err := a.housekeep(ctx); err != nil || count() != 1 {
 			t.Fatalf("purge before exp: %d left, %v", count(), err)
 		}
 		clock.Add(2 * time.Minute)
-		if err := a.Housekeep(ctx); err != nil || count() != 0 {
+		if err := a.housekeep(ctx); err != nil || count() != 0 {
 			t.Fatalf("purge after exp: %d left, %v", count(), err)
 		}
 		if _, err := a.Verify(ctx, tok); !errors.Is(err, ErrTokenExpired) {

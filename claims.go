@@ -39,8 +39,8 @@ func (c *Claims) HasScope(s string) bool {
 	return false
 }
 
-// HasAudience reports whether aud is among the token's audiences.
-func (c *Claims) HasAudience(aud string) bool {
+// hasAudience reports whether aud is among the token's audiences.
+func (c *Claims) hasAudience(aud string) bool {
 	for _, a := range c.Audience {
 		if a == aud {
 			return true
@@ -48,9 +48,6 @@ func (c *Claims) HasAudience(aud string) bool {
 	}
 	return false
 }
-
-// Expiry returns exp as a time.
-func (c *Claims) Expiry() time.Time { return time.Unix(c.ExpiresAt, 0) }
 
 // The jwt.Claims methods, so golang-jwt validates exp, nbf, iss and aud.
 func (c *Claims) GetExpirationTime() (*jwt.NumericDate, error) { return numericDate(c.ExpiresAt), nil }

@@ -50,14 +50,14 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 		return nil, "", err
 	}
 	now := a.now().UTC().Truncate(time.Second)
-	rec := &ClientRecord{
+	rec := &clientRecord{
 		Client: Client{
 			ID: nc.ID, RowID: nc.RowID, IsAdmin: nc.IsAdmin, Scopes: scopes,
 			CreatedAt: now, UpdatedAt: now,
 		},
 		SecretHash: hash,
 	}
-	if err := a.store.CreateClient(ctx, rec); err != nil {
+	if err := a.store.createClient(ctx, rec); err != nil {
 		return nil, "", err
 	}
 	a.state.putClient(rec.ID, rec)
@@ -78,7 +78,7 @@ func (a *Authenticator) Client(ctx context.Context, clientID string) (*Client, e
 
 // Clients lists every client, ordered by client_id.
 func (a *Authenticator) Clients(ctx context.Context) ([]Client, error) {
-	recs, err := a.store.Clients(ctx)
+	recs, err := a.store.clients(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (a *Authenticator) Clients(ctx context.Context) ([]Client, error) {
 // DeleteClient removes a client. Its tokens are refused from then on, even
 // those not yet expired: a compromised client is cut off at once.
 func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error {
-	if err := a.store.DeleteClient(ctx, clientID); err != nil {
+	if err := a.store.deleteClient(ctx, clientID); err != nil {
 		return err
 	}
 	a.state.putClient(clientID, nil)
@@ -116,7 +116,7 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 			return nil, err
 		}
 	}
-	return a.updateClient(ctx, clientID, func(rec *ClientRecord) error {
+	return a.updateClient(ctx, clientID, func(rec *clientRecord) error {
 		if u.IsAdmin != nil {
 			rec.IsAdmin = *u.IsAdmin
 		}
@@ -128,8 +128,8 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 }
 
 // updateClient applies f in the store and in memory.
-func (a *Authenticator) updateClient(ctx context.Context, clientID string, f func(*ClientRecord) error) (*Client, error) {
-	rec, err := a.store.UpdateClient(ctx, clientID, f)
+func (a *Authenticator) updateClient(ctx context.Context, clientID string, f func(*clientRecord) error) (*Client, error) {
+	rec, err := a.store.updateClient(ctx, clientID, f)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func (a *Authenticator) updateClient(ctx context.Context, clientID string, f fun
 // second, and refusing a few too many is the safe side).
 func (a *Authenticator) LogoutClient(ctx context.Context, clientID string) (*Client, error) {
 	cutoff := a.now().Truncate(time.Second).Add(time.Second)
-	return a.updateClient(ctx, clientID, func(rec *ClientRecord) error {
+	return a.updateClient(ctx, clientID, func(rec *clientRecord) error {
 		if cutoff.After(rec.TokensValidAfter) {
 			rec.TokensValidAfter = cutoff
 		}
@@ -174,7 +174,7 @@ func (a *Authenticator) RotateSecret(ctx context.Context, clientID string, opt R
 		return nil, "", err
 	}
 	now := a.now()
-	c, err := a.updateClient(ctx, clientID, func(rec *ClientRecord) error {
+	c, err := a.updateClient(ctx, clientID, func(rec *clientRecord) error {
 		rec.OldSecretHash, rec.OldSecretExpiresAt = "", time.Time{}
 		if opt.Grace > 0 {
 			rec.OldSecretHash, rec.OldSecretExpiresAt = rec.SecretHash, now.Add(opt.Grace).UTC()
@@ -194,7 +194,7 @@ func (a *Authenticator) RotateSecret(ctx context.Context, clientID string, opt R
 // newSecret hashes a chosen secret, or generates one when chosen is empty.
 func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error) {
 	if chosen == "" {
-		if secret, err = GenerateSecret(); err != nil {
+		if secret, err = generateSecret(); err != nil {
 			return "", "", err
 		}
 		return secret, a.hasher.hashGenerated(secret), nil
@@ -209,11 +209,11 @@ func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error
 
 // lookupClient returns a client's record from memory, or from the store
 // when memory does not have it yet (created a moment ago elsewhere).
-func (a *Authenticator) lookupClient(ctx context.Context, clientID string) (*ClientRecord, error) {
+func (a *Authenticator) lookupClient(ctx context.Context, clientID string) (*clientRecord, error) {
 	if rec := a.state.client(clientID); rec != nil {
 		return rec, nil
 	}
-	rec, err := a.store.Client(ctx, clientID)
+	rec, err := a.store.client(ctx, clientID)
 	if err != nil {
 		return nil, err
 	}

@@ -15,47 +15,47 @@ import (
 //
 //	GET /revocations?after=CURSOR&wait=SECONDS
 //
-// answers a FeedPage. Without a cursor (or after=0) the page is a snapshot
+// answers a feedPage. Without a cursor (or after=0) the page is a snapshot
 // of everything live (Reset is true); with one, the changes since. When
 // there are none it waits up to wait seconds (long-poll, at most 25) for one.
 
-// FeedPage is one answer of the revocation feed.
-type FeedPage struct {
+// feedPage is one answer of the revocation feed.
+type feedPage struct {
 	Cursor  int64          `json:"cursor"`
 	Reset   bool           `json:"reset"` // a full snapshot: replace what you had
-	Revoked []FeedRevoked  `json:"revoked"`
-	Cutoffs []FeedCutoff   `json:"cutoffs"`
-	Deleted []FeedDeletion `json:"deleted"`
+	Revoked []feedRevoked  `json:"revoked"`
+	Cutoffs []feedCutoff   `json:"cutoffs"`
+	Deleted []feedDeletion `json:"deleted"`
 	// KeysChanged: the signing key set changed; refetch the JWKS now.
 	KeysChanged bool `json:"keys_changed,omitempty"`
 }
 
-// FeedRevoked is a revoked token, refused until it expires anyway.
-type FeedRevoked struct {
+// feedRevoked is a revoked token, refused until it expires anyway.
+type feedRevoked struct {
 	JTI       string `json:"jti"`
 	ExpiresAt int64  `json:"exp"`
 }
 
-// FeedCutoff is a client's "logged out everywhere": its tokens issued
+// feedCutoff is a client's "logged out everywhere": its tokens issued
 // before NotBefore (unix seconds) are refused.
-type FeedCutoff struct {
+type feedCutoff struct {
 	ClientID  string `json:"client_id"`
 	NotBefore int64  `json:"not_before"`
 }
 
-// FeedDeletion is a deleted client: every token carrying its row id is
+// feedDeletion is a deleted client: every token carrying its row id is
 // refused (a client re-created under the same client_id has another).
-type FeedDeletion struct {
+type feedDeletion struct {
 	ClientID string `json:"client_id"`
 	RowID    int64  `json:"id"`
 }
 
-// Feed returns the revocation feed's page after cursor (0: a snapshot).
-func (a *Authenticator) Feed(ctx context.Context, after int64) (*FeedPage, error) {
+// feed returns the revocation feed's page after cursor (0: a snapshot).
+func (a *Authenticator) feed(ctx context.Context, after int64) (*feedPage, error) {
 	if after <= 0 {
 		return a.feedSnapshot(ctx)
 	}
-	last, err := a.store.LastChange(ctx)
+	last, err := a.store.lastChange(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -64,25 +64,25 @@ func (a *Authenticator) Feed(ctx context.Context, after int64) (*FeedPage, error
 		// Only a snapshot tells the follower the truth.
 		return a.feedSnapshot(ctx)
 	}
-	changes, err := a.store.Changes(ctx, after, 1000)
+	changes, err := a.store.changes(ctx, after, 1000)
 	if err != nil {
 		return nil, err
 	}
-	page := &FeedPage{Cursor: after, Revoked: []FeedRevoked{}, Cutoffs: []FeedCutoff{}, Deleted: []FeedDeletion{}}
+	page := &feedPage{Cursor: after, Revoked: []feedRevoked{}, Cutoffs: []feedCutoff{}, Deleted: []feedDeletion{}}
 	for _, c := range changes {
 		switch c.Kind {
-		case ChangeRevoke:
-			page.Revoked = append(page.Revoked, FeedRevoked{JTI: c.JTI, ExpiresAt: c.ExpiresAt})
-		case ChangeClient:
-			rec, err := a.store.Client(ctx, c.ClientID)
+		case changeRevoke:
+			page.Revoked = append(page.Revoked, feedRevoked{JTI: c.JTI, ExpiresAt: c.ExpiresAt})
+		case changeClient:
+			rec, err := a.store.client(ctx, c.ClientID)
 			if err == nil && !rec.TokensValidAfter.IsZero() {
-				page.Cutoffs = append(page.Cutoffs, FeedCutoff{ClientID: rec.ID, NotBefore: rec.TokensValidAfter.Unix()})
+				page.Cutoffs = append(page.Cutoffs, feedCutoff{ClientID: rec.ID, NotBefore: rec.TokensValidAfter.Unix()})
 			} else if err != nil && err != ErrClientNotFound {
 				return nil, err
 			}
-		case ChangeClientDeleted:
-			page.Deleted = append(page.Deleted, FeedDeletion{ClientID: c.ClientID, RowID: c.RowID})
-		case ChangeKey:
+		case changeClientDeleted:
+			page.Deleted = append(page.Deleted, feedDeletion{ClientID: c.ClientID, RowID: c.RowID})
+		case changeKey:
 			page.KeysChanged = true
 		}
 		page.Cursor = c.ID
@@ -90,37 +90,37 @@ func (a *Authenticator) Feed(ctx context.Context, after int64) (*FeedPage, error
 	return page, nil
 }
 
-func (a *Authenticator) feedSnapshot(ctx context.Context) (*FeedPage, error) {
+func (a *Authenticator) feedSnapshot(ctx context.Context) (*feedPage, error) {
 	// The cursor first: whatever happens while the rest is read comes again
 	// in the next page, and applying an entry twice is harmless.
-	cursor, err := a.store.LastChange(ctx)
+	cursor, err := a.store.lastChange(ctx)
 	if err != nil {
 		return nil, err
 	}
 	now := a.now()
-	revs, err := a.store.Revocations(ctx, now)
+	revs, err := a.store.revocations(ctx, now)
 	if err != nil {
 		return nil, err
 	}
-	clients, err := a.store.Clients(ctx)
+	clients, err := a.store.clients(ctx)
 	if err != nil {
 		return nil, err
 	}
-	deletions, err := a.store.Deletions(ctx, now.Add(-a.cfg.TokenTTL-a.cfg.Leeway))
+	deletions, err := a.store.deletions(ctx, now.Add(-a.cfg.TokenTTL-a.cfg.Leeway))
 	if err != nil {
 		return nil, err
 	}
-	page := &FeedPage{Cursor: cursor, Reset: true, Revoked: make([]FeedRevoked, 0, len(revs)), Cutoffs: []FeedCutoff{}, Deleted: []FeedDeletion{}}
+	page := &feedPage{Cursor: cursor, Reset: true, Revoked: make([]feedRevoked, 0, len(revs)), Cutoffs: []feedCutoff{}, Deleted: []feedDeletion{}}
 	for _, r := range revs {
-		page.Revoked = append(page.Revoked, FeedRevoked{JTI: r.JTI, ExpiresAt: r.ExpiresAt.Unix()})
+		page.Revoked = append(page.Revoked, feedRevoked{JTI: r.JTI, ExpiresAt: r.ExpiresAt.Unix()})
 	}
 	for _, c := range clients {
 		if !c.TokensValidAfter.IsZero() {
-			page.Cutoffs = append(page.Cutoffs, FeedCutoff{ClientID: c.ID, NotBefore: c.TokensValidAfter.Unix()})
+			page.Cutoffs = append(page.Cutoffs, feedCutoff{ClientID: c.ID, NotBefore: c.TokensValidAfter.Unix()})
 		}
 	}
 	for _, d := range deletions {
-		page.Deleted = append(page.Deleted, FeedDeletion{ClientID: d.ClientID, RowID: d.RowID})
+		page.Deleted = append(page.Deleted, feedDeletion{ClientID: d.ClientID, RowID: d.RowID})
 	}
 	return page, nil
 }
@@ -150,12 +150,12 @@ func (a *Authenticator) FeedHandler() http.Handler {
 		waitFor := min(time.Duration(wait)*time.Second, maxFeedWait)
 		// Subscribe before reading, so a change landing in between wakes us.
 		changed := a.state.waitChange()
-		page, err := a.Feed(r.Context(), after)
+		page, err := a.feed(r.Context(), after)
 		if err == nil && after > 0 && page.Cursor == after && waitFor > 0 {
 			timer := time.NewTimer(waitFor)
 			select {
 			case <-changed:
-				page, err = a.Feed(r.Context(), after)
+				page, err = a.feed(r.Context(), after)
 			case <-timer.C:
 			case <-r.Context().Done():
 				timer.Stop()

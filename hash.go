@@ -38,12 +38,12 @@ const (
 
 // Errors about client secrets and their stored hashes.
 var (
-	// ErrSecretTooShort: a caller-chosen secret shorter than MinChosenSecretLen,
+	// errSecretTooShort: a caller-chosen secret shorter than MinChosenSecretLen,
 	// which would be guessable however slowly it is hashed.
-	ErrSecretTooShort = errors.New("authsvc: client secret must be at least 16 characters")
-	// ErrSecretTooLong: a secret longer than MaxSecretLen, refused so that
+	errSecretTooShort = errors.New("authsvc: client secret must be at least 16 characters")
+	// errSecretTooLong: a secret longer than MaxSecretLen, refused so that
 	// nobody can make the service hash megabytes.
-	ErrSecretTooLong = errors.New("authsvc: client secret is longer than 1024 bytes")
+	errSecretTooLong = errors.New("authsvc: client secret is longer than 1024 bytes")
 	// errUnknownHash: a stored hash that is malformed, of an unknown scheme or
 	// unusable with this configuration. Parse errors wrap it.
 	errUnknownHash = errors.New("authsvc: unrecognised secret hash format")
@@ -88,16 +88,16 @@ const (
 	maxVerified = 10000
 )
 
-// generatedSecretLen is the length of a GenerateSecret output: 32 bytes in
+// generatedSecretLen is the length of a generateSecret output: 32 bytes in
 // unpadded base64url.
 const generatedSecretLen = 43
 
 // b64 is the PHC string encoding of salts and hashes.
 var b64 = base64.RawStdEncoding
 
-// GenerateSecret returns a new client secret: 32 bytes from crypto/rand
+// generateSecret returns a new client secret: 32 bytes from crypto/rand
 // (256 bits, so a fast hash is enough), base64url without padding (43 chars).
-func GenerateSecret() (string, error) {
+func generateSecret() (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("authsvc: generating secret: %w", err)
@@ -151,10 +151,10 @@ func (h *secretHasher) hashGenerated(secret string) string {
 // argon2id, since people choose guessable secrets.
 func (h *secretHasher) hashChosen(secret string) (string, error) {
 	if len(secret) > MaxSecretLen {
-		return "", ErrSecretTooLong
+		return "", errSecretTooLong
 	}
 	if utf8.RuneCountInString(secret) < MinChosenSecretLen {
-		return "", ErrSecretTooShort
+		return "", errSecretTooShort
 	}
 	return h.hashArgon2(secret)
 }
@@ -164,7 +164,7 @@ func (h *secretHasher) hashChosen(secret string) (string, error) {
 // its storage.
 func (h *secretHasher) hashArgon2(secret string) (string, error) {
 	if len(secret) > MaxSecretLen {
-		return "", ErrSecretTooLong
+		return "", errSecretTooLong
 	}
 	salt := make([]byte, argon2SaltLen)
 	if _, err := rand.Read(salt); err != nil {
@@ -367,7 +367,7 @@ func (h *secretHasher) cacheLen() int {
 	return len(h.verified)
 }
 
-// isGeneratedShape reports whether s looks like a GenerateSecret output
+// isGeneratedShape reports whether s looks like a generateSecret output
 // (43 chars of the base64url alphabet), to pick dummyVerify's scheme.
 func isGeneratedShape(s string) bool {
 	if len(s) != generatedSecretLen {

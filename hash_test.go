@@ -44,21 +44,21 @@ func TestGenerateSecret(t *testing.T) {
 	alphabet := regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 	seen := make(map[string]bool)
 	for range 1000 {
-		s, err := GenerateSecret()
+		s, err := generateSecret()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(s) != 43 || !alphabet.MatchString(s) {
-			t.Fatalf("GenerateSecret() = %q: want 43 chars of base64url", s)
+			t.Fatalf("generateSecret() = %q: want 43 chars of base64url", s)
 		}
 		if b, err := base64.RawURLEncoding.DecodeString(s); err != nil || len(b) != 32 {
-			t.Fatalf("GenerateSecret() = %q: not 32 bytes of base64url (%v)", s, err)
+			t.Fatalf("generateSecret() = %q: not 32 bytes of base64url (%v)", s, err)
 		}
 		if !isGeneratedShape(s) {
 			t.Fatalf("isGeneratedShape(%q) = false for a generated secret", s)
 		}
 		if seen[s] {
-			t.Fatalf("GenerateSecret() repeated %q", s)
+			t.Fatalf("generateSecret() repeated %q", s)
 		}
 		seen[s] = true
 	}
@@ -85,7 +85,7 @@ func TestIsGeneratedShape(t *testing.T) {
 
 func TestHashGeneratedSHA256(t *testing.T) {
 	h := newSecretHasher(nil)
-	secret, _ := GenerateSecret()
+	secret, _ := generateSecret()
 	stored := h.hashGenerated(secret)
 	sum := sha256.Sum256([]byte(secret))
 	if want := "$sha256$" + base64.RawStdEncoding.EncodeToString(sum[:]); stored != want {
@@ -109,7 +109,7 @@ func TestPepper(t *testing.T) {
 	pepper := []byte("pepper-0123456789abcdef0123456789")
 	h := newSecretHasher(pepper)
 	pepper[0] = 'X' // the hasher must have kept its own copy
-	secret, _ := GenerateSecret()
+	secret, _ := generateSecret()
 
 	stored := h.hashGenerated(secret)
 	m := hmac.New(sha256.New, []byte("pepper-0123456789abcdef0123456789"))
@@ -175,11 +175,11 @@ func TestHashChosenLength(t *testing.T) {
 		name, secret string
 		want         error
 	}{
-		{"15 ascii", strings.Repeat("a", 15), ErrSecretTooShort},
-		{"15 runes, 30 bytes", strings.Repeat("é", 15), ErrSecretTooShort},
-		{"empty", "", ErrSecretTooShort},
-		{"1025 bytes", strings.Repeat("a", 1025), ErrSecretTooLong},
-		{"513 two-byte runes", strings.Repeat("é", 513), ErrSecretTooLong},
+		{"15 ascii", strings.Repeat("a", 15), errSecretTooShort},
+		{"15 runes, 30 bytes", strings.Repeat("é", 15), errSecretTooShort},
+		{"empty", "", errSecretTooShort},
+		{"1025 bytes", strings.Repeat("a", 1025), errSecretTooLong},
+		{"513 two-byte runes", strings.Repeat("é", 513), errSecretTooLong},
 	} {
 		if got, err := h.hashChosen(c.secret); !errors.Is(err, c.want) || got != "" {
 			t.Errorf("%s: hashChosen = %q, %v; want error %v", c.name, got, err, c.want)
@@ -448,7 +448,7 @@ func TestVerifyConcurrent(t *testing.T) {
 	h := newSecretHasher([]byte("pepper"))
 	const secret = "a concurrently verified secret"
 	stored := weakArgon2(secret)
-	gen, _ := GenerateSecret()
+	gen, _ := generateSecret()
 	genStored := h.hashGenerated(gen)
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -480,7 +480,7 @@ func TestVerifyConcurrent(t *testing.T) {
 func TestDummyVerify(t *testing.T) {
 	for _, pepper := range [][]byte{nil, []byte("pepper")} {
 		h := newSecretHasher(pepper)
-		gen, _ := GenerateSecret()
+		gen, _ := generateSecret()
 		h.dummyVerify(gen)
 		h.dummyVerify("a caller-chosen secret that is not generated")
 		g, err := parsePHC(h.dummyGenerated)

@@ -43,16 +43,16 @@ func (a *Authenticator) ImportClient(ctx context.Context, ic ImportedClient) (*C
 	hash, _ := LegacySHA1Hash(ic.LegacyHash)
 	scopes, _ := NormalizeScopes(ic.Scopes)
 	now := a.now().UTC().Truncate(time.Second)
-	rec := &ClientRecord{
+	rec := &clientRecord{
 		Client: Client{
 			ID: ic.ID, RowID: ic.RowID, IsAdmin: ic.IsAdmin, Scopes: scopes,
 			CreatedAt: now, UpdatedAt: now,
 		},
 		SecretHash: hash,
 	}
-	if err := a.store.CreateClient(ctx, rec); err != nil {
+	if err := a.store.createClient(ctx, rec); err != nil {
 		if errors.Is(err, ErrClientExists) && ic.RowID != 0 {
-			if _, err2 := a.store.Client(ctx, ic.ID); errors.Is(err2, ErrClientNotFound) {
+			if _, err2 := a.store.client(ctx, ic.ID); errors.Is(err2, ErrClientNotFound) {
 				return nil, ErrRowIDTaken
 			}
 		}

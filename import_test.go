@@ -31,7 +31,7 @@ func TestImportClient(t *testing.T) {
 		if c.ID != "flask" || c.RowID != 7 || !c.IsAdmin {
 			t.Fatalf("imported %+v", c)
 		}
-		rec, err := s.Client(ctx, "flask")
+		rec, err := s.client(ctx, "flask")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +47,7 @@ func TestImportClient(t *testing.T) {
 		if err != nil || claims.ClientRowID != 7 || !claims.IsAdmin {
 			t.Fatalf("claims %+v, %v", claims, err)
 		}
-		if rec, _ = s.Client(ctx, "flask"); !strings.HasPrefix(rec.SecretHash, "$argon2id$") {
+		if rec, _ = s.client(ctx, "flask"); !strings.HasPrefix(rec.SecretHash, "$argon2id$") {
 			t.Fatalf("hash not upgraded: %.12s…", rec.SecretHash)
 		}
 
@@ -61,7 +61,7 @@ func TestImportClient(t *testing.T) {
 		if !errors.Is(err, ErrRowIDTaken) || !errors.Is(err, ErrClientExists) {
 			t.Fatalf("taken row id: %v", err)
 		}
-		if _, err := s.Client(ctx, "other"); !errors.Is(err, ErrClientNotFound) {
+		if _, err := s.client(ctx, "other"); !errors.Is(err, ErrClientNotFound) {
 			t.Fatalf("client on a taken row id stored: %v", err)
 		}
 		for _, bad := range []ImportedClient{

@@ -31,8 +31,8 @@ const (
 	AlgHS256 = "HS256"
 )
 
-// SigningKey is a signing key as the store keeps it.
-type SigningKey struct {
+// signingKey is a signing key as the store keeps it.
+type signingKey struct {
 	ID         string // kid
 	Alg        string
 	PrivateKey string    // PKCS#8 DER, base64; "enc:" + AES-GCM sealed when a key-encryption key is set
@@ -92,7 +92,7 @@ func loadKeySet(ctx context.Context, store Store, cfg Config) (*keySet, error) {
 		ks.buildParsers(cfg)
 		return ks, nil
 	}
-	stored, err := store.EnsureSigningKey(ctx, cfg.SigningAlg, func() (SigningKey, error) {
+	stored, err := store.ensureSigningKey(ctx, cfg.SigningAlg, func() (signingKey, error) {
 		now := cfg.Now()
 		return generateSigningKey(cfg.SigningAlg, cfg.KeyEncryptionKey, now, now)
 	})
@@ -103,7 +103,7 @@ func loadKeySet(ctx context.Context, store Store, cfg Config) (*keySet, error) {
 }
 
 // buildKeySet parses stored keys into a key set.
-func buildKeySet(stored []SigningKey, cfg Config) (*keySet, error) {
+func buildKeySet(stored []signingKey, cfg Config) (*keySet, error) {
 	ks := &keySet{byKid: make(map[string]*signer)}
 	methodSeen := map[string]bool{}
 	for _, k := range stored {
@@ -156,7 +156,7 @@ func (ks *keySet) buildParsers(cfg Config) {
 }
 
 // generateSigningKey makes a new key of alg, sealed with kek when set.
-func generateSigningKey(alg string, kek []byte, now, activateAt time.Time) (SigningKey, error) {
+func generateSigningKey(alg string, kek []byte, now, activateAt time.Time) (signingKey, error) {
 	var priv any
 	var err error
 	switch alg {
@@ -167,25 +167,25 @@ func generateSigningKey(alg string, kek []byte, now, activateAt time.Time) (Sign
 	case AlgRS256:
 		priv, err = rsa.GenerateKey(rand.Reader, 2048)
 	default:
-		return SigningKey{}, fmt.Errorf("authsvc: cannot generate a %s key", alg)
+		return signingKey{}, fmt.Errorf("authsvc: cannot generate a %s key", alg)
 	}
 	if err != nil {
-		return SigningKey{}, fmt.Errorf("authsvc: generate %s key: %w", alg, err)
+		return signingKey{}, fmt.Errorf("authsvc: generate %s key: %w", alg, err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
-		return SigningKey{}, fmt.Errorf("authsvc: encode %s key: %w", alg, err)
+		return signingKey{}, fmt.Errorf("authsvc: encode %s key: %w", alg, err)
 	}
 	kidBytes := make([]byte, 12)
 	if _, err := rand.Read(kidBytes); err != nil {
-		return SigningKey{}, err
+		return signingKey{}, err
 	}
 	kid := base64.RawURLEncoding.EncodeToString(kidBytes)
 	sealed, err := sealKey(der, kid, kek)
 	if err != nil {
-		return SigningKey{}, err
+		return signingKey{}, err
 	}
-	return SigningKey{ID: kid, Alg: alg, PrivateKey: sealed, CreatedAt: now.UTC().Truncate(time.Second),
+	return signingKey{ID: kid, Alg: alg, PrivateKey: sealed, CreatedAt: now.UTC().Truncate(time.Second),
 		ActivateAt: activateAt.UTC().Truncate(time.Second)}, nil
 }
 
@@ -243,7 +243,7 @@ func newGCM(kek []byte) (cipher.AEAD, error) {
 }
 
 // parseSigningKey decodes a stored key once, at load, never per request.
-func parseSigningKey(k SigningKey, kek []byte) (*signer, error) {
+func parseSigningKey(k signingKey, kek []byte) (*signer, error) {
 	der, err := openKey(k.PrivateKey, k.ID, kek)
 	if err != nil {
 		return nil, fmt.Errorf("authsvc: signing key %s: %w", k.ID, err)
@@ -275,8 +275,8 @@ func parseSigningKey(k SigningKey, kek []byte) (*signer, error) {
 	return s, nil
 }
 
-// JWK is a public key in RFC 7517 form.
-type JWK struct {
+// jwk is a public key in RFC 7517 form.
+type jwk struct {
 	Kty string `json:"kty"`
 	Use string `json:"use"`
 	Alg string `json:"alg"`
@@ -289,10 +289,10 @@ type JWK struct {
 }
 
 func buildJWKS(byKid map[string]*signer) ([]byte, error) {
-	keys := make([]JWK, 0, len(byKid))
+	keys := make([]jwk, 0, len(byKid))
 	for _, s := range byKid {
 		b64 := base64.RawURLEncoding.EncodeToString
-		k := JWK{Use: "sig", Alg: s.alg, Kid: s.kid}
+		k := jwk{Use: "sig", Alg: s.alg, Kid: s.kid}
 		switch p := s.public.(type) {
 		case ed25519.PublicKey:
 			k.Kty, k.Crv, k.X = "OKP", "Ed25519", b64(p)
@@ -312,7 +312,7 @@ func buildJWKS(byKid map[string]*signer) ([]byte, error) {
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].Kid < keys[j].Kid })
 	return json.Marshal(struct {
-		Keys []JWK `json:"keys"`
+		Keys []jwk `json:"keys"`
 	}{keys})
 }
 

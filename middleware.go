@@ -169,7 +169,7 @@ func Middleware(v Verifier, opts ...MiddlewareOption) func(http.Handler) http.Ha
 				m.refuse(w, r, http.StatusServiceUnavailable, "")
 				return
 			}
-			if err != nil || (m.audience != "" && !claims.HasAudience(m.audience)) {
+			if err != nil || (m.audience != "" && !claims.hasAudience(m.audience)) {
 				m.refuse(w, r, http.StatusUnauthorized, "invalid_token")
 				return
 			}

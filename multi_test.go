@@ -201,11 +201,11 @@ func TestRetiredKeyPurged(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Add(2 * time.Second) // the new key is active
-	if err := a.Housekeep(context.Background()); err != nil || len(a.Keys()) != 2 {
+	if err := a.housekeep(context.Background()); err != nil || len(a.Keys()) != 2 {
 		t.Fatalf("old key purged while its tokens may live: %d keys, %v", len(a.Keys()), err)
 	}
 	clock.Add(2 * time.Minute)
-	if err := a.Housekeep(context.Background()); err != nil {
+	if err := a.housekeep(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if keys := a.Keys(); len(keys) != 1 || keys[0].ID == first {
@@ -329,7 +329,7 @@ func TestHousekeepingOneAtATime(t *testing.T) {
 	release := make(chan struct{})
 	done := make(chan bool)
 	go func() {
-		ran, _ := s1.TryLock(ctx, "housekeeping", func(context.Context) error {
+		ran, _ := s1.tryLock(ctx, "housekeeping", func(context.Context) error {
 			close(inside)
 			<-release
 			return nil
@@ -337,7 +337,7 @@ func TestHousekeepingOneAtATime(t *testing.T) {
 		done <- ran
 	}()
 	<-inside
-	ran, err := s2.TryLock(ctx, "housekeeping", func(context.Context) error { return nil })
+	ran, err := s2.tryLock(ctx, "housekeeping", func(context.Context) error { return nil })
 	if err != nil || ran {
 		t.Fatalf("second instance ran housekeeping while the first held the lock (%v)", err)
 	}
@@ -345,7 +345,7 @@ func TestHousekeepingOneAtATime(t *testing.T) {
 	if !<-done {
 		t.Fatal("first instance did not run")
 	}
-	if ran, err := s2.TryLock(ctx, "housekeeping", func(context.Context) error { return nil }); err != nil || !ran {
+	if ran, err := s2.tryLock(ctx, "housekeeping", func(context.Context) error { return nil }); err != nil || !ran {
 		t.Fatalf("lock not released: %v %v", ran, err)
 	}
 }
@@ -356,18 +356,18 @@ func TestAutomaticKeyRotation(t *testing.T) {
 	clock := &fakeClock{t: time.Now()}
 	a := newAuth(t, openStore(t, testdb.SQLite(t)), Config{Now: clock.Now, KeyRotationPeriod: time.Hour, JWKSMaxAge: time.Second})
 	ctx := context.Background()
-	if err := a.Housekeep(ctx); err != nil || len(a.Keys()) != 1 {
+	if err := a.housekeep(ctx); err != nil || len(a.Keys()) != 1 {
 		t.Fatalf("rotated too early: %d keys, %v", len(a.Keys()), err)
 	}
 	clock.Add(61 * time.Minute)
-	if err := a.Housekeep(ctx); err != nil {
+	if err := a.housekeep(ctx); err != nil {
 		t.Fatal(err)
 	}
 	keys := a.Keys()
 	if len(keys) != 2 || keys[1].Signing || !keys[1].ActivateAt.After(clock.Now()) {
 		t.Fatalf("after the period: %+v", keys)
 	}
-	if err := a.Housekeep(ctx); err != nil || len(a.Keys()) != 2 {
+	if err := a.housekeep(ctx); err != nil || len(a.Keys()) != 2 {
 		t.Fatalf("rotated twice: %d keys, %v", len(a.Keys()), err)
 	}
 }
@@ -427,7 +427,7 @@ func TestLongOutageReloads(t *testing.T) {
 	}
 	mustClient(t, b, NewClient{ID: "other"})
 	clockB.Add(3 * time.Hour)
-	if err := b.Housekeep(ctx); err != nil {
+	if err := b.housekeep(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var deletions int

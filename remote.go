@@ -32,7 +32,7 @@ import (
 //
 // When the feed has been unreachable for longer than the staleness bound
 // (WithMaxStaleness, default 30 s) Verify fails closed with ErrUnavailable,
-// unless WithFailOpen was given. Close stops its goroutine.
+// unless WithInsecureFailOpen was given. Close stops its goroutine.
 type RemoteVerifier struct {
 	issuer   string
 	jwksURL  string
@@ -92,11 +92,14 @@ func WithMaxStaleness(d time.Duration) RemoteOption {
 	return func(v *RemoteVerifier) { v.maxStale = d }
 }
 
-// WithFailOpen makes Verify keep accepting validly signed tokens while the
-// feed is unreachable, however long. DANGEROUS: a token logged out during
-// the outage is accepted until it expires. Use only where availability
-// matters more than revocation.
-func WithFailOpen() RemoteOption {
+// WithInsecureFailOpen is insecure: it MUST NOT be used where accepting a
+// revoked token is worse than refusing a valid one. It makes Verify keep
+// accepting validly signed tokens while the revocation feed is unreachable,
+// however long: a token logged out during the outage, or one of a client
+// deleted or logged out everywhere meanwhile, is accepted until it expires.
+// Without it Verify fails closed, with ErrUnavailable, once the feed has
+// been silent for longer than WithMaxStaleness.
+func WithInsecureFailOpen() RemoteOption {
 	return func(v *RemoteVerifier) { v.failOpen = true }
 }
 
@@ -229,7 +232,7 @@ func (v *RemoteVerifier) discover(ctx context.Context) error {
 // fetch keeps the keys already known.
 func (v *RemoteVerifier) fetchKeys(ctx context.Context) error {
 	var set struct {
-		Keys []JWK `json:"keys"`
+		Keys []jwk `json:"keys"`
 	}
 	if err := v.getJSON(ctx, v.jwksURL, false, &set); err != nil {
 		return fmt.Errorf("authsvc: JWKS: %w", err)
@@ -404,7 +407,7 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 	if cursor > 0 {
 		u += "&wait=" + strconv.Itoa(max(1, int(v.feedWait/time.Second)))
 	}
-	var page FeedPage
+	var page feedPage
 	if err := v.get(ctx, v.feed, u, true, &page); err != nil {
 		return fmt.Errorf("authsvc: revocation feed: %w", err)
 	}
@@ -443,7 +446,7 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 }
 
 // publicKey decodes a JWK's public key (OKP Ed25519, EC P-256, RSA).
-func (k JWK) publicKey() (crypto.PublicKey, error) {
+func (k jwk) publicKey() (crypto.PublicKey, error) {
 	b64 := base64.RawURLEncoding.DecodeString
 	switch {
 	case k.Kty == "OKP" && k.Crv == "Ed25519" && k.Alg == AlgEdDSA:

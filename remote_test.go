@@ -198,13 +198,13 @@ func TestRemoteVerifierKeys(t *testing.T) {
 }
 
 // TestRemoteVerifierFailsClosed: with the feed unreachable past the bound,
-// Verify refuses; WithFailOpen keeps accepting; recovery resumes.
+// Verify refuses; WithInsecureFailOpen keeps accepting; recovery resumes.
 func TestRemoteVerifierFailsClosed(t *testing.T) {
 	ctx := context.Background()
 	m := newMiniAuthd(t, Config{})
 	_, secret := mustClient(t, m.a, NewClient{ID: "svc"})
 	closed := newRemote(t, m, WithMaxStaleness(500*time.Millisecond))
-	open := newRemote(t, m, WithMaxStaleness(500*time.Millisecond), WithFailOpen())
+	open := newRemote(t, m, WithMaxStaleness(500*time.Millisecond), WithInsecureFailOpen())
 	tok := mustToken(t, m.a, "svc", secret).AccessToken
 	for _, v := range []*RemoteVerifier{closed, open} {
 		if _, err := v.Verify(ctx, tok); err != nil {
@@ -269,7 +269,7 @@ func TestFeedCursorAhead(t *testing.T) {
 	if err := a.Logout(context.Background(), mustToken(t, a, "svc", secret).AccessToken); err != nil {
 		t.Fatal(err)
 	}
-	page, err := a.Feed(context.Background(), 1_000_000)
+	page, err := a.feed(context.Background(), 1_000_000)
 	if err != nil || !page.Reset || len(page.Revoked) != 1 || page.Cursor >= 1_000_000 {
 		t.Fatalf("page = %+v, %v", page, err)
 	}

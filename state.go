@@ -16,7 +16,7 @@ import (
 // in any case.
 type state struct {
 	mu       sync.RWMutex // guards every field below
-	clients  map[string]*ClientRecord
+	clients  map[string]*clientRecord
 	deleted  map[int64]bool   // row ids of clients deleted since start: never stored again
 	revoked  map[string]int64 // jti → exp (unix seconds)
 	verified map[[32]byte]*Claims
@@ -34,7 +34,7 @@ const maxVerifiedTokens = 100_000
 
 func newState() *state {
 	return &state{
-		clients:  make(map[string]*ClientRecord),
+		clients:  make(map[string]*clientRecord),
 		deleted:  make(map[int64]bool),
 		revoked:  make(map[string]int64),
 		verified: make(map[[32]byte]*Claims),
@@ -46,19 +46,19 @@ func newState() *state {
 // change made while loading is applied again by the next catch-up (applying
 // a change twice is harmless).
 func (st *state) load(ctx context.Context, store Store, now time.Time) error {
-	cursor, err := store.LastChange(ctx)
+	cursor, err := store.lastChange(ctx)
 	if err != nil {
 		return err
 	}
-	clients, err := store.Clients(ctx)
+	clients, err := store.clients(ctx)
 	if err != nil {
 		return err
 	}
-	revs, err := store.Revocations(ctx, now)
+	revs, err := store.revocations(ctx, now)
 	if err != nil {
 		return err
 	}
-	fresh := make(map[string]*ClientRecord, len(clients))
+	fresh := make(map[string]*clientRecord, len(clients))
 	for i := range clients {
 		fresh[clients[i].ID] = &clients[i]
 	}
@@ -79,7 +79,7 @@ func (st *state) load(ctx context.Context, store Store, now time.Time) error {
 }
 
 // client returns the in-memory record of a client, or nil.
-func (st *state) client(id string) *ClientRecord {
+func (st *state) client(id string) *clientRecord {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	return st.clients[id]
@@ -88,7 +88,7 @@ func (st *state) client(id string) *ClientRecord {
 // putClient stores a client's newest record (nil: it was deleted). A
 // record of a client known to be deleted is not stored again: a lookup that
 // read the store just before the deletion must not bring it back.
-func (st *state) putClient(id string, rec *ClientRecord) {
+func (st *state) putClient(id string, rec *clientRecord) {
 	st.mu.Lock()
 	switch {
 	case rec == nil:
@@ -156,7 +156,7 @@ func (st *state) remember(k [32]byte, c *Claims, now int64) {
 // check applies what the store knows to verified claims: revocation, the
 // client's existence (same row id) and its cut-off. It returns the client's
 // record when known, or nil when the client is not in memory.
-func (st *state) check(c *Claims) (*ClientRecord, error) {
+func (st *state) check(c *Claims) (*clientRecord, error) {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	if _, revoked := st.revoked[c.ID]; revoked {
@@ -172,7 +172,7 @@ func (st *state) check(c *Claims) (*ClientRecord, error) {
 	return rec, nil
 }
 
-func checkClient(c *Claims, rec *ClientRecord) error {
+func checkClient(c *Claims, rec *clientRecord) error {
 	// A client deleted and created again under the same client_id gets a
 	// new row id: the old client's tokens stay refused.
 	if rec.RowID != c.ClientRowID {
@@ -196,7 +196,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 	cursor := st.cursor
 	st.mu.RUnlock()
 	for {
-		changes, err := store.Changes(ctx, cursor, 500)
+		changes, err := store.changes(ctx, cursor, 500)
 		if err != nil {
 			st.setHealthy(false)
 			return err
@@ -204,10 +204,10 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 		keys := false
 		for _, c := range changes {
 			switch c.Kind {
-			case ChangeRevoke:
+			case changeRevoke:
 				st.revoke(c.JTI, c.ExpiresAt)
-			case ChangeClient:
-				rec, err := store.Client(ctx, c.ClientID)
+			case changeClient:
+				rec, err := store.client(ctx, c.ClientID)
 				if errors.Is(err, ErrClientNotFound) {
 					rec, err = nil, nil // deleted since: a later change says so
 				}
@@ -218,7 +218,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 				if rec != nil {
 					st.putClient(c.ClientID, rec)
 				}
-			case ChangeClientDeleted:
+			case changeClientDeleted:
 				st.mu.Lock()
 				st.deleted[c.RowID] = true
 				if rec := st.clients[c.ClientID]; rec != nil && rec.RowID == c.RowID {
@@ -226,7 +226,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 				}
 				st.notifyLocked()
 				st.mu.Unlock()
-			case ChangeKey:
+			case changeKey:
 				keys = true
 			}
 			cursor = c.ID

@@ -14,68 +14,71 @@ import (
 	"github.com/authsvc/authsvc/internal/driver"
 )
 
-// Store keeps clients, revocations, signing keys and the log of changes
-// that instances follow to keep their in-memory state current. Every method
-// is safe for concurrent use. Errors other than ErrClientExists and
-// ErrClientNotFound wrap ErrUnavailable: the caller must fail closed. Every
-// write that other instances must learn of appends a Change in the same
-// transaction.
+// Store is where an Authenticator keeps its clients, revocations and
+// signing keys, and the log of changes that instances follow to keep their
+// in-memory state current. OpenStore opens one and New takes it; it is
+// otherwise opaque: only Ping and Close are exported, so no other package
+// implements a Store or reads or writes one past the Authenticator (use the
+// Authenticator's methods). Every method is safe for concurrent use. Errors
+// other than ErrClientExists and ErrClientNotFound wrap ErrUnavailable: the
+// caller must fail closed. Every write that other instances must learn of
+// appends a change in the same transaction.
 type Store interface {
-	// CreateClient inserts c and sets c.RowID (unless the caller chose one).
-	CreateClient(ctx context.Context, c *ClientRecord) error
-	// Client returns the client with that client_id, or ErrClientNotFound.
-	Client(ctx context.Context, clientID string) (*ClientRecord, error)
-	// Clients returns every client, ordered by client_id.
-	Clients(ctx context.Context) ([]ClientRecord, error)
-	// UpdateClient reads the client, lets update change it, and writes it
+	// createClient inserts c and sets c.RowID (unless the caller chose one).
+	createClient(ctx context.Context, c *clientRecord) error
+	// client returns the client with that client_id, or ErrClientNotFound.
+	client(ctx context.Context, clientID string) (*clientRecord, error)
+	// clients returns every client, ordered by client_id.
+	clients(ctx context.Context) ([]clientRecord, error)
+	// updateClient reads the client, lets update change it, and writes it
 	// back, all in one transaction. If update returns an error nothing is
 	// written and that error is returned.
-	UpdateClient(ctx context.Context, clientID string, update func(*ClientRecord) error) (*ClientRecord, error)
-	// DeleteClient removes a client, or returns ErrClientNotFound.
-	DeleteClient(ctx context.Context, clientID string) error
-	// RevokeToken records jti as revoked until expiresAt. Revoking twice is
+	updateClient(ctx context.Context, clientID string, update func(*clientRecord) error) (*clientRecord, error)
+	// deleteClient removes a client, or returns ErrClientNotFound.
+	deleteClient(ctx context.Context, clientID string) error
+	// revokeToken records jti as revoked until expiresAt. Revoking twice is
 	// not an error and keeps the first record.
-	RevokeToken(ctx context.Context, jti, clientID string, expiresAt time.Time) error
-	// Revocations returns the revocations that have not expired at now.
-	Revocations(ctx context.Context, now time.Time) ([]Revocation, error)
-	// Changes returns up to limit changes with an id above after, in order.
-	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
-	// Deletions returns the client deletions logged since (their ClientID
+	revokeToken(ctx context.Context, jti, clientID string, expiresAt time.Time) error
+	// revocations returns the revocations that have not expired at now.
+	revocations(ctx context.Context, now time.Time) ([]revocation, error)
+	// changes returns up to limit changes with an id above after, in order.
+	changes(ctx context.Context, after int64, limit int) ([]change, error)
+	// deletions returns the client deletions logged since (their ClientID
 	// and RowID), for the revocation feed's snapshot.
-	Deletions(ctx context.Context, since time.Time) ([]Change, error)
-	// LastChange returns the id of the newest change (0 when none).
-	LastChange(ctx context.Context) (int64, error)
-	// Purge deletes revocations that expired before now and changes older
+	deletions(ctx context.Context, since time.Time) ([]change, error)
+	// lastChange returns the id of the newest change (0 when none).
+	lastChange(ctx context.Context) (int64, error)
+	// purge deletes revocations that expired before now and changes older
 	// than keepChangesAfter.
-	Purge(ctx context.Context, now, keepChangesAfter time.Time) (int64, error)
-	// EnsureSigningKey returns every stored signing key, first storing one
+	purge(ctx context.Context, now, keepChangesAfter time.Time) (int64, error)
+	// ensureSigningKey returns every stored signing key, first storing one
 	// made by generate when none of alg exists. Concurrent callers (even in
 	// other processes) store at most one key.
-	EnsureSigningKey(ctx context.Context, alg string, generate func() (SigningKey, error)) ([]SigningKey, error)
-	// SigningKeys returns every stored signing key, oldest first.
-	SigningKeys(ctx context.Context) ([]SigningKey, error)
-	// AddSigningKey stores a new key (a rotation).
-	AddSigningKey(ctx context.Context, k SigningKey) error
-	// DeleteSigningKeys removes retired keys.
-	DeleteSigningKeys(ctx context.Context, kids []string) error
-	// Watch calls notify whenever another process may have appended a
+	ensureSigningKey(ctx context.Context, alg string, generate func() (signingKey, error)) ([]signingKey, error)
+	// signingKeys returns every stored signing key, oldest first.
+	signingKeys(ctx context.Context) ([]signingKey, error)
+	// addSigningKey stores a new key (a rotation).
+	addSigningKey(ctx context.Context, k signingKey) error
+	// deleteSigningKeys removes retired keys.
+	deleteSigningKeys(ctx context.Context, kids []string) error
+	// watch calls notify whenever another process may have appended a
 	// change, and after every reconnection, until ctx is done. Stores that
-	// cannot notify return ErrNoWatch at once; callers then rely on polling.
-	Watch(ctx context.Context, notify func()) error
-	// TryLock runs f only if no other instance holds the named lock, and
+	// cannot notify return errNoWatch at once; callers then rely on polling.
+	watch(ctx context.Context, notify func()) error
+	// tryLock runs f only if no other instance holds the named lock, and
 	// reports whether it ran. Used so that housekeeping runs on one instance.
-	TryLock(ctx context.Context, name string, f func(ctx context.Context) error) (bool, error)
+	tryLock(ctx context.Context, name string, f func(ctx context.Context) error) (bool, error)
 	// Ping checks that the store can be reached.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.
 	Close() error
 }
 
-// ErrNoWatch: the store has no change notifications (SQLite).
-var ErrNoWatch = errors.New("authsvc: store has no change notifications")
+// errNoWatch: the store has no change notifications (SQLite).
+var errNoWatch = errors.New("authsvc: store has no change notifications")
 
-// Revocation is a revoked token.
-type Revocation struct {
+// revocation is a revoked token.
+type revocation struct {
 	JTI       string
 	ClientID  string
 	ExpiresAt time.Time
@@ -83,14 +86,14 @@ type Revocation struct {
 
 // Change kinds.
 const (
-	ChangeRevoke        = "revoke"         // JTI, ClientID, ExpiresAt
-	ChangeClient        = "client"         // ClientID created or updated
-	ChangeClientDeleted = "client_deleted" // ClientID and RowID deleted
-	ChangeKey           = "key"            // the signing key set changed
+	changeRevoke        = "revoke"         // JTI, ClientID, ExpiresAt
+	changeClient        = "client"         // ClientID created or updated
+	changeClientDeleted = "client_deleted" // ClientID and RowID deleted
+	changeKey           = "key"            // the signing key set changed
 )
 
-// Change is one entry of the change log.
-type Change struct {
+// change is one entry of the change log.
+type change struct {
 	ID        int64  `db:"id"`
 	Kind      string `db:"kind"`
 	ClientID  string `db:"client_id"`
@@ -100,8 +103,8 @@ type Change struct {
 	At        int64  `db:"at"`
 }
 
-// ClientRecord is a client as the store keeps it, with its secret's hash.
-type ClientRecord struct {
+// clientRecord is a client as the store keeps it, with its secret's hash.
+type clientRecord struct {
 	Client
 	SecretHash string // PHC string; never shown to callers
 	// OldSecretHash stays valid until OldSecretExpiresAt: the grace period
@@ -110,12 +113,13 @@ type ClientRecord struct {
 	OldSecretExpiresAt time.Time
 }
 
-// DefaultDatabaseURL is the embedded SQLite file in the working directory.
-const DefaultDatabaseURL = "sqlite:authd.db"
+// defaultDatabaseURL is the embedded SQLite file in the working directory.
+const defaultDatabaseURL = "sqlite:authd.db"
 
 // OpenStore opens the store at url and applies pending migrations:
 // "postgres://…" or "postgresql://…" is PostgreSQL; "sqlite:PATH" or a plain
-// path is an embedded SQLite file (created if absent).
+// path is an embedded SQLite file (created if absent); "" is
+// "sqlite:authd.db", in the working directory.
 func OpenStore(ctx context.Context, url string) (Store, error) {
 	return openSQLStore(ctx, url)
 }
@@ -134,7 +138,7 @@ const (
 	lockMigrate = 0x61757468_0001 // "auth" 1
 	lockKeys    = 0x61757468_0002
 	lockChanges = 0x61757468_0003 // held while appending a change: ids commit in order
-	lockNamed   = 0x61757468_1000 // + hash of a TryLock name
+	lockNamed   = 0x61757468_1000 // + hash of a tryLock name
 )
 
 // storeURL is a parsed database URL: the one reading of OpenStore's URL
@@ -155,10 +159,10 @@ var driverImports = map[string]string{
 
 // parseStoreURL reads "postgres://…" or "postgresql://…" (PostgreSQL),
 // "sqlite:PATH", "sqlite:///abs/path" or a plain path (SQLite); "" is
-// DefaultDatabaseURL. It fails when the dialect's driver is not linked in.
+// defaultDatabaseURL. It fails when the dialect's driver is not linked in.
 func parseStoreURL(raw string) (storeURL, error) {
 	if raw == "" {
-		raw = DefaultDatabaseURL
+		raw = defaultDatabaseURL
 	}
 	u := storeURL{raw: raw}
 	switch {

@@ -19,7 +19,7 @@ const notifyChannel = "authsvc_changes"
 // transaction-scoped advisory lock, so change ids become visible in the
 // order they were assigned (a follower never skips one committed late), and
 // announces the change with NOTIFY, delivered at commit.
-func (s *sqlStore) logChange(ctx context.Context, tx *sqlx.Tx, c Change) error {
+func (s *sqlStore) logChange(ctx context.Context, tx *sqlx.Tx, c change) error {
 	if c.At == 0 {
 		c.At = time.Now().Unix()
 	}
@@ -42,7 +42,7 @@ func (s *sqlStore) logChange(ctx context.Context, tx *sqlx.Tx, c Change) error {
 	return nil
 }
 
-func (s *sqlStore) RevokeToken(ctx context.Context, jti, clientID string, expiresAt time.Time) error {
+func (s *sqlStore) revokeToken(ctx context.Context, jti, clientID string, expiresAt time.Time) error {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return unavailable(err)
@@ -58,13 +58,13 @@ func (s *sqlStore) RevokeToken(ctx context.Context, jti, clientID string, expire
 	} else if n == 0 {
 		return nil // revoked already
 	}
-	if err := s.logChange(ctx, tx, Change{Kind: ChangeRevoke, ClientID: clientID, JTI: jti, ExpiresAt: expiresAt.Unix()}); err != nil {
+	if err := s.logChange(ctx, tx, change{Kind: changeRevoke, ClientID: clientID, JTI: jti, ExpiresAt: expiresAt.Unix()}); err != nil {
 		return err
 	}
 	return unavailable(tx.Commit())
 }
 
-func (s *sqlStore) Revocations(ctx context.Context, now time.Time) ([]Revocation, error) {
+func (s *sqlStore) revocations(ctx context.Context, now time.Time) ([]revocation, error) {
 	var rows []struct {
 		JTI       string `db:"jti"`
 		ClientID  string `db:"client_id"`
@@ -74,34 +74,34 @@ func (s *sqlStore) Revocations(ctx context.Context, now time.Time) ([]Revocation
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	out := make([]Revocation, len(rows))
+	out := make([]revocation, len(rows))
 	for i, r := range rows {
-		out[i] = Revocation{JTI: r.JTI, ClientID: r.ClientID, ExpiresAt: time.Unix(r.ExpiresAt, 0).UTC()}
+		out[i] = revocation{JTI: r.JTI, ClientID: r.ClientID, ExpiresAt: time.Unix(r.ExpiresAt, 0).UTC()}
 	}
 	return out, nil
 }
 
-func (s *sqlStore) Changes(ctx context.Context, after int64, limit int) ([]Change, error) {
-	var out []Change
+func (s *sqlStore) changes(ctx context.Context, after int64, limit int) ([]change, error) {
+	var out []change
 	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT id, kind, client_id, row_id, jti, expires_at, at
 		FROM authsvc_changes WHERE id > ? ORDER BY id LIMIT ?`), after, limit)
 	return out, unavailable(err)
 }
 
-func (s *sqlStore) Deletions(ctx context.Context, since time.Time) ([]Change, error) {
-	var out []Change
+func (s *sqlStore) deletions(ctx context.Context, since time.Time) ([]change, error) {
+	var out []change
 	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT id, kind, client_id, row_id, jti, expires_at, at
-		FROM authsvc_changes WHERE kind = ? AND at >= ? ORDER BY id`), ChangeClientDeleted, since.Unix())
+		FROM authsvc_changes WHERE kind = ? AND at >= ? ORDER BY id`), changeClientDeleted, since.Unix())
 	return out, unavailable(err)
 }
 
-func (s *sqlStore) LastChange(ctx context.Context) (int64, error) {
+func (s *sqlStore) lastChange(ctx context.Context) (int64, error) {
 	var id int64
 	err := s.db.GetContext(ctx, &id, `SELECT COALESCE(MAX(id), 0) FROM authsvc_changes`)
 	return id, unavailable(err)
 }
 
-func (s *sqlStore) Purge(ctx context.Context, now, keepChangesAfter time.Time) (int64, error) {
+func (s *sqlStore) purge(ctx context.Context, now, keepChangesAfter time.Time) (int64, error) {
 	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM authsvc_revoked_tokens WHERE expires_at < ?`), now.Unix())
 	if err != nil {
 		return 0, unavailable(err)
@@ -116,12 +116,12 @@ func (s *sqlStore) Purge(ctx context.Context, now, keepChangesAfter time.Time) (
 	return n, unavailable(err)
 }
 
-// Watch listens on PostgreSQL with the driver's listener (package
+// watch listens on PostgreSQL with the driver's listener (package
 // postgres), which reconnects by itself and calls notify after each
 // reconnection too, so the caller catches up on what it missed meanwhile.
-func (s *sqlStore) Watch(ctx context.Context, notify func()) error {
+func (s *sqlStore) watch(ctx context.Context, notify func()) error {
 	if !s.postgres || s.driver.Listen == nil {
-		return ErrNoWatch
+		return errNoWatch
 	}
 	err := s.driver.Listen(ctx, s.url, notifyChannel, notify)
 	if ctx.Err() != nil {
@@ -131,7 +131,7 @@ func (s *sqlStore) Watch(ctx context.Context, notify func()) error {
 	return fmt.Errorf("%w: listen: %s", ErrUnavailable, dburl.Scrub(err.Error(), s.url))
 }
 
-func (s *sqlStore) TryLock(ctx context.Context, name string, f func(ctx context.Context) error) (bool, error) {
+func (s *sqlStore) tryLock(ctx context.Context, name string, f func(ctx context.Context) error) (bool, error) {
 	if !s.postgres {
 		return true, f(ctx) // one process per SQLite file serves; the CLI does not run housekeeping
 	}

@@ -24,8 +24,8 @@ type clientRow struct {
 
 const clientColumns = `id, client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, tokens_valid_after, created_at, updated_at`
 
-func (r *clientRow) record() *ClientRecord {
-	c := &ClientRecord{
+func (r *clientRow) record() *clientRecord {
+	c := &clientRecord{
 		Client: Client{
 			ID: r.ClientID, RowID: r.RowID, IsAdmin: r.IsAdmin, Scopes: ParseScope(r.Scopes),
 			CreatedAt: time.Unix(r.CreatedAt, 0).UTC(), UpdatedAt: time.Unix(r.UpdatedAt, 0).UTC(),
@@ -49,7 +49,7 @@ func unixOrZero(t time.Time) int64 {
 	return t.Unix()
 }
 
-func (s *sqlStore) CreateClient(ctx context.Context, c *ClientRecord) error {
+func (s *sqlStore) createClient(ctx context.Context, c *clientRecord) error {
 	now := time.Now().Unix()
 	created, updated := unixOrZero(c.CreatedAt), unixOrZero(c.UpdatedAt)
 	if created == 0 {
@@ -85,7 +85,7 @@ func (s *sqlStore) CreateClient(ctx context.Context, c *ClientRecord) error {
 			return unavailable(err)
 		}
 	}
-	if err := s.logChange(ctx, tx, Change{Kind: ChangeClient, ClientID: c.ID, RowID: id}); err != nil {
+	if err := s.logChange(ctx, tx, change{Kind: changeClient, ClientID: c.ID, RowID: id}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -96,7 +96,7 @@ func (s *sqlStore) CreateClient(ctx context.Context, c *ClientRecord) error {
 	return nil
 }
 
-func (s *sqlStore) Client(ctx context.Context, clientID string) (*ClientRecord, error) {
+func (s *sqlStore) client(ctx context.Context, clientID string) (*clientRecord, error) {
 	var r clientRow
 	err := s.db.GetContext(ctx, &r, s.db.Rebind(`SELECT `+clientColumns+` FROM authsvc_clients WHERE client_id = ?`), clientID)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -108,19 +108,19 @@ func (s *sqlStore) Client(ctx context.Context, clientID string) (*ClientRecord, 
 	return r.record(), nil
 }
 
-func (s *sqlStore) Clients(ctx context.Context) ([]ClientRecord, error) {
+func (s *sqlStore) clients(ctx context.Context) ([]clientRecord, error) {
 	var rows []clientRow
 	if err := s.db.SelectContext(ctx, &rows, `SELECT `+clientColumns+` FROM authsvc_clients ORDER BY client_id`); err != nil {
 		return nil, unavailable(err)
 	}
-	out := make([]ClientRecord, len(rows))
+	out := make([]clientRecord, len(rows))
 	for i := range rows {
 		out[i] = *rows[i].record()
 	}
 	return out, nil
 }
 
-func (s *sqlStore) UpdateClient(ctx context.Context, clientID string, update func(*ClientRecord) error) (*ClientRecord, error) {
+func (s *sqlStore) updateClient(ctx context.Context, clientID string, update func(*clientRecord) error) (*clientRecord, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return nil, unavailable(err)
@@ -150,7 +150,7 @@ func (s *sqlStore) UpdateClient(ctx context.Context, clientID string, update fun
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if err := s.logChange(ctx, tx, Change{Kind: ChangeClient, ClientID: rec.ID, RowID: rec.RowID}); err != nil {
+	if err := s.logChange(ctx, tx, change{Kind: changeClient, ClientID: rec.ID, RowID: rec.RowID}); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -159,7 +159,7 @@ func (s *sqlStore) UpdateClient(ctx context.Context, clientID string, update fun
 	return rec, nil
 }
 
-func (s *sqlStore) DeleteClient(ctx context.Context, clientID string) error {
+func (s *sqlStore) deleteClient(ctx context.Context, clientID string) error {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return unavailable(err)
@@ -173,7 +173,7 @@ func (s *sqlStore) DeleteClient(ctx context.Context, clientID string) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	if err := s.logChange(ctx, tx, Change{Kind: ChangeClientDeleted, ClientID: clientID, RowID: rowID}); err != nil {
+	if err := s.logChange(ctx, tx, change{Kind: changeClientDeleted, ClientID: clientID, RowID: rowID}); err != nil {
 		return err
 	}
 	return unavailable(tx.Commit())

@@ -17,12 +17,12 @@ type keyRow struct {
 
 const keyColumns = `kid, alg, private_key, created_at, activate_at`
 
-func (r keyRow) key() SigningKey {
-	return SigningKey{ID: r.Kid, Alg: r.Alg, PrivateKey: r.PrivateKey,
+func (r keyRow) key() signingKey {
+	return signingKey{ID: r.Kid, Alg: r.Alg, PrivateKey: r.PrivateKey,
 		CreatedAt: time.Unix(r.CreatedAt, 0).UTC(), ActivateAt: time.Unix(r.ActivateAt, 0).UTC()}
 }
 
-func (s *sqlStore) EnsureSigningKey(ctx context.Context, alg string, generate func() (SigningKey, error)) ([]SigningKey, error) {
+func (s *sqlStore) ensureSigningKey(ctx context.Context, alg string, generate func() (signingKey, error)) ([]signingKey, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return nil, unavailable(err)
@@ -53,31 +53,31 @@ func (s *sqlStore) EnsureSigningKey(ctx context.Context, alg string, generate fu
 	return keys, unavailable(tx.Commit())
 }
 
-func (s *sqlStore) insertKey(ctx context.Context, tx *sqlx.Tx, k SigningKey) error {
+func (s *sqlStore) insertKey(ctx context.Context, tx *sqlx.Tx, k signingKey) error {
 	if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO authsvc_signing_keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?)`),
 		k.ID, k.Alg, k.PrivateKey, k.CreatedAt.Unix(), k.ActivateAt.Unix()); err != nil {
 		return unavailable(err)
 	}
-	return s.logChange(ctx, tx, Change{Kind: ChangeKey})
+	return s.logChange(ctx, tx, change{Kind: changeKey})
 }
 
-func selectKeys(ctx context.Context, q sqlx.QueryerContext) ([]SigningKey, error) {
+func selectKeys(ctx context.Context, q sqlx.QueryerContext) ([]signingKey, error) {
 	var rows []keyRow
 	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT `+keyColumns+` FROM authsvc_signing_keys ORDER BY created_at, kid`); err != nil {
 		return nil, unavailable(err)
 	}
-	out := make([]SigningKey, len(rows))
+	out := make([]signingKey, len(rows))
 	for i, r := range rows {
 		out[i] = r.key()
 	}
 	return out, nil
 }
 
-func (s *sqlStore) SigningKeys(ctx context.Context) ([]SigningKey, error) {
+func (s *sqlStore) signingKeys(ctx context.Context) ([]signingKey, error) {
 	return selectKeys(ctx, s.db)
 }
 
-func (s *sqlStore) AddSigningKey(ctx context.Context, k SigningKey) error {
+func (s *sqlStore) addSigningKey(ctx context.Context, k signingKey) error {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return unavailable(err)
@@ -89,7 +89,7 @@ func (s *sqlStore) AddSigningKey(ctx context.Context, k SigningKey) error {
 	return unavailable(tx.Commit())
 }
 
-func (s *sqlStore) DeleteSigningKeys(ctx context.Context, kids []string) error {
+func (s *sqlStore) deleteSigningKeys(ctx context.Context, kids []string) error {
 	if len(kids) == 0 {
 		return nil
 	}
@@ -103,7 +103,7 @@ func (s *sqlStore) DeleteSigningKeys(ctx context.Context, kids []string) error {
 			return unavailable(err)
 		}
 	}
-	if err := s.logChange(ctx, tx, Change{Kind: ChangeKey}); err != nil {
+	if err := s.logChange(ctx, tx, change{Kind: changeKey}); err != nil {
 		return err
 	}
 	return unavailable(tx.Commit())

@@ -25,7 +25,7 @@ func (a *Authenticator) follow(ctx context.Context) {
 		case <-poll.C:
 		case <-a.kick:
 		case <-housekeeping.C:
-			if _, err := a.store.TryLock(ctx, "housekeeping", a.Housekeep); err != nil && ctx.Err() == nil {
+			if _, err := a.store.tryLock(ctx, "housekeeping", a.housekeep); err != nil && ctx.Err() == nil {
 				a.log.Warn("authsvc: housekeeping failed", "err", err)
 			}
 			continue
@@ -71,8 +71,8 @@ func (a *Authenticator) watch(ctx context.Context) {
 		}
 	}
 	for ctx.Err() == nil {
-		err := a.store.Watch(ctx, kick)
-		if errors.Is(err, ErrNoWatch) {
+		err := a.store.watch(ctx, kick)
+		if errors.Is(err, errNoWatch) {
 			return
 		}
 		select {
@@ -87,7 +87,7 @@ func (a *Authenticator) reloadKeys(ctx context.Context) error {
 	if a.cfg.SigningAlg == AlgHS256 {
 		return nil
 	}
-	stored, err := a.store.SigningKeys(ctx)
+	stored, err := a.store.signingKeys(ctx)
 	if err != nil {
 		return err
 	}
@@ -100,15 +100,15 @@ func (a *Authenticator) reloadKeys(ctx context.Context) error {
 	return nil
 }
 
-// Housekeep purges revocations of expired tokens, old change-log entries
+// housekeep purges revocations of expired tokens, old change-log entries
 // and retired signing keys, and rotates the signing key when
-// Config.KeyRotationPeriod says so. The Authenticator runs it every few
-// minutes on one instance at a time; calling it directly is safe.
-func (a *Authenticator) Housekeep(ctx context.Context) error {
+// Config.KeyRotationPeriod says so. follow runs it every few minutes on
+// one instance at a time (tests call it directly, which is safe).
+func (a *Authenticator) housekeep(ctx context.Context) error {
 	now := a.now()
 	// Change-log entries are kept as long as a token can live, so that a
 	// remote verifier's feed can still find a deletion it missed.
-	if _, err := a.store.Purge(ctx, now, now.Add(-a.cfg.TokenTTL-a.cfg.Leeway-time.Hour)); err != nil {
+	if _, err := a.store.purge(ctx, now, now.Add(-a.cfg.TokenTTL-a.cfg.Leeway-time.Hour)); err != nil {
 		return err
 	}
 	a.state.purgeExpired(now.Unix())
@@ -126,7 +126,7 @@ func (a *Authenticator) Housekeep(ctx context.Context) error {
 		}
 	}
 	if len(retired) > 0 {
-		if err := a.store.DeleteSigningKeys(ctx, retired); err != nil {
+		if err := a.store.deleteSigningKeys(ctx, retired); err != nil {
 			return err
 		}
 		a.log.Info("authsvc: retired signing keys removed", "kids", retired)
@@ -193,7 +193,7 @@ func (a *Authenticator) RotateKeys(ctx context.Context) (*KeyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.store.AddSigningKey(ctx, k); err != nil {
+	if err := a.store.addSigningKey(ctx, k); err != nil {
 		return nil, err
 	}
 	if err := a.reloadKeys(ctx); err != nil {

@@ -78,7 +78,7 @@ func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, erro
 // shareStrings points the claims every token of a client repeats at the
 // configuration's and the client record's copies, so that a cached token
 // costs little more than its own jti (up to maxVerifiedTokens are kept).
-func (a *Authenticator) shareStrings(c *Claims, rec *ClientRecord) {
+func (a *Authenticator) shareStrings(c *Claims, rec *clientRecord) {
 	if c.Issuer == a.cfg.Issuer {
 		c.Issuer = a.cfg.Issuer
 	}
@@ -110,7 +110,7 @@ func (a *Authenticator) revoke(ctx context.Context, claims *Claims) error {
 	if !exp.After(a.now()) {
 		return nil // expired: refused anyway, nothing to store
 	}
-	if err := a.store.RevokeToken(ctx, claims.ID, claims.Subject, exp); err != nil {
+	if err := a.store.revokeToken(ctx, claims.ID, claims.Subject, exp); err != nil {
 		return err
 	}
 	a.stats.revocations.Add(1)

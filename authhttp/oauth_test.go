@@ -348,10 +348,11 @@ func TestRFCExamples(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dbURL string) {
 		ts := newTestServer(t, dbURL)
 		// The RFCs' example secret is 10 characters: shorter than authd lets a
-		// caller choose, so the client is stored as an import would store it.
+		// caller choose, so the client is imported with its SHA-1, as the seed
+		// service's clients are.
 		sum := sha1.Sum([]byte("gX1fBat3bV"))
-		if err := ts.store.CreateClient(context.Background(), &authsvc.ClientRecord{
-			Client: authsvc.Client{ID: "s6BhdRkqt3"}, SecretHash: hex.EncodeToString(sum[:]),
+		if _, err := ts.auth.ImportClient(context.Background(), authsvc.ImportedClient{
+			ID: "s6BhdRkqt3", LegacyHash: hex.EncodeToString(sum[:]),
 		}); err != nil {
 			t.Fatal(err)
 		}

@@ -44,6 +44,7 @@ type testServer struct {
 	url    string
 	auth   *authsvc.Authenticator
 	store  authsvc.Store
+	dbURL  string // the store's URL, for testdb's SQL reads
 	logs   *logBuffer
 	admin  string // an admin's token
 	secret string // the admin's secret
@@ -79,7 +80,7 @@ func newTestServerWith(t *testing.T, dbURL string, cfg authsvc.Config) *testServ
 	}
 	srv := httptest.NewServer(NewHandler(a, Options{Logger: log, DisableThrottle: true}))
 	t.Cleanup(srv.Close)
-	ts := &testServer{t: t, url: srv.URL, auth: a, store: store, logs: logs, secret: adminSecret}
+	ts := &testServer{t: t, url: srv.URL, auth: a, store: store, dbURL: dbURL, logs: logs, secret: adminSecret}
 	ts.admin = ts.token("root", adminSecret)
 	return ts
 }

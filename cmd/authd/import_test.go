@@ -222,9 +222,8 @@ func TestImportSeed(t *testing.T) {
 			ts := newTestServer(t, storeURL)
 			step(t, "legacy hashes kept", func(t *testing.T) {
 				for _, c := range flaskClients[:2] {
-					rec, err := ts.store.Client(ctx, c.clientID)
-					if err != nil || rec.SecretHash != "$sha1$"+flaskHash(c.secret) {
-						t.Fatalf("%s stored as %.10q…, %v; want the legacy $sha1$ hash", c.clientID, rec.SecretHash, err)
+					if hash := testdb.SecretHash(t, storeURL, c.clientID); hash != "$sha1$"+flaskHash(c.secret) {
+						t.Fatalf("%s stored as %.10q…; want the legacy $sha1$ hash", c.clientID, hash)
 					}
 				}
 			})
@@ -258,15 +257,14 @@ func TestImportSeed(t *testing.T) {
 			step(t, "hashes upgraded on login", func(t *testing.T) {
 				ts := ts.withT(t)
 				for _, c := range flaskClients[:2] {
-					rec, err := ts.store.Client(ctx, c.clientID)
-					if err != nil || !strings.HasPrefix(rec.SecretHash, "$argon2id$") {
-						t.Fatalf("%s after login: %.12q…, %v; want argon2id", c.clientID, rec.SecretHash, err)
+					if hash := testdb.SecretHash(t, storeURL, c.clientID); !strings.HasPrefix(hash, "$argon2id$") {
+						t.Fatalf("%s after login: %.12q…; want argon2id", c.clientID, hash)
 					}
 				}
 				ts.token("flask-admin", "admin-secret-from-flask")
 				// A client that has not logged in yet keeps its legacy hash.
-				if rec, err := ts.store.Client(ctx, "reports"); err != nil || !strings.HasPrefix(rec.SecretHash, "$sha1$") {
-					t.Fatalf("reports: %.12q…, %v", rec.SecretHash, err)
+				if hash := testdb.SecretHash(t, storeURL, "reports"); !strings.HasPrefix(hash, "$sha1$") {
+					t.Fatalf("reports: %.12q…", hash)
 				}
 				ts.token("reports", "reports-secret-2019")
 			})
@@ -281,13 +279,10 @@ func TestImportSeed(t *testing.T) {
 			})
 			// The dry run now sees them too, and writes nothing.
 			step(t, "dry run after import", func(t *testing.T) {
-				last, err := ts.store.LastChange(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
+				last := testdb.LastChange(t, storeURL)
 				dry := importSeed(t, "--from", flaskURL, "--dry-run")
-				if now, err := ts.store.LastChange(ctx); err != nil || now != last {
-					t.Fatalf("a dry run wrote to authd's store: change %d → %d, %v", last, now, err)
+				if now := testdb.LastChange(t, storeURL); now != last {
+					t.Fatalf("a dry run wrote to authd's store: change %d → %d", last, now)
 				}
 				checkCounts(t, "dry run after import", dry, 0, 3, 1, 0)
 				if !dry.StoreInitialised {
@@ -295,7 +290,7 @@ func TestImportSeed(t *testing.T) {
 				}
 			})
 			step(t, "imported clients untouched", func(t *testing.T) {
-				if rec, _ := ts.store.Client(ctx, "billing"); !strings.HasPrefix(rec.SecretHash, "$argon2id$") {
+				if hash := testdb.SecretHash(t, storeURL, "billing"); !strings.HasPrefix(hash, "$argon2id$") {
 					t.Fatal("a second import touched an imported client")
 				}
 			})

@@ -99,7 +99,6 @@ const form = "application/x-www-form-urlencoded"
 type testServer struct {
 	t     *testing.T
 	url   string
-	store authsvc.Store
 	auth  *authsvc.Authenticator
 	admin string // root's token
 }
@@ -118,7 +117,7 @@ func newTestServer(t *testing.T, dbURL string) *testServer {
 	done := make(chan error, 1)
 	go func() { done <- ap.serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	ts := &testServer{t: t, url: "http://" + ap.ln.Addr().String(), store: ap.store, auth: ap.auth}
+	ts := &testServer{t: t, url: "http://" + ap.ln.Addr().String(), auth: ap.auth}
 	ts.admin = ts.token("root", adminSecret)
 	return ts
 }

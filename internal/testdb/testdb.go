@@ -3,6 +3,8 @@
 // (each test its own database, dropped afterwards). With
 // AUTHSVC_TEST_REQUIRE_POSTGRES=1 a missing PostgreSQL fails the test instead
 // of skipping it. FreeAddr gives tests that start a server a loopback port.
+// SecretHash and LastChange read what the store keeps, with plain SQL, for
+// tests outside package authsvc, whose Store methods are unexported.
 package testdb
 
 import (
@@ -14,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,4 +116,65 @@ func Each(t *testing.T, f func(t *testing.T, url string)) {
 	t.Helper()
 	t.Run("sqlite", func(t *testing.T) { f(t, SQLite(t)) })
 	t.Run("postgres", func(t *testing.T) { f(t, Postgres(t)) })
+}
+
+// isPostgres tells a PostgreSQL URL from a SQLite one, as OpenStore does.
+func isPostgres(dbURL string) bool {
+	return strings.HasPrefix(dbURL, "postgres://") || strings.HasPrefix(dbURL, "postgresql://")
+}
+
+// open opens the authsvc store at dbURL ("sqlite:PATH" or a postgres://
+// URL) with database/sql, for a test to read with plain SQL.
+func open(t testing.TB, dbURL string) *sql.DB {
+	t.Helper()
+	driver, dsn := "postgres", dbURL
+	if !isPostgres(dbURL) {
+		path := strings.TrimPrefix(dbURL, "sqlite:")
+		if strings.HasPrefix(path, "//") { // sqlite:///abs/path
+			path = path[2:]
+		}
+		driver, dsn = "sqlite", "file:"+path+"?_pragma=busy_timeout(10000)"
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatalf("open the store at %s: %v", dbURL, err)
+	}
+	return db
+}
+
+// queryRow runs query on the store at dbURL and scans its one row into dest;
+// no row, or any error, fails the test.
+func queryRow(t testing.TB, dbURL, what, query string, args []any, dest ...any) {
+	t.Helper()
+	db := open(t, dbURL)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := db.QueryRowContext(ctx, query, args...).Scan(dest...); err != nil {
+		t.Fatalf("read %s from the store: %v", what, err)
+	}
+}
+
+// SecretHash returns the stored secret hash (authsvc_clients.secret_hash)
+// of the client clientID in the store at dbURL. A client that is not
+// there, or a store that cannot be read, fails the test.
+func SecretHash(t testing.TB, dbURL, clientID string) string {
+	t.Helper()
+	q := `SELECT secret_hash FROM authsvc_clients WHERE client_id = ?`
+	if isPostgres(dbURL) {
+		q = `SELECT secret_hash FROM authsvc_clients WHERE client_id = $1`
+	}
+	var hash string
+	queryRow(t, dbURL, "the secret hash of "+clientID, q, []any{clientID}, &hash)
+	return hash
+}
+
+// LastChange returns the id of the newest entry of the store's change log
+// (authsvc_changes), 0 when it is empty: it grows with every write another
+// instance must learn of, so a write shows as a new value.
+func LastChange(t testing.TB, dbURL string) int64 {
+	t.Helper()
+	var id int64
+	queryRow(t, dbURL, "the last change", `SELECT COALESCE(MAX(id), 0) FROM authsvc_changes`, nil, &id)
+	return id
 }
