@@ -173,9 +173,7 @@ func parseStoreURL(raw string) (storeURL, error) {
 	default:
 		u.dialect = "sqlite"
 		u.path = strings.TrimPrefix(raw, "sqlite:")
-		if strings.HasPrefix(u.path, "//") { // sqlite:///abs/path
-			u.path = u.path[2:]
-		}
+		u.path = strings.TrimPrefix(u.path, "//") // sqlite:///abs/path
 		if u.path == "" {
 			return u, errors.New("authsvc: empty sqlite path")
 		}

@@ -532,7 +532,6 @@ type fixture struct {
 	authReq    request // POST /auth
 	jwksReq    request
 	tokens     []string
-	rsBasic    string
 	cleanup    func()
 	verifyReqs []request
 	introReqs  []request

@@ -130,9 +130,7 @@ func open(t testing.TB, dbURL string) *sql.DB {
 	driver, dsn := "postgres", dbURL
 	if !isPostgres(dbURL) {
 		path := strings.TrimPrefix(dbURL, "sqlite:")
-		if strings.HasPrefix(path, "//") { // sqlite:///abs/path
-			path = path[2:]
-		}
+		path = strings.TrimPrefix(path, "//") // sqlite:///abs/path
 		driver, dsn = "sqlite", "file:"+path+"?_pragma=busy_timeout(10000)"
 	}
 	db, err := sql.Open(driver, dsn)
