@@ -98,15 +98,17 @@ type Config struct {
 }
 
 // Authenticator issues, verifies and revokes tokens for the clients in its
-// Store. It is safe for concurrent use. New starts two goroutines that keep
-// its in-memory state current with the store; Close stops them (close the
-// Store separately, after).
+// Store. It is safe for concurrent use. New starts three goroutines: two
+// keep its in-memory state current with the store, one writes the
+// addresses clients authenticated from (RememberAddress); Close stops them,
+// after writing what is queued (close the Store separately, after).
 type Authenticator struct {
 	store    Store
 	cfg      Config
 	hasher   *secretHasher
 	keys     atomic.Pointer[keySet]
 	state    *state
+	known    *knownAddrs // who authenticated from where (known.go)
 	now      func() time.Time
 	log      *slog.Logger
 	audience []string
@@ -119,7 +121,8 @@ type Authenticator struct {
 }
 
 // New checks cfg, loads (or, on a fresh store, generates) the signing keys,
-// loads the clients and live revocations into memory, and starts following
+// loads the clients, live revocations and the last 24 hours' known
+// addresses (see KnownAddress) into memory, and starts following
 // the store's change log in the background. Close stops that. It fails
 // early on a bad Config.
 func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
@@ -149,16 +152,24 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	if err := a.state.load(ctx, store, time.Now()); err != nil {
 		return nil, err
 	}
+	a.known = newKnownAddrs()
+	if err := a.refreshKnown(ctx); err != nil {
+		// Advisory: follow's next read takes the whole window again.
+		a.log.Warn("authsvc: reading the addresses clients authenticated from failed; retrying in the background", "err", err)
+	}
 	bg, stop := context.WithCancel(context.Background())
 	a.stop = stop
 	a.kick = make(chan struct{}, 1)
-	a.done.Add(2)
+	a.done.Add(3)
 	go a.follow(bg)
 	go a.watch(bg)
+	go a.writeKnown(bg)
 	return a, nil
 }
 
-// Close stops the background sync. It does not close the Store.
+// Close stops the background sync, after writing the known addresses
+// still queued (see RememberAddress; each write is bounded by 5 seconds).
+// It does not close the Store.
 func (a *Authenticator) Close() error {
 	a.stop()
 	a.done.Wait()

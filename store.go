@@ -14,15 +14,16 @@ import (
 	"github.com/authsvc/authsvc/internal/driver"
 )
 
-// Store is where an Authenticator keeps its clients, revocations and
-// signing keys, and the log of changes that instances follow to keep their
-// in-memory state current. OpenStore opens one and New takes it; it is
-// otherwise opaque: only Ping and Close are exported, so no other package
-// implements a Store or reads or writes one past the Authenticator (use the
-// Authenticator's methods). Every method is safe for concurrent use. Errors
-// other than ErrClientExists and ErrClientNotFound wrap ErrUnavailable: the
-// caller must fail closed. Every write that other instances must learn of
-// appends a change in the same transaction.
+// Store is where an Authenticator keeps its clients, revocations, signing
+// keys and the addresses clients recently authenticated from, and the log
+// of changes that instances follow to keep their in-memory state current.
+// OpenStore opens one and New takes it; it is otherwise opaque: only Ping
+// and Close are exported, so no other package implements a Store or reads
+// or writes one past the Authenticator (use the Authenticator's methods).
+// Every method is safe for concurrent use. Errors other than
+// ErrClientExists and ErrClientNotFound wrap ErrUnavailable: the caller
+// must fail closed. Every write that other instances must learn of appends
+// a change in the same transaction.
 type Store interface {
 	// createClient inserts c and sets c.RowID (unless the caller chose one).
 	createClient(ctx context.Context, c *clientRecord) error
@@ -65,6 +66,14 @@ type Store interface {
 	// change, and after every reconnection, until ctx is done. Stores that
 	// cannot notify return errNoWatch at once; callers then rely on polling.
 	watch(ctx context.Context, notify func()) error
+	// rememberAddresses records that each row's client authenticated from
+	// its address at its time (an upsert that never moves a time back).
+	rememberAddresses(ctx context.Context, rows []knownAddress) error
+	// knownAddresses returns up to limit recorded (client, address) pairs
+	// whose last success is at or after since, the most recent first.
+	knownAddresses(ctx context.Context, since time.Time, limit int) ([]knownAddress, error)
+	// purgeKnownAddresses deletes pairs whose last success is at or before before.
+	purgeKnownAddresses(ctx context.Context, before time.Time) (int64, error)
 	// tryLock runs f only if no other instance holds the named lock, and
 	// reports whether it ran. Used so that housekeeping runs on one instance.
 	tryLock(ctx context.Context, name string, f func(ctx context.Context) error) (bool, error)

@@ -17,6 +17,8 @@ func (a *Authenticator) follow(ctx context.Context) {
 	defer poll.Stop()
 	housekeeping := time.NewTicker(housekeepingInterval)
 	defer housekeeping.Stop()
+	known := time.NewTicker(knownRefreshEvery)
+	defer known.Stop()
 	down := false
 	for {
 		select {
@@ -27,6 +29,13 @@ func (a *Authenticator) follow(ctx context.Context) {
 		case <-housekeeping.C:
 			if _, err := a.store.tryLock(ctx, "housekeeping", a.housekeep); err != nil && ctx.Err() == nil {
 				a.log.Warn("authsvc: housekeeping failed", "err", err)
+			}
+			continue
+		case <-known.C:
+			// Advisory and retried each minute: a failure is not an outage
+			// (the catch-up below reports those).
+			if err := a.refreshKnown(ctx); err != nil && ctx.Err() == nil {
+				a.log.Debug("authsvc: reading known addresses failed", "err", err)
 			}
 			continue
 		}
@@ -100,8 +109,8 @@ func (a *Authenticator) reloadKeys(ctx context.Context) error {
 	return nil
 }
 
-// housekeep purges revocations of expired tokens, old change-log entries
-// and retired signing keys, and rotates the signing key when
+// housekeep purges revocations of expired tokens, old change-log entries,
+// known addresses older than 24 hours and retired signing keys, and rotates the signing key when
 // Config.KeyRotationPeriod says so. follow runs it every few minutes on
 // one instance at a time (tests call it directly, which is safe).
 func (a *Authenticator) housekeep(ctx context.Context) error {
@@ -112,6 +121,9 @@ func (a *Authenticator) housekeep(ctx context.Context) error {
 		return err
 	}
 	a.state.purgeExpired(now.Unix())
+	if _, err := a.store.purgeKnownAddresses(ctx, now.Add(-knownFor)); err != nil {
+		return err
+	}
 	if a.cfg.SigningAlg == AlgHS256 {
 		return nil
 	}
