@@ -79,10 +79,10 @@ func (h *handler) failure(w http.ResponseWriter, r *http.Request, err error, cha
 	f := classify(err)
 	switch f.status {
 	case http.StatusServiceUnavailable:
-		h.log.Error("store unavailable", "path", r.URL.Path, "err", err)
+		h.log.Error("store unavailable", "path", clip(r.URL.Path), "err", err)
 		w.Header().Set("Retry-After", "1")
 	case http.StatusInternalServerError:
-		h.log.Error("internal error", "path", r.URL.Path, "err", err)
+		h.log.Error("internal error", "path", clip(r.URL.Path), "err", err)
 	case http.StatusUnauthorized:
 		if f.code == "invalid_token" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="authd", error="invalid_token"`)

@@ -144,11 +144,12 @@ func (h *handler) oauthCaller(w http.ResponseWriter, r *http.Request) (url.Value
 // authenticateClient checks the caller's credentials, answering the error
 // itself; ok is false when it has.
 func (h *handler) authenticateClient(w http.ResponseWriter, r *http.Request, cc clientCredentials) (*authsvc.Client, bool) {
-	if !h.allowAttempt(w, r, cc.id, true) {
+	att, ok := h.allowAttempt(w, r, cc.id, true)
+	if !ok {
 		return nil, false
 	}
 	c, err := h.auth.AuthenticateClient(r.Context(), cc.id, cc.secret)
-	h.noteAttempt(r, cc.id, err)
+	h.noteAttempt(r, att, cc.id, err)
 	if err != nil {
 		h.oauthFail(w, r, err)
 		return nil, false
@@ -188,11 +189,12 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 		req.Audience = append(req.Audience, res)
 	}
 	req.Audience = append(req.Audience, strings.Fields(v.Get("audience"))...)
-	if !h.allowAttempt(w, r, cc.id, true) {
+	att, ok := h.allowAttempt(w, r, cc.id, true)
+	if !ok {
 		return
 	}
 	tok, err := h.auth.Authenticate(r.Context(), cc.id, cc.secret, req)
-	h.noteAttempt(r, cc.id, err)
+	h.noteAttempt(r, att, cc.id, err)
 	if err != nil {
 		h.oauthFail(w, r, err)
 		return

@@ -147,10 +147,18 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		ap.close()
 		return nil, err
 	}
+	throttle, err := cfg.throttle()
+	if err != nil {
+		ap.close()
+		return nil, err
+	}
+	if throttle.Off {
+		log.Warn("the throttle on failed client authentications is off (AUTHSVC_THROTTLE=off): secrets can be guessed at the speed of the network unless a proxy limits them")
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	opts := authhttp.Options{Logger: log, TrustedProxies: trusted, Metrics: reg, Draining: ap.draining.Load}
+	opts := authhttp.Options{Logger: log, TrustedProxies: trusted, Metrics: reg, Draining: ap.draining.Load, Throttle: throttle}
 	if cfg.MetricsAddr == "" {
 		opts.MetricsHandler = metrics
 	}
