@@ -61,6 +61,7 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 		return nil, "", err
 	}
 	a.state.putClient(rec.ID, rec)
+	a.catchUpNow()
 	c := rec.Client
 	return &c, secret, nil
 }
@@ -96,6 +97,7 @@ func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error
 		return err
 	}
 	a.state.putClient(clientID, nil)
+	a.catchUpNow()
 	return nil
 }
 
@@ -134,6 +136,7 @@ func (a *Authenticator) updateClient(ctx context.Context, clientID string, f fun
 		return nil, err
 	}
 	a.state.putClient(clientID, rec)
+	a.catchUpNow()
 	c := rec.Client
 	return &c, nil
 }
@@ -218,5 +221,6 @@ func (a *Authenticator) lookupClient(ctx context.Context, clientID string) (*cli
 		return nil, err
 	}
 	a.state.putClient(clientID, rec)
+	a.catchUpNow()
 	return rec, nil
 }

@@ -123,7 +123,7 @@ func (s *sqlStore) watch(ctx context.Context, notify func()) error {
 	if !s.postgres || s.driver.Listen == nil {
 		return errNoWatch
 	}
-	err := s.driver.Listen(ctx, s.url, notifyChannel, notify)
+	err := s.driver.Listen(ctx, s.url, notifyChannel, s.roundTripTimeout(), notify)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
