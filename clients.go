@@ -2,6 +2,7 @@ package authsvc
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 )
@@ -203,9 +204,11 @@ func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error
 		return secret, a.hasher.hashGenerated(secret), nil
 	}
 	if hash, err = a.hasher.hashChosen(chosen); err != nil {
-		// The hasher's errors are this package's own sentinels, whose
-		// text is fit for the caller.
-		return "", "", &Error{Kind: ErrInvalidArgument, Message: strings.TrimPrefix(err.Error(), "authsvc: "), Err: err}
+		if errors.Is(err, errSecretTooShort) || errors.Is(err, errSecretTooLong) {
+			// The caller's mistake, in words fit for the caller.
+			return "", "", &Error{Kind: ErrInvalidArgument, Message: strings.TrimPrefix(err.Error(), "authsvc: "), Err: err}
+		}
+		return "", "", err // ours (no randomness for a salt): a 500 that says nothing
 	}
 	return chosen, hash, nil
 }

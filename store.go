@@ -172,7 +172,11 @@ var driverImports = map[string]string{
 
 // parseStoreURL reads "postgres://…" or "postgresql://…" (PostgreSQL),
 // "sqlite:PATH", "sqlite:///abs/path" or a plain path (SQLite); "" is
-// defaultDatabaseURL. It fails when the dialect's driver is not linked in.
+// defaultDatabaseURL. Anything else that has a scheme, or that looks like a
+// keyword/value connection string, is refused rather than taken for a file
+// name (a mistyped PostgreSQL URL must not quietly open an empty SQLite
+// store named after its password). It fails when the dialect's driver is
+// not linked in.
 func parseStoreURL(raw string) (storeURL, error) {
 	if raw == "" {
 		raw = defaultDatabaseURL
@@ -181,8 +185,10 @@ func parseStoreURL(raw string) (storeURL, error) {
 	switch {
 	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
 		u.dialect = "postgres"
-	case strings.Contains(raw, "://") && !strings.HasPrefix(raw, "sqlite:"):
-		return u, fmt.Errorf("authsvc: unsupported database URL scheme in %q (use postgres:// or sqlite:PATH)", dburl.Redact(raw))
+	case !strings.HasPrefix(raw, "sqlite:") && hasScheme(raw):
+		return u, fmt.Errorf("authsvc: unsupported database URL scheme in %q (use postgres://… or sqlite:PATH; a file name with a colon needs the sqlite: prefix)", dburl.Redact(raw))
+	case strings.Contains(raw, "=") && strings.ContainsAny(raw, " \t"):
+		return u, errors.New("authsvc: the database URL looks like a keyword/value connection string: use a postgres:// URL")
 	default:
 		u.dialect = "sqlite"
 		u.path = strings.TrimPrefix(raw, "sqlite:")
@@ -197,6 +203,23 @@ func parseStoreURL(raw string) (storeURL, error) {
 	}
 	u.driver = d
 	return u, nil
+}
+
+// hasScheme reports whether s starts with a URL scheme (RFC 3986 §3.1) of
+// two or more characters: one letter and a colon is a Windows drive.
+func hasScheme(s string) bool {
+	i := strings.IndexByte(s, ':')
+	if i < 2 {
+		return false
+	}
+	for j := 0; j < i; j++ {
+		c := s[j]
+		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !letter && (j == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
 }
 
 // open opens the database without touching it; dsn is the driver's.

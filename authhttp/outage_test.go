@@ -2,11 +2,13 @@ package authhttp
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,4 +193,36 @@ func TestBlackholedStore(t *testing.T) {
 	proxy.Drop()
 	eventually("A ready after a reset", 10*time.Second, func() bool { st, _ := get("/readyz", nil); return st == 200 })
 	eventually("A serves after a reset", 10*time.Second, func() bool { return tokenAt("svc", rotated) == 200 })
+}
+
+// TestReadyzDraining: while Options.Draining says so, /readyz answers 503
+// "draining" (a load balancer stops sending requests) and every other
+// route still serves.
+func TestReadyzDraining(t *testing.T) {
+	ts := newTestServer(t, testdb.SQLite(t))
+	var draining atomic.Bool
+	srv := httptest.NewServer(NewHandler(ts.auth, Options{Draining: draining.Load}))
+	defer srv.Close()
+	ready := func() (int, string) {
+		resp, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Status string }
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Status
+	}
+	if st, s := ready(); st != 200 || s != "ready" {
+		t.Fatalf("/readyz: %d %s", st, s)
+	}
+	draining.Store(true)
+	if st, s := ready(); st != 503 || s != "draining" {
+		t.Fatalf("/readyz while draining: %d %s", st, s)
+	}
+	resp, err := http.Get(srv.URL + "/.well-known/jwks.json")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("JWKS while draining: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }
