@@ -78,12 +78,20 @@ type Config struct {
 	// authd CLI). Zero means one second.
 	PollInterval time.Duration
 
-	// MaxStaleness bounds how long Verify keeps answering from memory while
-	// the store cannot be reached: past it Verify fails with ErrUnavailable.
-	// Until then a revocation made on another instance during the outage is
-	// not seen. Zero means 30 seconds. Authenticate needs a reachable store
-	// (it fails closed as soon as a catch-up fails).
+	// MaxStaleness bounds how long the Authenticator answers from memory
+	// after its last successful catch-up with the store, whatever keeps it
+	// from the store (an outage, a partition that drops packets, a hung
+	// server): past it Verify fails with ErrUnavailable. Until then a
+	// revocation made on another instance is not seen. Zero means 30
+	// seconds. Authenticate is stricter: it fails closed as soon as a
+	// catch-up fails, and never issues past MaxStaleness either.
 	MaxStaleness time.Duration
+
+	// StoreTimeout bounds each round trip to the store: a connection
+	// attempt, and on PostgreSQL every read or write that makes no
+	// progress, fails after it, and so does a catch-up with the change log
+	// that takes longer. Zero means 5 seconds.
+	StoreTimeout time.Duration
 
 	// JWKSMaxAge is how long verifiers may cache the JWKS (authd sends it as
 	// Cache-Control max-age). A rotated key is published at once but used
@@ -143,13 +151,14 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	if len(a.audience) == 0 && cfg.SigningAlg != AlgHS256 {
 		a.audience = []string{cfg.Issuer}
 	}
+	store.setTimeout(cfg.StoreTimeout)
 	keys, err := loadKeySet(ctx, store, cfg)
 	if err != nil {
 		return nil, err
 	}
 	a.keys.Store(keys)
 	a.state = newState()
-	if err := a.state.load(ctx, store, time.Now()); err != nil {
+	if err := a.state.load(ctx, store, time.Now(), a.reloadKeys); err != nil {
 		return nil, err
 	}
 	a.known = newKnownAddrs()
@@ -165,6 +174,31 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	go a.watch(bg)
 	go a.writeKnown(bg)
 	return a, nil
+}
+
+// fresh reports whether the in-memory state may be trusted: ErrUnavailable
+// once the last successful catch-up is older than MaxStaleness, and, when
+// issuing (a deleted or rotated client cannot be told from a live one
+// without the store), as soon as a catch-up has failed.
+func (a *Authenticator) fresh(issuing bool) error {
+	synced, healthy := a.state.freshness()
+	if age := time.Since(synced); age > a.cfg.MaxStaleness {
+		return fmt.Errorf("%w: no word from the store for %s", ErrUnavailable, age.Round(time.Second))
+	}
+	if issuing && !healthy {
+		return fmt.Errorf("%w: the last catch-up with the store failed", ErrUnavailable)
+	}
+	return nil
+}
+
+// Ready reports whether the Authenticator can serve: its state is fresh
+// and the store answers now. It returns within ctx's deadline only as far
+// as the store's driver honours it; StoreTimeout bounds it in any case.
+func (a *Authenticator) Ready(ctx context.Context) error {
+	if err := a.fresh(true); err != nil {
+		return err
+	}
+	return a.store.Ping(ctx)
 }
 
 // Close stops the background sync, after writing the known addresses
@@ -219,6 +253,9 @@ func checkConfig(cfg *Config) error {
 	}
 	if cfg.MaxStaleness <= 0 {
 		cfg.MaxStaleness = 30 * time.Second
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = defaultStoreTimeout
 	}
 	if cfg.JWKSMaxAge <= 0 {
 		cfg.JWKSMaxAge = 5 * time.Minute

@@ -2,6 +2,7 @@ package authsvc
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 )
@@ -61,6 +62,7 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 		return nil, "", err
 	}
 	a.state.putClient(rec.ID, rec)
+	a.catchUpNow()
 	c := rec.Client
 	return &c, secret, nil
 }
@@ -96,6 +98,7 @@ func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error
 		return err
 	}
 	a.state.putClient(clientID, nil)
+	a.catchUpNow()
 	return nil
 }
 
@@ -134,6 +137,7 @@ func (a *Authenticator) updateClient(ctx context.Context, clientID string, f fun
 		return nil, err
 	}
 	a.state.putClient(clientID, rec)
+	a.catchUpNow()
 	c := rec.Client
 	return &c, nil
 }
@@ -200,9 +204,11 @@ func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error
 		return secret, a.hasher.hashGenerated(secret), nil
 	}
 	if hash, err = a.hasher.hashChosen(chosen); err != nil {
-		// The hasher's errors are this package's own sentinels, whose
-		// text is fit for the caller.
-		return "", "", &Error{Kind: ErrInvalidArgument, Message: strings.TrimPrefix(err.Error(), "authsvc: "), Err: err}
+		if errors.Is(err, errSecretTooShort) || errors.Is(err, errSecretTooLong) {
+			// The caller's mistake, in words fit for the caller.
+			return "", "", &Error{Kind: ErrInvalidArgument, Message: strings.TrimPrefix(err.Error(), "authsvc: "), Err: err}
+		}
+		return "", "", err // ours (no randomness for a salt): a 500 that says nothing
 	}
 	return chosen, hash, nil
 }
@@ -218,5 +224,6 @@ func (a *Authenticator) lookupClient(ctx context.Context, clientID string) (*cli
 		return nil, err
 	}
 	a.state.putClient(clientID, rec)
+	a.catchUpNow()
 	return rec, nil
 }

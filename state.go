@@ -44,10 +44,15 @@ func newState() *state {
 
 // load fills the state from the store. The cursor is read first, so a
 // change made while loading is applied again by the next catch-up (applying
-// a change twice is harmless).
-func (st *state) load(ctx context.Context, store Store, now time.Time) error {
+// a change twice is harmless); the keys are reloaded after it, so that the
+// state never claims a key change it has not applied (the revocation feed
+// announces what the state has applied).
+func (st *state) load(ctx context.Context, store Store, now time.Time, reloadKeys func(context.Context) error) error {
 	cursor, err := store.lastChange(ctx)
 	if err != nil {
+		return err
+	}
+	if err := reloadKeys(ctx); err != nil {
 		return err
 	}
 	clients, err := store.clients(ctx)
@@ -250,6 +255,13 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 			return nil
 		}
 	}
+}
+
+// applied is the id of the last change the state has applied.
+func (st *state) applied() int64 {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.cursor
 }
 
 func (st *state) setHealthy(ok bool) {

@@ -61,7 +61,8 @@ func TestOpenStoreErrors(t *testing.T) {
 		{"sqlite:" + dir + "/missing/dir/authd.db", "store unavailable"},
 		{"postgres://nobody:secretpw@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", "store unavailable"},
 		{"postgres://nobody@127.0.0.1:1/x?password=secretpw&sslmode=disable&connect_timeout=2", "store unavailable"},
-		{"postgres://nobody:secretpw%zz@127.0.0.1:1/x", "store unavailable"},
+		// A URL that does not parse is a configuration error, not an outage.
+		{"postgres://nobody:secretpw%zz@127.0.0.1:1/x", "authsvc: open postgres"},
 	}
 	for _, tc := range cases {
 		_, err := OpenStore(ctx, tc.url)

@@ -25,8 +25,8 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (*Claims, erro
 }
 
 func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, error) {
-	if synced, _ := a.state.freshness(); time.Since(synced) > a.cfg.MaxStaleness {
-		return nil, fmt.Errorf("%w: no word from the store for %s", ErrUnavailable, time.Since(synced).Round(time.Second))
+	if err := a.fresh(false); err != nil {
+		return nil, err
 	}
 	if token == "" || len(token) > MaxTokenLen {
 		return nil, fmt.Errorf("%w: empty or longer than %d bytes", ErrInvalidToken, MaxTokenLen)
@@ -115,6 +115,7 @@ func (a *Authenticator) revoke(ctx context.Context, claims *Claims) error {
 	}
 	a.stats.revocations.Add(1)
 	a.state.revoke(claims.ID, exp.Unix())
+	a.catchUpNow()
 	return nil
 }
 

@@ -47,15 +47,22 @@ type Options struct {
 	// Throttle sets the limits on failed client authentications (RFC 6749
 	// §2.3.1 asks a token endpoint for them): per client_id and address,
 	// per address, per client_id. The zero value is the defaults;
-	// Throttle{Off: true} turns them off (see Throttle).
+	// Throttle{Off: true} turns them off (see Throttle). Each handler
+	// counts failures in its own buckets: mount one handler per
+	// Authenticator, or the allowances add up (the addresses clients
+	// succeeded from are the Authenticator's, shared).
 	Throttle Throttle
 
 	// Metrics, when set, receives the Prometheus metrics of the handler
 	// (requests by route, method and status; latency; throttled attempts
 	// by limit; the throttle's limits)
 	// and of the Authenticator (tokens issued, verifications, store
-	// errors). Registering twice with one registerer reuses the first
-	// collectors; any other registration error panics, as MustRegister does.
+	// errors). Handlers of one Authenticator may share a registerer (the
+	// second reuses the first's collectors); a handler of another
+	// Authenticator needs its own, or one wrapped with a distinguishing
+	// label (prometheus.WrapRegistererWith), else it would report the
+	// first Authenticator's counts. Any other registration error panics,
+	// as MustRegister does.
 	Metrics prometheus.Registerer
 
 	// MetricsHandler, when set, is served at GET /metrics, such as
@@ -69,7 +76,10 @@ type Options struct {
 	// BaseURL is the URL the routes are reached at from outside, as
 	// discovery advertises them (token_endpoint = BaseURL + "/oauth/token").
 	// Empty means the Authenticator's issuer, followed by the prefix the
-	// handler is mounted under when http.StripPrefix removed one.
+	// handler is mounted under when http.StripPrefix removed one, unless
+	// the issuer's path already ends with that prefix. Give the issuer the
+	// prefix (https://host/auth for a mount at /auth/): RemoteVerifiers
+	// and OAuth libraries look for discovery at the issuer's URL.
 	BaseURL string
 }
 

@@ -81,7 +81,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 		if existing, ok := dup.ExistingCollector.(C); ok {
 			return existing
 		}
-		return c
+		panic(fmt.Sprintf("authhttp: another kind of collector is registered as %T: %v", c, err))
 	}
 	if err != nil {
 		panic(fmt.Sprintf("authhttp: registering metrics: %v", err))
