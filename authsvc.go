@@ -165,7 +165,7 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	}
 	a.keys.Store(keys)
 	a.state = newState()
-	if err := a.state.load(ctx, store, time.Now(), a.reloadKeys); err != nil {
+	if err := a.state.load(ctx, store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys); err != nil {
 		return nil, err
 	}
 	bg, stop := context.WithCancel(context.Background())
@@ -175,6 +175,11 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	go a.follow(bg)
 	go a.watch(bg)
 	return a, nil
+}
+
+// tokenLifetimeAgo is the earliest a token still alive can have been issued.
+func (a *Authenticator) tokenLifetimeAgo() time.Time {
+	return a.now().Add(-a.cfg.TokenTTL - a.cfg.Leeway)
 }
 
 // fresh reports whether the in-memory state may be trusted: ErrUnavailable

@@ -68,3 +68,27 @@ func TestRevocationsBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestDeletedClientFromMemory: the token of a deleted client is refused
+// from memory, by an instance that learnt of the deletion from the change
+// log or that started after it, without a store round trip per request
+// (shown by closing that instance's store first).
+func TestDeletedClientFromMemory(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		a := newAuth(t, openStore(t, url), Config{})
+		_, secret := mustClient(t, a, NewClient{ID: "gone"})
+		tok := mustToken(t, a, "gone", secret)
+		if err := a.DeleteClient(ctx, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		store := openStore(t, url)
+		b := newAuth(t, store, Config{}) // started after the deletion
+		store.Close()
+		for i := range 3 {
+			if _, err := b.Verify(ctx, tok.AccessToken); !errors.Is(err, ErrTokenRevoked) {
+				t.Fatalf("verification %d of a deleted client's token: %v, want ErrTokenRevoked from memory", i, err)
+			}
+		}
+	})
+}

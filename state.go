@@ -17,7 +17,7 @@ import (
 type state struct {
 	mu      sync.RWMutex // guards every field below
 	clients map[string]*clientRecord
-	deleted map[int64]bool          // row ids of clients deleted since start: never stored again
+	deleted map[int64]bool          // row ids of clients deleted within a token's lifetime before start, or since: never stored again
 	revoked map[string]revokedToken // by jti
 	// revokedBy counts each client's live revocations, so that no client
 	// can grow them without bound (Config.MaxRevocationsPerClient).
@@ -51,7 +51,11 @@ func newState() *state {
 // a change twice is harmless); the keys are reloaded after it, so that the
 // state never claims a key change it has not applied (the revocation feed
 // announces what the state has applied).
-func (st *state) load(ctx context.Context, store Store, now time.Time, reloadKeys func(context.Context) error) error {
+//
+// deletedSince is as far back as a live token can have been issued: the
+// clients deleted since then are remembered, so that their tokens are
+// refused from memory.
+func (st *state) load(ctx context.Context, store Store, now, deletedSince time.Time, reloadKeys func(context.Context) error) error {
 	cursor, err := store.lastChange(ctx)
 	if err != nil {
 		return err
@@ -64,6 +68,10 @@ func (st *state) load(ctx context.Context, store Store, now time.Time, reloadKey
 		return err
 	}
 	revs, err := store.revocations(ctx, now)
+	if err != nil {
+		return err
+	}
+	deletions, err := store.deletions(ctx, deletedSince)
 	if err != nil {
 		return err
 	}
@@ -83,6 +91,9 @@ func (st *state) load(ctx context.Context, store Store, now time.Time, reloadKey
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.clients, st.revoked, st.revokedBy = fresh, revoked, revokedBy
+	for _, d := range deletions {
+		st.deleted[d.RowID] = true
+	}
 	clear(st.verified)
 	st.cursor, st.synced, st.healthy = cursor, now, true
 	st.notifyLocked()
@@ -193,6 +204,12 @@ func (st *state) check(c *Claims) (*clientRecord, error) {
 	}
 	rec := st.clients[c.Subject]
 	if rec == nil {
+		if st.deleted[c.ClientRowID] {
+			// Refused from memory: a deleted client's tokens must not
+			// cost a store round trip each (anyone holding one could
+			// load the database with it).
+			return nil, errClientDeleted
+		}
 		return nil, nil
 	}
 	if err := checkClient(c, rec); err != nil {
