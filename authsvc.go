@@ -87,6 +87,16 @@ type Config struct {
 	// catch-up fails, and never issues past MaxStaleness either.
 	MaxStaleness time.Duration
 
+	// MaxRevocationsPerClient bounds a client's live revocations (tokens
+	// logged out that have not expired yet), so that no client can grow
+	// the store and every instance's memory without bound by minting and
+	// revoking. Past it, revoking one of its tokens logs the client out
+	// everywhere instead (LogoutClient: every token it was issued so far
+	// is refused; it can get new ones). Zero means 10,000; the count is
+	// this instance's view, so instances revoking at once may overshoot it
+	// by what they do within a catch-up.
+	MaxRevocationsPerClient int
+
 	// StoreTimeout bounds each round trip to the store: a connection
 	// attempt, and on PostgreSQL every read or write that makes no
 	// progress, fails after it, and so does a catch-up with the change log
@@ -158,7 +168,7 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	}
 	a.keys.Store(keys)
 	a.state = newState()
-	if err := a.state.load(ctx, store, time.Now(), a.reloadKeys); err != nil {
+	if err := a.state.load(ctx, store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys); err != nil {
 		return nil, err
 	}
 	a.known = newKnownAddrs()
@@ -174,6 +184,11 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	go a.watch(bg)
 	go a.writeKnown(bg)
 	return a, nil
+}
+
+// tokenLifetimeAgo is the earliest a token still alive can have been issued.
+func (a *Authenticator) tokenLifetimeAgo() time.Time {
+	return a.now().Add(-a.cfg.TokenTTL - a.cfg.Leeway)
 }
 
 // fresh reports whether the in-memory state may be trusted: ErrUnavailable
@@ -253,6 +268,9 @@ func checkConfig(cfg *Config) error {
 	}
 	if cfg.MaxStaleness <= 0 {
 		cfg.MaxStaleness = 30 * time.Second
+	}
+	if cfg.MaxRevocationsPerClient <= 0 {
+		cfg.MaxRevocationsPerClient = 10_000
 	}
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = defaultStoreTimeout

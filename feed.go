@@ -121,7 +121,7 @@ func (a *Authenticator) feedSnapshot(ctx context.Context) (*feedPage, error) {
 	if err != nil {
 		return nil, err
 	}
-	deletions, err := a.store.deletions(ctx, now.Add(-a.cfg.TokenTTL-a.cfg.Leeway))
+	deletions, err := a.store.deletions(ctx, a.tokenLifetimeAgo())
 	if err != nil {
 		return nil, err
 	}

@@ -15,14 +15,17 @@ import (
 // within milliseconds through PostgreSQL's NOTIFY, and within PollInterval
 // in any case.
 type state struct {
-	mu       sync.RWMutex // guards every field below
-	clients  map[string]*clientRecord
-	deleted  map[int64]bool   // row ids of clients deleted since start: never stored again
-	revoked  map[string]int64 // jti → exp (unix seconds)
-	verified map[[32]byte]*Claims
-	cursor   int64     // id of the last change applied
-	synced   time.Time // when the store last answered a catch-up
-	healthy  bool      // the last catch-up succeeded
+	mu      sync.RWMutex // guards every field below
+	clients map[string]*clientRecord
+	deleted map[int64]bool          // row ids of clients deleted within a token's lifetime before start, or since: never stored again
+	revoked map[string]revokedToken // by jti
+	// revokedBy counts each client's live revocations, so that no client
+	// can grow them without bound (Config.MaxRevocationsPerClient).
+	revokedBy map[string]int
+	verified  map[[32]byte]*Claims
+	cursor    int64     // id of the last change applied
+	synced    time.Time // when the store last answered a catch-up
+	healthy   bool      // the last catch-up succeeded
 
 	// changed is closed and replaced whenever a change is applied, so that
 	// long-polling feeds can wait for one.
@@ -34,11 +37,12 @@ const maxVerifiedTokens = 100_000
 
 func newState() *state {
 	return &state{
-		clients:  make(map[string]*clientRecord),
-		deleted:  make(map[int64]bool),
-		revoked:  make(map[string]int64),
-		verified: make(map[[32]byte]*Claims),
-		changed:  make(chan struct{}),
+		clients:   make(map[string]*clientRecord),
+		deleted:   make(map[int64]bool),
+		revoked:   make(map[string]revokedToken),
+		revokedBy: make(map[string]int),
+		verified:  make(map[[32]byte]*Claims),
+		changed:   make(chan struct{}),
 	}
 }
 
@@ -47,7 +51,11 @@ func newState() *state {
 // a change twice is harmless); the keys are reloaded after it, so that the
 // state never claims a key change it has not applied (the revocation feed
 // announces what the state has applied).
-func (st *state) load(ctx context.Context, store Store, now time.Time, reloadKeys func(context.Context) error) error {
+//
+// deletedSince is as far back as a live token can have been issued: the
+// clients deleted since then are remembered, so that their tokens are
+// refused from memory.
+func (st *state) load(ctx context.Context, store Store, now, deletedSince time.Time, reloadKeys func(context.Context) error) error {
 	cursor, err := store.lastChange(ctx)
 	if err != nil {
 		return err
@@ -63,20 +71,29 @@ func (st *state) load(ctx context.Context, store Store, now time.Time, reloadKey
 	if err != nil {
 		return err
 	}
+	deletions, err := store.deletions(ctx, deletedSince)
+	if err != nil {
+		return err
+	}
 	fresh := make(map[string]*clientRecord, len(clients))
 	for i := range clients {
 		fresh[clients[i].ID] = &clients[i]
 	}
-	revoked := make(map[string]int64, len(revs))
+	revoked := make(map[string]revokedToken, len(revs))
+	revokedBy := make(map[string]int)
 	for _, r := range revs {
-		revoked[r.JTI] = r.ExpiresAt.Unix()
+		revoked[r.JTI] = revokedToken{exp: r.ExpiresAt.Unix(), clientID: r.ClientID}
+		revokedBy[r.ClientID]++
 	}
 	// Replace, not merge: load also serves to recover after an outage long
 	// enough that the change log may have been purged of what was missed
 	// (a deletion, a rotation), so nothing of the old state may survive.
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.clients, st.revoked = fresh, revoked
+	st.clients, st.revoked, st.revokedBy = fresh, revoked, revokedBy
+	for _, d := range deletions {
+		st.deleted[d.RowID] = true
+	}
 	clear(st.verified)
 	st.cursor, st.synced, st.healthy = cursor, now, true
 	st.notifyLocked()
@@ -108,11 +125,29 @@ func (st *state) putClient(id string, rec *clientRecord) {
 	st.mu.Unlock()
 }
 
-func (st *state) revoke(jti string, exp int64) {
+// revokedToken is a revocation as the state keeps it.
+type revokedToken struct {
+	exp      int64 // unix seconds; purged after
+	clientID string
+}
+
+// revoke records a revocation; recording one twice changes nothing (an
+// instance's own revocations come back through the change log).
+func (st *state) revoke(jti, clientID string, exp int64) {
 	st.mu.Lock()
-	st.revoked[jti] = exp
+	if _, ok := st.revoked[jti]; !ok {
+		st.revoked[jti] = revokedToken{exp: exp, clientID: clientID}
+		st.revokedBy[clientID]++
+	}
 	st.notifyLocked()
 	st.mu.Unlock()
+}
+
+// liveRevocations is how many unexpired revocations a client has.
+func (st *state) liveRevocations(clientID string) int {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.revokedBy[clientID]
 }
 
 func (st *state) notifyLocked() {
@@ -169,6 +204,12 @@ func (st *state) check(c *Claims) (*clientRecord, error) {
 	}
 	rec := st.clients[c.Subject]
 	if rec == nil {
+		if st.deleted[c.ClientRowID] {
+			// Refused from memory: a deleted client's tokens must not
+			// cost a store round trip each (anyone holding one could
+			// load the database with it).
+			return nil, errClientDeleted
+		}
 		return nil, nil
 	}
 	if err := checkClient(c, rec); err != nil {
@@ -210,7 +251,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 		for _, c := range changes {
 			switch c.Kind {
 			case changeRevoke:
-				st.revoke(c.JTI, c.ExpiresAt)
+				st.revoke(c.JTI, c.ClientID, c.ExpiresAt)
 			case changeClient:
 				rec, err := store.client(ctx, c.ClientID)
 				if errors.Is(err, ErrClientNotFound) {
@@ -282,9 +323,12 @@ func (st *state) freshness() (time.Time, bool) {
 func (st *state) purgeExpired(now int64) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for jti, exp := range st.revoked {
-		if exp < now {
+	for jti, r := range st.revoked {
+		if r.exp < now {
 			delete(st.revoked, jti)
+			if st.revokedBy[r.clientID]--; st.revokedBy[r.clientID] <= 0 {
+				delete(st.revokedBy, r.clientID)
+			}
 		}
 	}
 	for k, c := range st.verified {

@@ -44,7 +44,7 @@ func (a *Authenticator) follow(ctx context.Context) {
 			// Out of touch long enough that another instance's housekeeping
 			// may have purged changes we missed: reload everything. A
 			// reload may be large; every round trip of it is bounded.
-			err = a.state.load(ctx, a.store, time.Now(), a.reloadKeys)
+			err = a.state.load(ctx, a.store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys)
 		} else {
 			// A catch-up is small: bounded as a whole, so that a store that
 			// stops answering is noticed within StoreTimeout.

@@ -37,17 +37,19 @@ type config struct {
 	LogFormat             string        `envconfig:"LOG_FORMAT" default:"json"` // json or text
 	LogLevel              string        `envconfig:"LOG_LEVEL" default:"info"`
 	ShutdownTimeout       time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
-	ShutdownDrain         time.Duration `envconfig:"SHUTDOWN_DRAIN" default:"0s"`      // on SIGTERM, serve this long with /readyz 503 before closing
-	JWKSMaxAge            time.Duration `envconfig:"JWKS_MAX_AGE" default:"5m"`        // JWKS cache lifetime; a rotated key signs only after it
-	KeyRotationPeriod     time.Duration `envconfig:"KEY_ROTATION_PERIOD" default:"0s"` // 0: rotate only on `authd keys rotate`
-	PollInterval          time.Duration `envconfig:"POLL_INTERVAL" default:"1s"`       // catch-up with the change log (besides NOTIFY)
-	MaxStaleness          time.Duration `envconfig:"MAX_STALENESS" default:"30s"`      // Verify fails closed after this long without the store
-	MetricsAddr           string        `envconfig:"METRICS_ADDR"`                     // serve /metrics there instead of on Addr
-	TrustedProxies        string        `envconfig:"TRUSTED_PROXIES"`                  // comma-separated CIDRs whose X-Forwarded-For is believed
-	Throttle              string        `envconfig:"THROTTLE" default:"on"`            // on or off: the limits on failed client authentications
-	ThrottlePair          string        `envconfig:"THROTTLE_PAIR"`                    // BURST/INTERVAL or off; "" is authhttp's default, 10/30s
-	ThrottleAddress       string        `envconfig:"THROTTLE_ADDRESS"`                 // BURST/INTERVAL or off; "" is 100/6s
-	ThrottleClient        string        `envconfig:"THROTTLE_CLIENT"`                  // BURST/INTERVAL or off; "" is 50/1s
+	ShutdownDrain         time.Duration `envconfig:"SHUTDOWN_DRAIN" default:"0s"`                // on SIGTERM, serve this long with /readyz 503 before closing
+	JWKSMaxAge            time.Duration `envconfig:"JWKS_MAX_AGE" default:"5m"`                  // JWKS cache lifetime; a rotated key signs only after it
+	KeyRotationPeriod     time.Duration `envconfig:"KEY_ROTATION_PERIOD" default:"0s"`           // 0: rotate only on `authd keys rotate`
+	PollInterval          time.Duration `envconfig:"POLL_INTERVAL" default:"1s"`                 // catch-up with the change log (besides NOTIFY)
+	MaxStaleness          time.Duration `envconfig:"MAX_STALENESS" default:"30s"`                // Verify fails closed after this long without the store
+	StoreTimeout          time.Duration `envconfig:"STORE_TIMEOUT" default:"5s"`                 // a store round trip (dial, read, write, catch-up) gives up after this
+	MaxRevocations        int           `envconfig:"MAX_REVOCATIONS_PER_CLIENT" default:"10000"` // past it a client's revocation logs it out everywhere
+	MetricsAddr           string        `envconfig:"METRICS_ADDR"`                               // serve /metrics there instead of on Addr
+	TrustedProxies        string        `envconfig:"TRUSTED_PROXIES"`                            // comma-separated CIDRs whose X-Forwarded-For is believed
+	Throttle              string        `envconfig:"THROTTLE" default:"on"`                      // on or off: the limits on failed client authentications
+	ThrottlePair          string        `envconfig:"THROTTLE_PAIR"`                              // BURST/INTERVAL or off; "" is authhttp's default, 10/30s
+	ThrottleAddress       string        `envconfig:"THROTTLE_ADDRESS"`                           // BURST/INTERVAL or off; "" is 100/6s
+	ThrottleClient        string        `envconfig:"THROTTLE_CLIENT"`                            // BURST/INTERVAL or off; "" is 50/1s
 }
 
 const (
@@ -252,13 +254,16 @@ func (c *config) resolve(socketDir string) error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"JWKS_MAX_AGE", c.JWKSMaxAge}, {"POLL_INTERVAL", c.PollInterval}, {"MAX_STALENESS", c.MaxStaleness}} {
+	}{{"JWKS_MAX_AGE", c.JWKSMaxAge}, {"POLL_INTERVAL", c.PollInterval}, {"MAX_STALENESS", c.MaxStaleness}, {"STORE_TIMEOUT", c.StoreTimeout}} {
 		if d.v <= 0 {
 			return fmt.Errorf("config: %s_%s must be positive, got %s", envPrefix, d.name, d.v)
 		}
 	}
 	if c.KeyRotationPeriod < 0 || (c.KeyRotationPeriod > 0 && c.KeyRotationPeriod < c.JWKSMaxAge) {
 		return fmt.Errorf("config: %s_KEY_ROTATION_PERIOD must be 0 (off) or at least %s_JWKS_MAX_AGE", envPrefix, envPrefix)
+	}
+	if c.MaxRevocations <= 0 {
+		return fmt.Errorf("config: %s_MAX_REVOCATIONS_PER_CLIENT must be positive, got %d", envPrefix, c.MaxRevocations)
 	}
 	if c.ShutdownDrain < 0 {
 		return fmt.Errorf("config: %s_SHUTDOWN_DRAIN must not be negative", envPrefix)

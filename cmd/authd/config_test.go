@@ -80,6 +80,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		JWKSMaxAge:      5 * time.Minute,
 		PollInterval:    time.Second,
 		MaxStaleness:    30 * time.Second,
+		StoreTimeout:    5 * time.Second,
+		MaxRevocations:  10000,
 		Throttle:        "on",
 	}
 	tests := []struct {
@@ -397,6 +399,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"AUTHSVC_TOKEN_TTL": "3000"}, "AUTHSVC_TOKEN_TTL"},
 		{map[string]string{"AUTHSVC_TOKEN_TTL": ""}, "AUTHSVC_TOKEN_TTL"}, // envconfig: set-empty is a value
 		{map[string]string{"AUTHSVC_SHUTDOWN_TIMEOUT": "0s"}, "AUTHSVC_SHUTDOWN_TIMEOUT"},
+		{map[string]string{"AUTHSVC_STORE_TIMEOUT": "0s"}, "AUTHSVC_STORE_TIMEOUT"},
+		{map[string]string{"AUTHSVC_MAX_REVOCATIONS_PER_CLIENT": "0"}, "AUTHSVC_MAX_REVOCATIONS_PER_CLIENT"},
+		{map[string]string{"AUTHSVC_MAX_REVOCATIONS_PER_CLIENT": "many"}, "AUTHSVC_MAX_REVOCATIONS_PER_CLIENT"},
 		{map[string]string{"AUTHSVC_SIGNING_ALG": "none"}, "AUTHSVC_SIGNING_ALG"},
 		{map[string]string{"AUTHSVC_SIGNING_ALG": "hs256"}, "AUTHSVC_SIGNING_ALG"},
 		{map[string]string{"AUTHSVC_BOOTSTRAP_CLIENT_ID": "admin"}, "AUTHSVC_BOOTSTRAP_CLIENT_SECRET"},

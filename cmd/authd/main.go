@@ -88,6 +88,9 @@ func libraryConfig(cfg config, log *slog.Logger) authsvc.Config {
 		KeyRotationPeriod: cfg.KeyRotationPeriod,
 		PollInterval:      cfg.PollInterval,
 		MaxStaleness:      cfg.MaxStaleness,
+		StoreTimeout:      cfg.StoreTimeout,
+
+		MaxRevocationsPerClient: cfg.MaxRevocations,
 	}
 	if cfg.SigningAlg == authsvc.AlgHS256 {
 		c.HMACSecret = []byte(cfg.HMACSecret)
