@@ -97,6 +97,13 @@ type Config struct {
 	// by what they do within a catch-up.
 	MaxRevocationsPerClient int
 
+	// MaxChanges bounds the change log by count, as its age bound (a token
+	// lifetime plus an hour) does by time: housekeeping deletes the changes
+	// beyond the newest MaxChanges. An instance or a RemoteVerifier that
+	// falls further behind than that reloads everything (takes a snapshot).
+	// Zero means 1,000,000.
+	MaxChanges int
+
 	// StoreTimeout bounds each round trip to the store: a connection
 	// attempt, and on PostgreSQL every read or write that makes no
 	// progress, fails after it, and so does a catch-up with the change log
@@ -271,6 +278,9 @@ func checkConfig(cfg *Config) error {
 	}
 	if cfg.MaxRevocationsPerClient <= 0 {
 		cfg.MaxRevocationsPerClient = 10_000
+	}
+	if cfg.MaxChanges <= 0 {
+		cfg.MaxChanges = 1_000_000
 	}
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = defaultStoreTimeout

@@ -15,11 +15,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -299,6 +302,77 @@ func BenchmarkMiddleware(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkLogoutConcurrent drives logouts from 16 callers at once against
+// PostgreSQL, through one Authenticator and through two on one database
+// (the callers split between them), and reports logouts per second: the
+// write path's throughput, which a cluster-wide lock would cap (issue 15).
+// Each logout revokes a token of its own, minted before the timer starts.
+// It needs AUTHSVC_TEST_DATABASE_URL; run it with -benchtime=3s or more.
+func BenchmarkLogoutConcurrent(b *testing.B) {
+	if os.Getenv(testdb.EnvURL) == "" {
+		b.Skip(testdb.EnvURL + " not set: PostgreSQL benchmark skipped")
+	}
+	const callers = 16
+	for _, instances := range []int{1, 2} {
+		b.Run(fmt.Sprintf("instances=%d", instances), func(b *testing.B) {
+			ctx := context.Background()
+			dbURL := testdb.Postgres(b)
+			var as []*Authenticator
+			for range instances {
+				s, err := OpenStore(ctx, dbURL)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { s.Close() })
+				a, err := New(ctx, s, Config{Issuer: testIssuer, MaxRevocationsPerClient: 1 << 30})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { a.Close() })
+				as = append(as, a)
+			}
+			_, secret, err := as[0].CreateClient(ctx, NewClient{ID: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			toks := make([]string, b.N)
+			for i := range toks {
+				tok, err := as[0].Authenticate(ctx, "bench", secret, TokenRequest{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				toks[i] = tok.AccessToken
+			}
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			errs := make(chan error, callers)
+			b.ResetTimer()
+			for c := range callers {
+				a := as[c%instances]
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(len(toks)) {
+							return
+						}
+						if err := a.Logout(ctx, toks[i]); err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "logouts/s")
 		})
 	}
 }

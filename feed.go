@@ -60,27 +60,22 @@ func (a *Authenticator) feed(ctx context.Context, after int64) (*feedPage, error
 		return a.feedSnapshot(ctx)
 	}
 	applied := a.state.applied()
-	last, err := a.store.lastChange(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if after > last {
-		// A cursor from the future: the store was restored or replaced.
-		// Only a snapshot tells the follower the truth.
-		return a.feedSnapshot(ctx)
-	}
-	page := &feedPage{Cursor: after, Revoked: []feedRevoked{}, Cutoffs: []feedCutoff{}, Deleted: []feedDeletion{}}
-	if after >= applied {
-		// Nothing this instance has applied yet (the follower may have
-		// come from an instance further ahead): wait for the catch-up.
-		return page, nil
-	}
 	changes, err := a.store.changes(ctx, after, 1000)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range changes {
-		if c.ID > applied {
+	if changes.Gone {
+		// The cursor names no change the log keeps: the follower fell off
+		// its end (housekeeping purged past it), or the cursor is from
+		// another store (restored or replaced). Only a snapshot tells the
+		// follower the truth.
+		return a.feedSnapshot(ctx)
+	}
+	page := &feedPage{Cursor: after, Revoked: []feedRevoked{}, Cutoffs: []feedCutoff{}, Deleted: []feedDeletion{}}
+	for _, c := range changes.Changes {
+		if c.pos().after(applied) {
+			// Not applied here yet (the follower may even have come from
+			// an instance further ahead): the next page, after the catch-up.
 			break
 		}
 		switch c.Kind {
@@ -111,7 +106,9 @@ func (a *Authenticator) feedSnapshot(ctx context.Context) (*feedPage, error) {
 	if err != nil {
 		return nil, err
 	}
-	cursor = min(cursor, a.state.applied())
+	if applied := a.state.applied(); cursor.after(applied) {
+		cursor = applied
+	}
 	now := a.now()
 	revs, err := a.store.revocations(ctx, now)
 	if err != nil {
@@ -125,7 +122,7 @@ func (a *Authenticator) feedSnapshot(ctx context.Context) (*feedPage, error) {
 	if err != nil {
 		return nil, err
 	}
-	page := &feedPage{Cursor: cursor, Reset: true, Revoked: make([]feedRevoked, 0, len(revs)), Cutoffs: []feedCutoff{}, Deleted: []feedDeletion{}}
+	page := &feedPage{Cursor: cursor.ID, Reset: true, Revoked: make([]feedRevoked, 0, len(revs)), Cutoffs: []feedCutoff{}, Deleted: []feedDeletion{}}
 	for _, r := range revs {
 		page.Revoked = append(page.Revoked, feedRevoked{JTI: r.JTI, ExpiresAt: r.ExpiresAt.Unix()})
 	}

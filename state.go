@@ -23,7 +23,7 @@ type state struct {
 	// can grow them without bound (Config.MaxRevocationsPerClient).
 	revokedBy map[string]int
 	verified  map[[32]byte]*Claims
-	cursor    int64     // id of the last change applied
+	cursor    logPos    // the last change applied (its ID is the feed's cursor)
 	synced    time.Time // when the store last answered a catch-up
 	healthy   bool      // the last catch-up succeeded
 
@@ -99,6 +99,11 @@ func (st *state) load(ctx context.Context, store Store, now, deletedSince time.T
 	st.notifyLocked()
 	return nil
 }
+
+// errFellBehind: the change log no longer keeps the change a follower's
+// cursor names (housekeeping purged past it, or the store was replaced):
+// only a reload (load) catches up.
+var errFellBehind = errors.New("authsvc: the change log was purged past this instance's cursor: reloading")
 
 // client returns the in-memory record of a client, or nil.
 func (st *state) client(id string) *clientRecord {
@@ -236,19 +241,24 @@ var (
 )
 
 // catchUp applies the store's changes after the cursor. reloadKeys is
-// called when the key set changed.
-func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reloadKeys func(context.Context) error) error {
+// called when the key set changed. pending reports that committed changes
+// are held back behind a transaction still in flight (ask again shortly);
+// errFellBehind that the cursor fell off the log's end (reload instead).
+func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reloadKeys func(context.Context) error) (pending bool, err error) {
 	st.mu.RLock()
 	cursor := st.cursor
 	st.mu.RUnlock()
 	for {
-		changes, err := store.changes(ctx, cursor, 500)
+		page, err := store.changes(ctx, cursor.ID, 500)
 		if err != nil {
 			st.setHealthy(false)
-			return err
+			return false, err
+		}
+		if page.Gone {
+			return false, errFellBehind
 		}
 		keys := false
-		for _, c := range changes {
+		for _, c := range page.Changes {
 			switch c.Kind {
 			case changeRevoke:
 				st.revoke(c.JTI, c.ClientID, c.ExpiresAt)
@@ -259,7 +269,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 				}
 				if err != nil {
 					st.setHealthy(false)
-					return err
+					return false, err
 				}
 				if rec != nil {
 					st.putClient(c.ClientID, rec)
@@ -275,31 +285,31 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 			case changeKey:
 				keys = true
 			}
-			cursor = c.ID
+			cursor = c.pos()
 		}
 		if keys {
 			if err := reloadKeys(ctx); err != nil {
 				st.setHealthy(false)
-				return err
+				return false, err
 			}
 		}
 		st.mu.Lock()
-		if cursor > st.cursor {
+		if cursor.after(st.cursor) {
 			st.cursor = cursor
 		}
 		st.synced, st.healthy = now, true
-		if len(changes) > 0 {
+		if len(page.Changes) > 0 {
 			st.notifyLocked() // wake long-polling feeds (key changes too)
 		}
 		st.mu.Unlock()
-		if len(changes) < 500 {
-			return nil
+		if len(page.Changes) < 500 {
+			return page.Pending, nil
 		}
 	}
 }
 
-// applied is the id of the last change the state has applied.
-func (st *state) applied() int64 {
+// applied is the place of the last change the state has applied.
+func (st *state) applied() logPos {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	return st.cursor

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,16 +45,20 @@ type Store interface {
 	revokeToken(ctx context.Context, jti, clientID string, expiresAt time.Time) error
 	// revocations returns the revocations that have not expired at now.
 	revocations(ctx context.Context, now time.Time) ([]revocation, error)
-	// changes returns up to limit changes with an id above after, in order.
-	changes(ctx context.Context, after int64, limit int) ([]change, error)
+	// changes returns up to limit final changes after the change whose id
+	// is after (0: from the start of the log), in log order, or Gone when
+	// the log no longer keeps that change (see store_changes.go).
+	changes(ctx context.Context, after int64, limit int) (changePage, error)
 	// deletions returns the client deletions logged since (their ClientID
 	// and RowID), for the revocation feed's snapshot.
 	deletions(ctx context.Context, since time.Time) ([]change, error)
-	// lastChange returns the id of the newest change (0 when none).
-	lastChange(ctx context.Context) (int64, error)
-	// purge deletes revocations that expired before now and changes older
-	// than keepChangesAfter.
-	purge(ctx context.Context, now, keepChangesAfter time.Time) (int64, error)
+	// lastChange returns the place of the newest final change (zero when
+	// none): a cursor there skips nothing still in flight.
+	lastChange(ctx context.Context) (logPos, error)
+	// purge deletes revocations that expired before now, and the oldest
+	// changes: those older than keepChangesAfter and those beyond the
+	// newest maxChanges (never the newest change).
+	purge(ctx context.Context, now, keepChangesAfter time.Time, maxChanges int) (int64, error)
 	// ensureSigningKey returns every stored signing key, first storing one
 	// made by generate when none of alg exists. Concurrent callers (even in
 	// other processes) store at most one key.
@@ -115,6 +120,7 @@ type change struct {
 	JTI       string `db:"jti"`
 	ExpiresAt int64  `db:"expires_at"`
 	At        int64  `db:"at"`
+	Xact      int64  `db:"xact"` // the writing transaction (PostgreSQL; the id on SQLite): see logPos
 }
 
 // clientRecord is a client as the store keeps it, with its secret's hash.
@@ -146,6 +152,12 @@ type sqlStore struct {
 	url      string        // for the PostgreSQL listener's own connection
 	driver   driver.Driver // the registered driver's extras
 	timeout  atomic.Int64  // a round trip's bound, in nanoseconds (see setTimeout)
+
+	revokeStmt atomic.Pointer[sqlx.Stmt] // PostgreSQL: revokeSQL, prepared
+	notifier   sync.Once                 // starts notifyLoop on the first announce
+	notifyKick chan struct{}             // announce → notifyLoop
+	notifyStop chan struct{}             // closed by Close
+	notifyDone chan struct{}             // closed when notifyLoop has stopped
 }
 
 // defaultStoreTimeout bounds a round trip until New sets Config.StoreTimeout.
@@ -159,8 +171,8 @@ func (s *sqlStore) roundTripTimeout() time.Duration { return time.Duration(s.tim
 const (
 	lockMigrate = 0x61757468_0001 // "auth" 1
 	lockKeys    = 0x61757468_0002
-	lockChanges = 0x61757468_0003 // held while appending a change: ids commit in order
-	lockNamed   = 0x61757468_1000 // + hash of a tryLock name
+	// 0x61757468_0003 was held while appending a change, until issue 15.
+	lockNamed = 0x61757468_1000 // + hash of a tryLock name
 )
 
 // storeURL is a parsed database URL: the one reading of OpenStore's URL
@@ -330,5 +342,13 @@ func (s *sqlStore) Ping(ctx context.Context) error {
 }
 
 func (s *sqlStore) Close() error {
+	s.notifier.Do(func() {}) // no notifier starts from now on
+	if s.notifyStop != nil {
+		close(s.notifyStop) // the notifier sends what is pending, then stops
+		<-s.notifyDone
+	}
+	if st := s.revokeStmt.Load(); st != nil {
+		st.Close()
+	}
 	return s.db.Close()
 }

@@ -13,21 +13,82 @@ import (
 	"github.com/authsvc/authsvc/internal/dburl"
 )
 
+// The change log without a lock (issue 15).
+//
+// Followers read the log with a cursor and must never skip a change that
+// commits after they have read past it. Ids are assigned at INSERT, so
+// concurrent writers may commit them out of order (id 6 visible, id 5 still
+// in flight): a cursor on ids alone would pass 5 for good. Writers used to
+// take a cluster-wide advisory lock across INSERT, NOTIFY and COMMIT so that
+// ids committed in order; that capped every database at one change per
+// commit round trip (~450 logouts/s here, however many instances).
+//
+// On PostgreSQL each change now records the id of the transaction that wrote
+// it (column xact, pg_current_xact_id(): 64 bits, never wraps), the log is
+// ordered by (xact, id), and a read returns only changes whose xact is below
+// the horizon h = pg_snapshot_xmin(pg_current_snapshot()) of its own
+// snapshot: the oldest transaction id still in flight when the statement's
+// snapshot was taken (or the next id to be assigned, if none is). Proof that
+// a follower never skips a change:
+//
+//  1. Every transaction with an id below h had finished when the snapshot
+//     was taken, so each change with xact < h is either visible to the read
+//     (committed) or will never exist (rolled back). The read therefore sees
+//     every change that will ever have an xact below h.
+//  2. Every change not visible to the read belongs to a transaction that was
+//     in flight at the snapshot (its id >= h, by definition of h) or that
+//     got its id later (ids are assigned in increasing order, and the next
+//     one was already >= h). So it has xact >= h.
+//  3. The read returns a prefix, in (xact, id) order, of the changes with
+//     xact < h, and the cursor moves to the last change returned, whose xact
+//     is < h. By (2) every change committed later sorts after the cursor,
+//     and by (1) every change before it has been returned: nothing between
+//     the old cursor and the new one can still appear.
+//
+// Changes that are committed but at or above h are held back (Pending), to
+// be read once the transactions before them finish; a long-running write
+// transaction anywhere on the server (not only authsvc's) holds them back
+// that long. The cursor on the wire stays the id of the last change applied:
+// its place in the log is looked up by id, and a cursor whose change is gone
+// (purged, or from another database) asks for a snapshot.
+//
+// SQLite has one writer at a time, so ids commit in order: there the log is
+// ordered by id and xact is the id.
+
 // notifyChannel is the PostgreSQL channel changes are announced on.
 const notifyChannel = "authsvc_changes"
 
-// logChange appends a change inside tx. On PostgreSQL it first takes a
-// transaction-scoped advisory lock, so change ids become visible in the
-// order they were assigned (a follower never skips one committed late), and
-// announces the change with NOTIFY, delivered at commit.
+// logPos is a change's place in the log: followers apply changes in
+// (Xact, ID) order.
+type logPos struct {
+	Xact int64 `db:"xact"`
+	ID   int64 `db:"id"`
+}
+
+// after reports whether p comes after q in the log.
+func (p logPos) after(q logPos) bool {
+	return p.Xact > q.Xact || p.Xact == q.Xact && p.ID > q.ID
+}
+
+func (c change) pos() logPos { return logPos{Xact: c.Xact, ID: c.ID} }
+
+// changePage is what a follower reads of the log after its cursor.
+type changePage struct {
+	// Changes are in log order, every one final (see above).
+	Changes []change
+	// Pending: committed changes after these are held back behind a
+	// transaction still in flight; ask again shortly.
+	Pending bool
+	// Gone: the cursor names no change the log keeps (it was purged, or the
+	// store was replaced): the follower must take a snapshot.
+	Gone bool
+}
+
+// logChange appends a change inside tx (without any lock: see above) and,
+// on PostgreSQL, announces it with NOTIFY, delivered at commit.
 func (s *sqlStore) logChange(ctx context.Context, tx *sqlx.Tx, c change) error {
 	if c.At == 0 {
 		c.At = time.Now().Unix()
-	}
-	if s.postgres {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, lockChanges); err != nil {
-			return unavailable(err)
-		}
 	}
 	var id int64
 	err := tx.GetContext(ctx, &id, tx.Rebind(`INSERT INTO authsvc_changes (kind, client_id, row_id, jti, expires_at, at)
@@ -44,6 +105,25 @@ func (s *sqlStore) logChange(ctx context.Context, tx *sqlx.Tx, c change) error {
 }
 
 func (s *sqlStore) revokeToken(ctx context.Context, jti, clientID string, expiresAt time.Time) error {
+	if s.postgres {
+		// One prepared statement, so one round trip and its own
+		// transaction: the revocation and, only if the jti is new, its
+		// change. The NOTIFY is sent after the commit, batched (see
+		// announce): a NOTIFY inside each transaction serializes the
+		// commits of every writer on the server, which halved throughput.
+		stmt, err := s.revokeStatement(ctx)
+		if err != nil {
+			return err
+		}
+		res, err := stmt.ExecContext(ctx, jti, clientID, expiresAt.Unix(), changeRevoke, time.Now().Unix())
+		if err != nil {
+			return unavailable(err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n > 0 {
+			s.announce()
+		}
+		return nil
+	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return unavailable(err)
@@ -65,6 +145,70 @@ func (s *sqlStore) revokeToken(ctx context.Context, jti, clientID string, expire
 	return unavailable(tx.Commit())
 }
 
+// revokeSQL appends a revocation and its change in one statement.
+const revokeSQL = `WITH r AS (
+		INSERT INTO authsvc_revoked_tokens (jti, client_id, expires_at) VALUES ($1, $2, $3)
+		ON CONFLICT (jti) DO NOTHING RETURNING jti, client_id, expires_at)
+	INSERT INTO authsvc_changes (kind, client_id, jti, expires_at, at)
+	SELECT $4, client_id, jti, expires_at, $5 FROM r`
+
+// revokeStatement prepares revokeSQL once (database/sql prepares it again
+// on each connection that runs it).
+func (s *sqlStore) revokeStatement(ctx context.Context) (*sqlx.Stmt, error) {
+	if st := s.revokeStmt.Load(); st != nil {
+		return st, nil
+	}
+	st, err := s.db.PreparexContext(ctx, revokeSQL)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if !s.revokeStmt.CompareAndSwap(nil, st) {
+		st.Close()
+	}
+	return s.revokeStmt.Load(), nil
+}
+
+// announce has the notifier NOTIFY listeners of changes committed outside
+// logChange: at most one NOTIFY in flight and one pending, however many
+// writers commit meanwhile. A lost NOTIFY (the process dies first) is made
+// good by every instance's poll.
+func (s *sqlStore) announce() {
+	s.notifier.Do(func() {
+		s.notifyKick = make(chan struct{}, 1)
+		s.notifyStop = make(chan struct{})
+		s.notifyDone = make(chan struct{})
+		go s.notifyLoop()
+	})
+	select {
+	case s.notifyKick <- struct{}{}:
+	default: // one NOTIFY pending covers this commit too
+	}
+}
+
+// notifyLoop sends the NOTIFYs announce asks for, until Close; it sends the
+// last one asked for before it stops.
+func (s *sqlStore) notifyLoop() {
+	defer close(s.notifyDone)
+	send := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.roundTripTimeout())
+		s.db.ExecContext(ctx, `SELECT pg_notify($1, '')`, notifyChannel)
+		cancel()
+	}
+	for {
+		select {
+		case <-s.notifyKick:
+			send()
+		case <-s.notifyStop:
+			select {
+			case <-s.notifyKick:
+				send()
+			default:
+			}
+			return
+		}
+	}
+}
+
 func (s *sqlStore) revocations(ctx context.Context, now time.Time) ([]revocation, error) {
 	var rows []struct {
 		JTI       string `db:"jti"`
@@ -82,27 +226,93 @@ func (s *sqlStore) revocations(ctx context.Context, now time.Time) ([]revocation
 	return out, nil
 }
 
-func (s *sqlStore) changes(ctx context.Context, after int64, limit int) ([]change, error) {
-	var out []change
-	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT id, kind, client_id, row_id, jti, expires_at, at
-		FROM authsvc_changes WHERE id > ? ORDER BY id LIMIT ?`), after, limit)
-	return out, unavailable(err)
+// changeColumns are the change log's columns in the dialect's log order
+// (xact is the id on SQLite).
+func (s *sqlStore) changeColumns() string {
+	if s.postgres {
+		return `id, kind, client_id, row_id, jti, expires_at, at, xact`
+	}
+	return `id, kind, client_id, row_id, jti, expires_at, at, id AS xact`
+}
+
+func (s *sqlStore) changes(ctx context.Context, after int64, limit int) (changePage, error) {
+	var page changePage
+	if !s.postgres {
+		err := s.db.SelectContext(ctx, &page.Changes, `SELECT `+s.changeColumns()+`
+			FROM authsvc_changes WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+		if err != nil {
+			return page, unavailable(err)
+		}
+	} else {
+		var rows []struct {
+			change
+			Horizon int64 `db:"horizon"`
+		}
+		q := `SELECT ` + s.changeColumns() + `, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon
+			FROM authsvc_changes WHERE (xact, id) > (SELECT xact, id FROM authsvc_changes WHERE id = $1)
+			ORDER BY xact, id LIMIT $2`
+		if after == 0 { // from the start of the log
+			q = `SELECT ` + s.changeColumns() + `, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon
+			FROM authsvc_changes WHERE $1 = 0 ORDER BY xact, id LIMIT $2`
+		}
+		if err := s.db.SelectContext(ctx, &rows, q, after, limit); err != nil {
+			return page, unavailable(err)
+		}
+		for _, r := range rows {
+			if r.Xact >= r.Horizon {
+				page.Pending = true // and so is every row after it
+				break
+			}
+			page.Changes = append(page.Changes, r.change)
+		}
+	}
+	if after != 0 {
+		// Asked after the read: the purge deletes a prefix of the log, so
+		// if the cursor's change is still there, nothing after it was
+		// deleted before the read either.
+		var kept int
+		if err := s.db.GetContext(ctx, &kept, s.db.Rebind(`SELECT COUNT(*) FROM authsvc_changes WHERE id = ?`), after); err != nil {
+			return page, unavailable(err)
+		}
+		if kept == 0 {
+			return changePage{Gone: true}, nil
+		}
+	}
+	return page, nil
 }
 
 func (s *sqlStore) deletions(ctx context.Context, since time.Time) ([]change, error) {
 	var out []change
-	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT id, kind, client_id, row_id, jti, expires_at, at
+	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT `+s.changeColumns()+`
 		FROM authsvc_changes WHERE kind = ? AND at >= ? ORDER BY id`), changeClientDeleted, since.Unix())
 	return out, unavailable(err)
 }
 
-func (s *sqlStore) lastChange(ctx context.Context) (int64, error) {
-	var id int64
-	err := s.db.GetContext(ctx, &id, `SELECT COALESCE(MAX(id), 0) FROM authsvc_changes`)
-	return id, unavailable(err)
+func (s *sqlStore) lastChange(ctx context.Context) (logPos, error) {
+	q := `SELECT id AS xact, id FROM authsvc_changes ORDER BY id DESC LIMIT 1`
+	if s.postgres {
+		// The newest final change (see above): a cursor past it could skip
+		// a change still in flight.
+		q = `SELECT xact, id FROM authsvc_changes WHERE xact < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+			ORDER BY xact DESC, id DESC LIMIT 1`
+	}
+	return s.logPosition(ctx, q)
 }
 
-func (s *sqlStore) purge(ctx context.Context, now, keepChangesAfter time.Time) (int64, error) {
+// logPosition runs a query for at most one change's place in the log (the
+// zero logPos when there is none).
+func (s *sqlStore) logPosition(ctx context.Context, q string, args ...any) (logPos, error) {
+	var rows []logPos
+	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(q), args...); err != nil {
+		return logPos{}, unavailable(err)
+	}
+	if len(rows) == 0 {
+		return logPos{}, nil
+	}
+	return rows[0], nil
+}
+
+func (s *sqlStore) purge(ctx context.Context, now, keepChangesAfter time.Time, maxChanges int) (int64, error) {
 	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM authsvc_revoked_tokens WHERE expires_at < ?`), now.Unix())
 	if err != nil {
 		return 0, unavailable(err)
@@ -111,9 +321,43 @@ func (s *sqlStore) purge(ctx context.Context, now, keepChangesAfter time.Time) (
 	if err != nil {
 		return 0, unavailable(err)
 	}
-	// Keep the newest change whatever its age, so the cursor never goes back.
-	_, err = s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM authsvc_changes WHERE at < ?
-		AND id < (SELECT MAX(id) FROM authsvc_changes)`), keepChangesAfter.Unix())
+	// The change log loses a prefix (in log order), so that a follower whose
+	// cursor is still kept has missed nothing (see changes): everything up
+	// to the newest change that is too old, or beyond the newest
+	// maxChanges, whichever is further; never the newest change, so that a
+	// follower that is up to date keeps its cursor.
+	cols, order := `xact, id`, `ORDER BY xact DESC, id DESC`
+	if !s.postgres {
+		cols, order = `id AS xact, id`, `ORDER BY id DESC`
+	}
+	newest, err := s.logPosition(ctx, `SELECT `+cols+` FROM authsvc_changes `+order+` LIMIT 1`)
+	if err != nil {
+		return 0, err
+	}
+	tooOld, err := s.logPosition(ctx, `SELECT `+cols+` FROM authsvc_changes WHERE at < ? `+order+` LIMIT 1`, keepChangesAfter.Unix())
+	if err != nil {
+		return 0, err
+	}
+	pastCount, err := s.logPosition(ctx, `SELECT `+cols+` FROM authsvc_changes `+order+` LIMIT 1 OFFSET ?`, maxChanges)
+	if err != nil {
+		return 0, err
+	}
+	upTo := tooOld
+	if pastCount.after(upTo) {
+		upTo = pastCount
+	}
+	if upTo == (logPos{}) {
+		return n, nil
+	}
+	op := "<="
+	if !newest.after(upTo) {
+		upTo, op = newest, "<" // keep the newest
+	}
+	if s.postgres {
+		_, err = s.db.ExecContext(ctx, `DELETE FROM authsvc_changes WHERE (xact, id) `+op+` ($1, $2)`, upTo.Xact, upTo.ID)
+	} else {
+		_, err = s.db.ExecContext(ctx, `DELETE FROM authsvc_changes WHERE id `+op+` ?`, upTo.ID)
+	}
 	return n, unavailable(err)
 }
 

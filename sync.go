@@ -49,8 +49,20 @@ func (a *Authenticator) follow(ctx context.Context) {
 			// A catch-up is small: bounded as a whole, so that a store that
 			// stops answering is noticed within StoreTimeout.
 			cctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-			err = a.state.catchUp(cctx, a.store, time.Now(), a.reloadKeys)
+			var pending bool
+			pending, err = a.state.catchUp(cctx, a.store, time.Now(), a.reloadKeys)
 			cancel()
+			if errors.Is(err, errFellBehind) {
+				// The log was purged past our cursor (it is bounded by
+				// count, Config.MaxChanges): what we missed is only in
+				// the tables now.
+				a.log.Warn("authsvc: fell behind the change log; reloading")
+				err = a.state.load(ctx, a.store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys)
+			} else if pending && err == nil {
+				// Committed changes wait behind a transaction in flight,
+				// whose commit may not notify (it need not be ours).
+				time.AfterFunc(pendingRetry, a.catchUpNow)
+			}
 		}
 		if err != nil {
 			a.state.setHealthy(false)
@@ -67,6 +79,10 @@ func (a *Authenticator) follow(ctx context.Context) {
 		}
 	}
 }
+
+// pendingRetry is how soon a catch-up that found changes held back behind
+// a transaction in flight tries again (see store_changes.go).
+const pendingRetry = 5 * time.Millisecond
 
 // housekeepingInterval is how often an instance tries to purge expired
 // revocations and retired keys (one instance at a time does).
@@ -125,7 +141,9 @@ func (a *Authenticator) housekeep(ctx context.Context) error {
 	now := a.now()
 	// Change-log entries are kept as long as a token can live, so that a
 	// remote verifier's feed can still find a deletion it missed.
-	if _, err := a.store.purge(ctx, now, now.Add(-a.cfg.TokenTTL-a.cfg.Leeway-time.Hour)); err != nil {
+	// It is also bounded by count (MaxChanges): a follower that falls off
+	// its end reloads (a RemoteVerifier is sent a snapshot).
+	if _, err := a.store.purge(ctx, now, now.Add(-a.cfg.TokenTTL-a.cfg.Leeway-time.Hour), a.cfg.MaxChanges); err != nil {
 		return err
 	}
 	a.state.purgeExpired(now.Unix())

@@ -1,0 +1,13 @@
+-- Writers no longer take a cluster-wide lock to append to the change log
+-- (issue 15), so change ids may commit out of order. Each change records
+-- the id of the transaction that wrote it (xid8, as a BIGINT: 64 bits with
+-- the epoch, so it never wraps), and followers read the log in (xact, id)
+-- order, only below the oldest transaction still in flight
+-- (pg_snapshot_xmin): see store_changes.go for why that is gap-free.
+-- Rows written before this migration committed in id order under the old
+-- lock: they get xact 0, which sorts them before every later change, by id.
+ALTER TABLE authsvc_changes ADD COLUMN IF NOT EXISTS xact BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE authsvc_changes ALTER COLUMN xact SET DEFAULT (pg_current_xact_id()::text::bigint);
+CREATE INDEX IF NOT EXISTS authsvc_changes_xact_id ON authsvc_changes (xact, id);
+-- The snapshot's deleted clients (kind = 'client_deleted' AND at >= ?).
+CREATE INDEX IF NOT EXISTS authsvc_changes_kind_at ON authsvc_changes (kind, at);

@@ -1,0 +1,5 @@
+-- SQLite has one writer at a time, so change ids commit in order and the
+-- log's order is the id's (the PostgreSQL twin of this migration adds the
+-- writing transaction's id for that). Here only the index the snapshot's
+-- deleted clients are read by (kind = 'client_deleted' AND at >= ?).
+CREATE INDEX IF NOT EXISTS authsvc_changes_kind_at ON authsvc_changes (kind, at);
