@@ -158,6 +158,7 @@ type sqlStore struct {
 	notifyKick chan struct{}             // announce → notifyLoop
 	notifyStop chan struct{}             // closed by Close
 	notifyDone chan struct{}             // closed when notifyLoop has stopped
+	closing    sync.Once                 // Close may be called twice
 }
 
 // defaultStoreTimeout bounds a round trip until New sets Config.StoreTimeout.
@@ -343,12 +344,14 @@ func (s *sqlStore) Ping(ctx context.Context) error {
 
 func (s *sqlStore) Close() error {
 	s.notifier.Do(func() {}) // no notifier starts from now on
-	if s.notifyStop != nil {
-		close(s.notifyStop) // the notifier sends what is pending, then stops
-		<-s.notifyDone
-	}
-	if st := s.revokeStmt.Load(); st != nil {
-		st.Close()
-	}
+	s.closing.Do(func() {
+		if s.notifyStop != nil {
+			close(s.notifyStop) // the notifier sends what is pending, then stops
+			<-s.notifyDone
+		}
+		if st := s.revokeStmt.Load(); st != nil {
+			st.Close()
+		}
+	})
 	return s.db.Close()
 }

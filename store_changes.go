@@ -266,7 +266,17 @@ func (s *sqlStore) changes(ctx context.Context, after int64, limit int) (changeP
 			page.Changes = append(page.Changes, r.change)
 		}
 	}
-	if after != 0 {
+	if after == 0 {
+		// From the start of the log: complete unless housekeeping ever
+		// deleted changes (it records that before it deletes).
+		var purged int
+		if err := s.db.GetContext(ctx, &purged, `SELECT COUNT(*) FROM authsvc_changes_purged`); err != nil {
+			return page, unavailable(err)
+		}
+		if purged > 0 {
+			return changePage{Gone: true}, nil
+		}
+	} else {
 		// Asked after the read: the purge deletes a prefix of the log, so
 		// if the cursor's change is still there, nothing after it was
 		// deleted before the read either.
@@ -352,6 +362,12 @@ func (s *sqlStore) purge(ctx context.Context, now, keepChangesAfter time.Time, m
 	op := "<="
 	if !newest.after(upTo) {
 		upTo, op = newest, "<" // keep the newest
+	}
+	// Recorded first, so that a follower that finds changes gone from the
+	// start of the log also finds this (see changes).
+	if _, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO authsvc_changes_purged (id, purged_at) VALUES (1, ?)
+		ON CONFLICT (id) DO UPDATE SET purged_at = excluded.purged_at`), now.Unix()); err != nil {
+		return 0, unavailable(err)
 	}
 	if s.postgres {
 		_, err = s.db.ExecContext(ctx, `DELETE FROM authsvc_changes WHERE (xact, id) `+op+` ($1, $2)`, upTo.Xact, upTo.ID)

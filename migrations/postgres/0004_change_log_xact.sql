@@ -11,3 +11,10 @@ ALTER TABLE authsvc_changes ALTER COLUMN xact SET DEFAULT (pg_current_xact_id():
 CREATE INDEX IF NOT EXISTS authsvc_changes_xact_id ON authsvc_changes (xact, id);
 -- The snapshot's deleted clients (kind = 'client_deleted' AND at >= ?).
 CREATE INDEX IF NOT EXISTS authsvc_changes_kind_at ON authsvc_changes (kind, at);
+-- Whether housekeeping ever deleted changes (one row, written before it
+-- deletes): a follower reading the log from its start (a cursor of 0, taken
+-- when no change was final yet) may then have missed some, and reloads.
+CREATE TABLE IF NOT EXISTS authsvc_changes_purged (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    purged_at BIGINT NOT NULL
+);
