@@ -63,7 +63,9 @@ func (a *Authenticator) AuthenticateClient(ctx context.Context, clientID, secret
 }
 
 func (a *Authenticator) authenticateClient(ctx context.Context, clientID, secret string) (*Client, error) {
-	if clientID == "" || len(clientID) > MaxClientIDLen || secret == "" || len(secret) > MaxSecretLen {
+	if !storableID(clientID) || secret == "" || len(secret) > MaxSecretLen {
+		// No client has such an id: no store lookup (PostgreSQL would
+		// answer a NUL or invalid UTF-8 with an error, not "not found").
 		return nil, ErrInvalidClient
 	}
 	// Fail closed: with the store unreachable, a deleted client cannot be

@@ -92,6 +92,9 @@ func (a *Authenticator) Clients(ctx context.Context) ([]Client, error) {
 // DeleteClient removes a client. Its tokens are refused from then on, even
 // those not yet expired: a compromised client is cut off at once.
 func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error {
+	if err := checkLookupID(clientID); err != nil {
+		return err
+	}
 	if err := a.store.deleteClient(ctx, clientID); err != nil {
 		return err
 	}
@@ -129,6 +132,9 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 
 // updateClient applies f in the store and in memory.
 func (a *Authenticator) updateClient(ctx context.Context, clientID string, f func(*clientRecord) error) (*Client, error) {
+	if err := checkLookupID(clientID); err != nil {
+		return nil, err
+	}
 	rec, err := a.store.updateClient(ctx, clientID, f)
 	if err != nil {
 		return nil, err
@@ -166,6 +172,9 @@ type RotateSecret struct {
 // RotateSecret gives a client a new secret and returns it. Tokens issued
 // before stay valid unless LogoutEverywhere is set.
 func (a *Authenticator) RotateSecret(ctx context.Context, clientID string, opt RotateSecret) (*Client, string, error) {
+	if err := checkLookupID(clientID); err != nil {
+		return nil, "", err
+	}
 	if opt.Grace < 0 {
 		return nil, "", refuse(ErrInvalidArgument, "negative grace period")
 	}
@@ -210,6 +219,9 @@ func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error
 // lookupClient returns a client's record from memory, or from the store
 // when memory does not have it yet (created a moment ago elsewhere).
 func (a *Authenticator) lookupClient(ctx context.Context, clientID string) (*clientRecord, error) {
+	if err := checkLookupID(clientID); err != nil {
+		return nil, err
+	}
 	if rec := a.state.client(clientID); rec != nil {
 		return rec, nil
 	}

@@ -16,6 +16,31 @@ const (
 	MaxAudiences   = 10
 )
 
+// checkLookupID accepts what a stored client_id can be: 1 to MaxClientIDLen
+// bytes of UTF-8 without a NUL byte. Every operation that looks a client up
+// by an id the caller gave checks it first, so that text no store can hold
+// (PostgreSQL refuses a NUL byte and invalid UTF-8 in any text parameter)
+// is refused as malformed instead of reaching the store as an error that
+// looks like an outage. It is looser than the rule for new ids
+// (checkClientID), so that no client already stored is refused by it.
+func checkLookupID(id string) error {
+	if !storableID(id) {
+		return refuse(ErrInvalidArgument, "client_id must be 1 to %d bytes of UTF-8 without NUL", MaxClientIDLen)
+	}
+	return nil
+}
+
+// storableID reports whether id passes checkLookupID.
+func storableID(id string) bool {
+	return id != "" && len(id) <= MaxClientIDLen && storableText(id)
+}
+
+// storableText reports whether s can be a text parameter of either store:
+// valid UTF-8 without a NUL byte.
+func storableText(s string) bool {
+	return strings.IndexByte(s, 0) < 0 && utf8.ValidString(s)
+}
+
 // checkClientID accepts 1-128 bytes of printable UTF-8 without white space.
 func checkClientID(id string) error {
 	if id == "" || len(id) > MaxClientIDLen || !utf8.ValidString(id) {
