@@ -131,8 +131,9 @@ func (a *Authenticator) upgradeHash(ctx context.Context, rec *clientRecord, secr
 	if isGeneratedHash(rec.SecretHash) {
 		newHash = a.hasher.hashGenerated(secret)
 	} else if newHash, err = a.hasher.hashChosen(secret); err != nil {
-		// A legacy secret shorter than today's minimum still upgrades: the
-		// minimum guards new secrets, the upgrade only strengthens storage.
+		// A legacy secret that today's rule for chosen secrets refuses (too
+		// short, too repetitive) still upgrades: the rule guards new
+		// secrets, the upgrade only strengthens storage.
 		newHash, err = a.hasher.hashArgon2(secret)
 	}
 	if err == nil {

@@ -21,9 +21,13 @@ type Client struct {
 
 // NewClient is what CreateClient needs.
 type NewClient struct {
-	ID string // client_id: 1-128 bytes of printable UTF-8 without spaces
-	// Secret chosen by the caller (at least 16 characters, hashed with
-	// argon2id). Empty means the server generates one (32 random bytes).
+	// ID is the client_id: 1-128 characters of printable ASCII without
+	// spaces ('!' to '~'). Imported clients (ImportClient) may have others.
+	ID string
+	// Secret chosen by the caller, hashed with argon2id: at least 16
+	// characters, not only white space, at least 5 different characters,
+	// and not a shorter string repeated. Empty means the server generates
+	// one (32 random bytes).
 	Secret  string
 	IsAdmin bool
 	Scopes  []string
@@ -35,7 +39,7 @@ type NewClient struct {
 // CreateClient registers a client and returns it with its secret. The secret
 // is returned only here: the store keeps a hash.
 func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client, string, error) {
-	if err := checkClientID(nc.ID); err != nil {
+	if err := checkNewClientID(nc.ID); err != nil {
 		return nil, "", err
 	}
 	scopes, err := NormalizeScopes(nc.Scopes)
@@ -160,7 +164,8 @@ func (a *Authenticator) LogoutClient(ctx context.Context, clientID string) (*Cli
 
 // RotateSecret options.
 type RotateSecret struct {
-	// Secret is the new secret; empty means generate one.
+	// Secret is the new secret, with NewClient.Secret's rules; empty means
+	// generate one.
 	Secret string
 	// Grace keeps the previous secret valid this long, so a fleet of
 	// callers can switch without an outage. Zero ends it at once.

@@ -2,7 +2,10 @@ package authsvc
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,5 +67,64 @@ func TestUnstorableIDsNeverReachTheStore(t *testing.T) {
 			t.Errorf("%d store errors counted", n)
 		}
 		mustToken(t, a, "svc", secret) // the store is fine
+	})
+}
+
+// TestNewClientRules: a new client's id is printable ASCII without spaces
+// and a chosen secret must not be blank or trivially repetitive (issue 14);
+// imported seed clients, whose ids may be any printable UTF-8 and whose
+// legacy secrets may break today's rule, keep working, and so does a
+// stored secret chosen under the older rule.
+func TestNewClientRules(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s := openStore(t, url)
+		a := newAuth(t, s, Config{})
+		for _, id := range []string{"adm\u0456n", "café", "a\tb", "a b", "x\u00a0y", "\u200bzero-width", "ｆｕｌｌ"} {
+			_, _, err := a.CreateClient(ctx, NewClient{ID: id})
+			if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(ErrorMessage(err), "printable ASCII") {
+				t.Errorf("CreateClient(%q): %v, want ErrInvalidArgument naming printable ASCII", id, err)
+			}
+		}
+		for _, id := range []string{"svc:one", `o'hara";--`, "!", "~", "a.b-c_d/e@f+g", strings.Repeat("z", MaxClientIDLen)} {
+			mustClient(t, a, NewClient{ID: id})
+		}
+		for _, secret := range []string{strings.Repeat(" ", 16), strings.Repeat("a", 16), "passwordpassword", "\t\n\v\f\r \u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u3000"} {
+			if _, _, err := a.CreateClient(ctx, NewClient{ID: "weak", Secret: secret}); !errors.Is(err, ErrInvalidArgument) || ErrorMessage(err) == "" {
+				t.Errorf("CreateClient with secret %q: %v, want ErrInvalidArgument with a message", secret, err)
+			}
+			if _, _, err := a.RotateSecret(ctx, "svc:one", RotateSecret{Secret: secret}); !errors.Is(err, ErrInvalidArgument) {
+				t.Errorf("RotateSecret to %q: %v, want ErrInvalidArgument", secret, err)
+			}
+		}
+		// An imported seed client: a homoglyph id and a legacy secret far
+		// below today's rule log in, have their hash upgraded, log in
+		// again, and can be managed.
+		for _, id := range []string{"adm\u0456n", "café"} {
+			sum := sha1.Sum([]byte("aaaa"))
+			if _, err := a.ImportClient(ctx, ImportedClient{ID: id, LegacyHash: hex.EncodeToString(sum[:])}); err != nil {
+				t.Fatalf("ImportClient(%q): %v", id, err)
+			}
+			mustToken(t, a, id, "aaaa")
+			if rec, err := s.client(ctx, id); err != nil || !strings.HasPrefix(rec.SecretHash, "$argon2id$") {
+				t.Fatalf("%q after login: %v, hash %.12q", id, err, rec.SecretHash)
+			}
+			mustToken(t, a, id, "aaaa")
+			if _, err := a.LogoutClient(ctx, id); err != nil {
+				t.Fatalf("LogoutClient(%q): %v", id, err)
+			}
+			if err := a.DeleteClient(ctx, id); err != nil {
+				t.Fatalf("DeleteClient(%q): %v", id, err)
+			}
+		}
+		// A secret chosen under the older rule, stored before it changed.
+		hash, err := a.hasher.hashArgon2(strings.Repeat("a", 16))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.createClient(ctx, &clientRecord{Client: Client{ID: "old-chosen"}, SecretHash: hash}); err != nil {
+			t.Fatal(err)
+		}
+		mustToken(t, a, "old-chosen", strings.Repeat("a", 16))
 	})
 }

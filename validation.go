@@ -21,8 +21,9 @@ const (
 // by an id the caller gave checks it first, so that text no store can hold
 // (PostgreSQL refuses a NUL byte and invalid UTF-8 in any text parameter)
 // is refused as malformed instead of reaching the store as an error that
-// looks like an outage. It is looser than the rule for new ids
-// (checkClientID), so that no client already stored is refused by it.
+// looks like an outage. It is looser than the rules for new and imported
+// ids (checkNewClientID, checkClientID), so that no client already stored
+// is refused by it.
 func checkLookupID(id string) error {
 	if !storableID(id) {
 		return refuse(ErrInvalidArgument, "client_id must be 1 to %d bytes of UTF-8 without NUL", MaxClientIDLen)
@@ -41,7 +42,28 @@ func storableText(s string) bool {
 	return strings.IndexByte(s, 0) < 0 && utf8.ValidString(s)
 }
 
-// checkClientID accepts 1-128 bytes of printable UTF-8 without white space.
+// checkNewClientID is the rule for the id of a new client (CreateClient):
+// 1 to MaxClientIDLen characters of printable ASCII without spaces, that
+// is, letters, digits and the punctuation from '!' (0x21) to '~' (0x7e).
+// ASCII only, so that no id can pass for another it looks like (a Cyrillic
+// "і" in "admіn"). Clients imported from the seed service keep the older,
+// wider rule (checkClientID), and every stored client is still found
+// (checkLookupID).
+func checkNewClientID(id string) error {
+	if id == "" || len(id) > MaxClientIDLen {
+		return refuse(ErrInvalidArgument, "client_id must be 1 to %d characters", MaxClientIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x21 || c > 0x7e {
+			return refuse(ErrInvalidArgument, "client_id must be printable ASCII (letters, digits and punctuation) without spaces or control characters")
+		}
+	}
+	return nil
+}
+
+// checkClientID accepts 1-128 bytes of printable UTF-8 without white space:
+// the rule of ids imported from the seed service (ImportClient), which was
+// also the rule of new ids before checkNewClientID.
 func checkClientID(id string) error {
 	if id == "" || len(id) > MaxClientIDLen || !utf8.ValidString(id) {
 		return refuse(ErrInvalidArgument, "client_id must be 1 to %d bytes of UTF-8", MaxClientIDLen)

@@ -60,7 +60,7 @@ func TestErrorAnswers(t *testing.T) {
 		msg              string
 	}{
 		{"short secret", "/client", "client_id=z&client_secret=short", adminH, 400, "client secret must be at least 16 characters"},
-		{"space in id", "/client", "client_id=a+b", adminH, 400, "client_id must not contain spaces or control characters"},
+		{"space in id", "/client", "client_id=a+b", adminH, 400, "client_id must be printable ASCII (letters, digits and punctuation) without spaces or control characters"},
 		{"bad scope", "/client", "client_id=z&scope=%22q", adminH, 400, `scope "\"q" has a character RFC 6749 forbids`},
 		{"taken id", "/client", "client_id=root", adminH, 409, "client already exists"},
 		{"wrong secret", "/auth", "client_id=root&client_secret=wrong-wrong-wrong", nil, 401, "invalid client credentials"},

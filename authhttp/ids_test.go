@@ -1,11 +1,16 @@
 package authhttp
 
 import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/authsvc/authsvc"
 	"github.com/authsvc/authsvc/internal/testdb"
 )
 
@@ -71,4 +76,77 @@ func TestUnstorableClientIDs(t *testing.T) {
 		// The store is fine, and says so.
 		expect(t, "readyz", ts.do("GET", "/readyz", "", "", nil), 200)
 	})
+}
+
+// TestNewClientIDAndSecretRules: through POST /client and rotate-secret, a
+// new client_id must be printable ASCII without spaces (a homoglyph
+// "admіn" with a Cyrillic і was accepted) and a chosen secret must not be
+// blank or trivially repetitive (16 spaces and "aaaaaaaaaaaaaaaa" were
+// accepted); imported seed clients keep their ids and legacy secrets
+// (issue 14).
+func TestNewClientIDAndSecretRules(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		adminH := map[string]string{"Authorization": "Bearer " + ts.admin}
+		const idRule = "client_id must be printable ASCII (letters, digits and punctuation) without spaces or control characters"
+		for _, id := range []string{"adm\u0456n", "café", "ｒｏｏｔ", "a\u200bb", "tab\there"} {
+			for _, body := range []struct{ ct, body string }{
+				{form, "client_id=" + url.QueryEscape(id)},
+				{"application/json", jsonObject(t, map[string]string{"client_id": id})},
+			} {
+				r := ts.do("POST", "/client", body.ct, body.body, adminH)
+				if r.status != 400 || r.body["error"] != idRule {
+					t.Errorf("create %q (%s): %d %s, want 400 %q", id, body.ct, r.status, r.raw, idRule)
+				}
+			}
+		}
+		for _, secret := range []struct{ secret, msg string }{
+			{strings.Repeat(" ", 16), "client secret must not be only white space"},
+			{"\t\t\t\t        \u00a0\u2003\u2003\u3000", "client secret must not be only white space"},
+			{strings.Repeat("a", 16), "client secret must have at least 5 different characters"},
+			{strings.Repeat("1234", 4), "client secret must have at least 5 different characters"},
+			{"passwordpassword", "client secret must not be a shorter string repeated"},
+			{"hunter2!hunter2!hunter2!", "client secret must not be a shorter string repeated"},
+		} {
+			r := ts.do("POST", "/client", "application/json", jsonObject(t, map[string]string{"client_id": "weak", "client_secret": secret.secret}), adminH)
+			if r.status != 400 || r.body["error"] != secret.msg {
+				t.Errorf("create with secret %q: %d %s, want 400 %q", secret.secret, r.status, r.raw, secret.msg)
+			}
+			r = ts.do("POST", "/client/root/rotate-secret", form, "client_secret="+url.QueryEscape(secret.secret), adminH)
+			if r.status != 400 || r.body["error"] != secret.msg {
+				t.Errorf("rotate to %q: %d %s, want 400 %q", secret.secret, r.status, r.raw, secret.msg)
+			}
+		}
+		// Printable ASCII and a good chosen secret are fine.
+		id, secret := ts.createClient(url.Values{"client_id": {`svc:one/o'hara";--~`}, "client_secret": {"correct horse battery staple"}})
+		ts.token(id, secret)
+
+		// An imported seed client with a non-ASCII id and a legacy secret
+		// below today's rule: it logs in (its hash is upgraded), again, and
+		// an admin can manage it by its id.
+		sum := sha1.Sum([]byte("flask"))
+		for _, id := range []string{"adm\u0456n", "café"} {
+			if _, err := ts.auth.ImportClient(context.Background(), authsvc.ImportedClient{ID: id, LegacyHash: hex.EncodeToString(sum[:]), IsAdmin: true}); err != nil {
+				t.Fatalf("import %q: %v", id, err)
+			}
+			tok := ts.token(id, "flask")
+			if !strings.HasPrefix(testdb.SecretHash(t, dbURL, id), "$argon2id$") {
+				t.Fatalf("%q: legacy hash not upgraded", id)
+			}
+			ts.token(id, "flask")
+			expect(t, "imported admin creates", ts.form("/client", url.Values{"client_id": {"made-by-" + strings.ToValidUTF8(url.PathEscape(id), "")}}, tok), 201)
+			expect(t, "logout "+id, ts.do("POST", "/client/"+url.PathEscape(id)+"/logout", "", "", adminH), 200)
+			expect(t, "delete "+id, ts.do("DELETE", "/client/"+url.PathEscape(id), "", "", adminH), 200)
+		}
+	})
+}
+
+// jsonObject encodes v as a JSON body.
+func jsonObject(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
