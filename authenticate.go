@@ -12,7 +12,9 @@ type TokenRequest struct {
 	// of the client's scopes.
 	Scopes []string
 	// Audience sets the aud claim (RFC 8707 resource or the "audience"
-	// parameter). Empty means Config.DefaultAudience.
+	// parameter); each must be among the client's Audiences or the default
+	// audience, else ErrInvalidTarget. Empty means the default audience
+	// (Config.DefaultAudience).
 	Audience []string
 }
 
@@ -40,11 +42,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret strin
 	if err != nil {
 		return nil, err
 	}
-	aud := a.audience
-	if len(req.Audience) > 0 {
-		if aud, err = NormalizeAudiences(req.Audience); err != nil {
-			return nil, err
-		}
+	aud, err := a.grantAudiences(c, req.Audience)
+	if err != nil {
+		return nil, err
 	}
 	return a.issue(c, scopes, aud)
 }

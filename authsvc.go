@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -227,3 +228,14 @@ func (a *Authenticator) Ping(ctx context.Context) error {
 
 // Issuer returns the configured issuer.
 func (a *Authenticator) Issuer() string { return a.cfg.Issuer }
+
+// ForIssuer reports whether verified claims are of a token meant for this
+// Authenticator itself, as the audience of its own routes (authhttp's admin
+// routes and token introspection accept only such tokens): its aud
+// includes the issuer, or it is exactly the default audience, the aud of a
+// token requested without naming one (with HS256 and no
+// Config.DefaultAudience, no aud at all). A token minted for another
+// service, such as aud ["https://notes.internal"], is not.
+func (a *Authenticator) ForIssuer(c *Claims) bool {
+	return c.hasAudience(a.cfg.Issuer) || slices.Equal(c.Audience, a.audience)
+}

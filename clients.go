@@ -12,6 +12,11 @@ type Client struct {
 	RowID   int64  // numeric id, the "id" claim of the seed service's tokens
 	IsAdmin bool
 	Scopes  []string
+	// Audiences are the audiences (aud values, such as RFC 8707 resource
+	// URIs) the client may request besides the default audience
+	// (Config.DefaultAudience): a token request naming any other is
+	// refused with ErrInvalidTarget. Empty means the default audience only.
+	Audiences []string
 	// TokensValidAfter is the per-client cut-off: tokens issued before it are
 	// refused. Zero means none.
 	TokensValidAfter time.Time
@@ -31,6 +36,10 @@ type NewClient struct {
 	Secret  string
 	IsAdmin bool
 	Scopes  []string
+	// Audiences the client may request besides the default one (see
+	// Client.Audiences): each 1-512 bytes of printable UTF-8 without
+	// spaces, at most MaxClientAudiences.
+	Audiences []string
 	// RowID, when non-zero, asks for that numeric id (used to import the
 	// seed service's clients so their "id" claim is unchanged).
 	RowID int64
@@ -46,6 +55,10 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 	if err != nil {
 		return nil, "", err
 	}
+	audiences, err := normalizeClientAudiences(nc.Audiences)
+	if err != nil {
+		return nil, "", err
+	}
 	if nc.RowID < 0 {
 		return nil, "", refuse(ErrInvalidArgument, "negative row id")
 	}
@@ -56,7 +69,7 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 	now := a.now().UTC().Truncate(time.Second)
 	rec := &clientRecord{
 		Client: Client{
-			ID: nc.ID, RowID: nc.RowID, IsAdmin: nc.IsAdmin, Scopes: scopes,
+			ID: nc.ID, RowID: nc.RowID, IsAdmin: nc.IsAdmin, Scopes: scopes, Audiences: audiences,
 			CreatedAt: now, UpdatedAt: now,
 		},
 		SecretHash: hash,
@@ -108,18 +121,24 @@ func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error
 
 // ClientUpdate changes a client; nil fields are left as they are.
 type ClientUpdate struct {
-	IsAdmin *bool
-	Scopes  *[]string
+	IsAdmin   *bool
+	Scopes    *[]string
+	Audiences *[]string // replaces the list; an empty one allows the default audience only
 }
 
-// UpdateClient changes a client's admin flag or scopes. Tokens already
-// issued keep the claims they were issued with; admin rights are checked
-// against the current record by authd's admin routes.
+// UpdateClient changes a client's admin flag, scopes or audiences. Tokens
+// already issued keep the claims they were issued with; admin rights are
+// checked against the current record by authd's admin routes.
 func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u ClientUpdate) (*Client, error) {
-	var scopes []string
+	var scopes, audiences []string
+	var err error
 	if u.Scopes != nil {
-		var err error
 		if scopes, err = NormalizeScopes(*u.Scopes); err != nil {
+			return nil, err
+		}
+	}
+	if u.Audiences != nil {
+		if audiences, err = normalizeClientAudiences(*u.Audiences); err != nil {
 			return nil, err
 		}
 	}
@@ -129,6 +148,9 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 		}
 		if u.Scopes != nil {
 			rec.Scopes = scopes
+		}
+		if u.Audiences != nil {
+			rec.Audiences = audiences
 		}
 		return nil
 	})

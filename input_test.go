@@ -128,3 +128,112 @@ func TestNewClientRules(t *testing.T) {
 		mustToken(t, a, "old-chosen", strings.Repeat("a", 16))
 	})
 }
+
+// TestClientAudienceRule: a token request may name only the client's
+// audiences or the default one (ErrInvalidTarget otherwise, malformed ones
+// included); the list is set at creation and by UpdateClient, and
+// survives a restart. ForIssuer tells authd's own tokens from others'.
+func TestClientAudienceRule(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s := openStore(t, url)
+		a := newAuth(t, s, Config{})
+		c, secret := mustClient(t, a, NewClient{ID: "svc", Audiences: []string{"https://a.test", "https://b.test", "https://a.test"}})
+		if strings.Join(c.Audiences, " ") != "https://a.test https://b.test" {
+			t.Fatalf("Audiences = %v", c.Audiences)
+		}
+		aud := func(req ...string) ([]string, error) {
+			tok, err := a.Authenticate(ctx, "svc", secret, TokenRequest{Audience: req})
+			if err != nil {
+				return nil, err
+			}
+			claims, err := a.Verify(ctx, tok.AccessToken)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !a.ForIssuer(claims) != (len(req) > 0 && !strings.Contains(strings.Join(req, " "), testIssuer)) {
+				t.Errorf("ForIssuer(aud %v) = %v", claims.Audience, a.ForIssuer(claims))
+			}
+			return claims.Audience, nil
+		}
+		for _, ok := range [][]string{nil, {"https://a.test"}, {"https://b.test", "https://a.test"}, {testIssuer}, {testIssuer, "https://b.test"}} {
+			got, err := aud(ok...)
+			want := ok
+			if len(ok) == 0 {
+				want = []string{testIssuer}
+			}
+			if err != nil || strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("request %v: aud %v, %v; want %v", ok, got, err, want)
+			}
+		}
+		for _, bad := range [][]string{{"https://c.test"}, {"https://a.test", "https://c.test"}, {"https://a.test/"}, {"a b"}, {""}} {
+			if _, err := aud(bad...); !errors.Is(err, ErrInvalidTarget) || ErrorMessage(err) == "" {
+				t.Errorf("request %q: %v, want ErrInvalidTarget with a message", bad, err)
+			}
+		}
+		for _, bad := range [][]string{{"a\x01b"}, {strings.Repeat("x", 513)}, make([]string, MaxClientAudiences+1)} {
+			if _, _, err := a.CreateClient(ctx, NewClient{ID: "bad", Audiences: bad}); !errors.Is(err, ErrInvalidArgument) {
+				t.Errorf("CreateClient with audiences %.20q: %v, want ErrInvalidArgument", bad, err)
+			}
+		}
+		many := make([]string, MaxClientAudiences)
+		for i := range many {
+			many[i] = "https://svc" + strings.Repeat("x", i%7) + ".test/" + string(rune('a'+i%26)) + strings.Repeat("y", i/26)
+		}
+		if _, err := a.UpdateClient(ctx, "svc", ClientUpdate{Audiences: &many}); err != nil {
+			t.Fatalf("UpdateClient with %d audiences: %v", len(many), err)
+		}
+		none := []string{}
+		if _, err := a.UpdateClient(ctx, "svc", ClientUpdate{Audiences: &none}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := aud("https://a.test"); !errors.Is(err, ErrInvalidTarget) {
+			t.Errorf("after the list was emptied: %v, want ErrInvalidTarget", err)
+		}
+		only := []string{"https://b.test"}
+		if _, err := a.UpdateClient(ctx, "svc", ClientUpdate{Audiences: &only}); err != nil {
+			t.Fatal(err)
+		}
+		// Another instance on the same store (a restart) reads the list.
+		b := newAuth(t, s, Config{})
+		if c, err := b.Client(ctx, "svc"); err != nil || strings.Join(c.Audiences, " ") != "https://b.test" {
+			t.Fatalf("after restart: %+v, %v", c, err)
+		}
+		if _, err := b.Authenticate(ctx, "svc", secret, TokenRequest{Audience: []string{"https://b.test"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestAudiencesMigration: a store made before migration 0002 keeps its
+// clients, which get an empty audience list: tokens for the default
+// audience, and invalid_target for a request naming another.
+func TestAudiencesMigration(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s := openStore(t, url)
+		a := newAuth(t, s, Config{})
+		_, secret := mustClient(t, a, NewClient{ID: "old"})
+		a.Close()
+		// Back to the schema of version 1.
+		db := s.(*sqlStore).db
+		for _, q := range []string{`ALTER TABLE authsvc_clients DROP COLUMN audiences`, `DELETE FROM authsvc_schema_migrations WHERE version >= 2`} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		s.Close()
+		s = openStore(t, url) // migrates again
+		a = newAuth(t, s, Config{})
+		c, err := a.Client(ctx, "old")
+		if err != nil || len(c.Audiences) != 0 {
+			t.Fatalf("old client after the migration: %+v, %v", c, err)
+		}
+		if tok := mustToken(t, a, "old", secret); tok == nil {
+			t.Fatal("no token")
+		}
+		if _, err := a.Authenticate(ctx, "old", secret, TokenRequest{Audience: []string{"https://notes.internal"}}); !errors.Is(err, ErrInvalidTarget) {
+			t.Fatalf("old client asking for an audience: %v, want ErrInvalidTarget", err)
+		}
+	})
+}

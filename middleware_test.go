@@ -115,7 +115,7 @@ func TestMiddleware(t *testing.T) {
 
 func TestMiddlewareOptions(t *testing.T) {
 	a := newAuth(t, openStore(t, testdb.SQLite(t)), Config{})
-	_, secret := mustClient(t, a, NewClient{ID: "svc"})
+	_, secret := mustClient(t, a, NewClient{ID: "svc", Audiences: []string{"https://notes.test"}})
 	forNotes, err := a.Authenticate(context.Background(), "svc", secret, TokenRequest{Audience: []string{"https://notes.test"}})
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,10 @@ const (
 	MaxTokenLen    = 8192 // bytes; our tokens are well under 1 KB
 	MaxScopes      = 100
 	MaxScopeLen    = 128
-	MaxAudiences   = 10
+	MaxAudiences   = 10 // in one token request
+	// MaxClientAudiences bounds the audiences a client may be allowed to
+	// request (Client.Audiences).
+	MaxClientAudiences = 100
 )
 
 // checkLookupID accepts what a stored client_id can be: 1 to MaxClientIDLen
@@ -107,6 +110,45 @@ func NormalizeAudiences(auds []string) ([]string, error) {
 		return nil, refuse(ErrInvalidArgument, "at most %d audiences", MaxAudiences)
 	}
 	return out, nil
+}
+
+// normalizeClientAudiences checks the audiences a client may request as
+// NormalizeAudiences checks a request's, with room for MaxClientAudiences.
+func normalizeClientAudiences(auds []string) ([]string, error) {
+	out := make([]string, 0, len(auds))
+	for _, aud := range auds {
+		if err := checkAudience(aud); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, aud) {
+			out = append(out, aud)
+		}
+	}
+	if len(out) > MaxClientAudiences {
+		return nil, refuse(ErrInvalidArgument, "at most %d audiences a client", MaxClientAudiences)
+	}
+	return out, nil
+}
+
+// grantAudiences returns the aud claim of a token for c: the default
+// audience when none is requested, else the requested ones, each of which
+// must be among c's Audiences or the default audience (Hydra's rule: a
+// client may request only the audiences it is allowed). Errors are
+// ErrInvalidTarget (RFC 8707).
+func (a *Authenticator) grantAudiences(c *Client, requested []string) ([]string, error) {
+	if len(requested) == 0 {
+		return a.audience, nil
+	}
+	requested, err := NormalizeAudiences(requested)
+	if err != nil {
+		return nil, refuse(ErrInvalidTarget, "%s", ErrorMessage(err))
+	}
+	for _, r := range requested {
+		if !slices.Contains(c.Audiences, r) && !slices.Contains(a.audience, r) {
+			return nil, refuse(ErrInvalidTarget, "%q is not an audience this client may request", r)
+		}
+	}
+	return requested, nil
 }
 
 // NormalizeScopes checks each scope against RFC 6749 §3.3 (scope-token =

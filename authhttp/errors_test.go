@@ -33,6 +33,8 @@ func TestErrorKinds(t *testing.T) {
 		{&authsvc.Error{Kind: authsvc.ErrInvalidScope, Message: `"x" is not granted to this client`}, 400, "invalid_scope", `"x" is not granted to this client`},
 		{&authsvc.Error{Kind: authsvc.ErrInvalidArgument, Message: "client secret must be at least 16 characters"}, 400, "invalid_request", "client secret must be at least 16 characters"},
 		{fmt.Errorf("creating: %w", &authsvc.Error{Kind: authsvc.ErrInvalidArgument, Message: "negative grace period"}), 400, "invalid_request", "negative grace period"},
+		{authsvc.ErrInvalidTarget, 400, "invalid_target", "invalid target"},
+		{&authsvc.Error{Kind: authsvc.ErrInvalidTarget, Message: `"https://x" is not an audience this client may request`}, 400, "invalid_target", `"https://x" is not an audience this client may request`},
 		{authsvc.ErrClientExists, 409, "invalid_request", "client already exists"},
 		{authsvc.ErrRowIDTaken, 409, "invalid_request", "client already exists"},
 		{authsvc.ErrClientNotFound, 404, "invalid_request", "client not found"},

@@ -169,7 +169,8 @@ func TestForwardAuthHeaders(t *testing.T) {
 // 400 whatever the token.
 func TestForwardAuthRequirements(t *testing.T) {
 	ts := newTestServer(t, testdb.SQLite(t))
-	_, secret := ts.createClient(url.Values{"client_id": {"notes"}, "scope": {"notes:read notes:write admin:x"}})
+	_, secret := ts.createClient(url.Values{"client_id": {"notes"}, "scope": {"notes:read notes:write admin:x"},
+		"audience": {"https://notes.example https://billing.example"}})
 	readOnly := ts.oauthToken("notes", secret, "notes:read", "")
 	readWrite := ts.oauthToken("notes", secret, "notes:read notes:write", "")
 	notesAud := ts.oauthToken("notes", secret, "notes:read", "https://notes.example")

@@ -34,7 +34,7 @@ func TestOAuthInterop(t *testing.T) {
 		// A secret with ':', '%', '+', spaces and non-ASCII, through Basic.
 		secret := "p:a%s+s wörd-ünïcode-€"
 		r := ts.do("POST", "/client", "application/json",
-			`{"client_id":"svc:one","client_secret":"`+secret+`","scope":"notes:read notes:write"}`,
+			`{"client_id":"svc:one","client_secret":"`+secret+`","scope":"notes:read notes:write","audience":["https://notes.test"]}`,
 			map[string]string{"Authorization": "Bearer " + ts.admin})
 		expect(t, "create", r, 201)
 		for _, style := range []oauth2.AuthStyle{oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams} {
@@ -107,7 +107,7 @@ func verifyWithJOSE(t *testing.T, base, token string) map[string]any {
 func TestTokenEndpointErrors(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dbURL string) {
 		ts := newTestServer(t, dbURL)
-		_, secret := ts.createClient(url.Values{"client_id": {"svc"}, "scope": {"a b"}})
+		_, secret := ts.createClient(url.Values{"client_id": {"svc"}, "scope": {"a b"}, "audience": {"https://api.test/x svc-b"}})
 		good := "grant_type=client_credentials&client_id=svc&client_secret=" + url.QueryEscape(secret)
 		basic := map[string]string{"Authorization": basicAuth("svc", secret)}
 		cases := []struct {
@@ -130,6 +130,9 @@ func TestTokenEndpointErrors(t *testing.T) {
 			{"malformed scope", form, good + "&scope=%22", nil, 400, "invalid_scope"},
 			{"bad resource", form, good + "&resource=not-absolute", nil, 400, "invalid_target"},
 			{"resource with fragment", form, good + "&resource=https://x.test/%23frag", nil, 400, "invalid_target"},
+			{"resource not allowed", form, good + "&resource=https://api.test/y", nil, 400, "invalid_target"},
+			{"audience not allowed", form, good + "&audience=svc-c", nil, 400, "invalid_target"},
+			{"malformed audience", form, good + "&audience=a%01b", nil, 400, "invalid_target"},
 			{"repeated grant_type", form, good + "&grant_type=client_credentials", nil, 400, "invalid_request"},
 			{"JSON body", "application/json", `{"grant_type":"client_credentials"}`, basic, 400, "invalid_request"},
 			{"oversized", form, good + "&scope=" + strings.Repeat("a", maxBodyBytes), nil, 413, "invalid_request"},
