@@ -234,11 +234,26 @@ type introspection struct {
 var inactive = []byte("{\"active\":false}\n")
 
 // introspect: POST /oauth/introspect (RFC 7662). Any authenticated client
-// may introspect; every token that does not verify is {"active": false}.
+// may introspect, and so may the bearer of a valid access token meant for
+// authd (RFC 7662 §2.1 allows either); every token that does not verify is
+// {"active": false}.
 func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
-	v, _, ok := h.oauthCaller(w, r)
+	v, ok := readOAuthForm(w, r)
 	if !ok {
 		return
+	}
+	if hasBearerScheme(r) {
+		if !h.bearerCaller(w, r, v) {
+			return
+		}
+	} else {
+		cc, ok := readClientCredentials(w, r, v)
+		if !ok {
+			return
+		}
+		if _, ok := h.authenticateClient(w, r, cc); !ok {
+			return
+		}
 	}
 	tok := v.Get("token")
 	if tok == "" {
@@ -261,6 +276,49 @@ func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
 		ExpiresAt: claims.ExpiresAt, IssuedAt: claims.IssuedAt, NotBefore: claims.NotBefore, Issuer: claims.Issuer,
 		Audience: claims.Audience, ID: claims.ID, TokenType: "Bearer",
 	})
+}
+
+// hasBearerScheme reports whether the request's one Authorization header
+// is of the Bearer scheme (any letter case), blank or not.
+func hasBearerScheme(r *http.Request) bool {
+	h := r.Header.Values("Authorization")
+	if len(h) != 1 {
+		return false
+	}
+	const scheme = "bearer"
+	v := h[0]
+	return len(v) >= len(scheme) && strings.EqualFold(v[:len(scheme)], scheme) && (len(v) == len(scheme) || v[len(scheme)] == ' ')
+}
+
+// bearerCaller authorizes an introspection by the bearer of an access
+// token (RFC 7662 §2.1): one that verifies and is meant for authd
+// (authsvc.Authenticator.ForIssuer), so that a token minted for another
+// service does not open authd's endpoint. A bad token is 401 invalid_token,
+// a blank one 401 with a bare challenge; ok is false when it has answered.
+func (h *handler) bearerCaller(w http.ResponseWriter, r *http.Request, v url.Values) bool {
+	if v.Get("client_secret") != "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "use one authorization, not both a Bearer token and client_secret")
+		return false
+	}
+	tok, err := authsvc.BearerToken(r)
+	if errors.Is(err, authsvc.ErrNoToken) {
+		w.Header().Set("WWW-Authenticate", bearerChallenge)
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication or a Bearer access token is required")
+		return false
+	}
+	var claims *authsvc.Claims
+	if err == nil {
+		claims, err = h.auth.Verify(r.Context(), tok)
+	}
+	if err == nil && !h.auth.ForIssuer(claims) {
+		err = &authsvc.Error{Kind: authsvc.ErrInvalidToken, Message: "the token is not meant for this server (its aud lacks the issuer)"}
+	}
+	if err != nil {
+		h.oauthFail(w, r, err) // 401 invalid_token, or 503 when the store is down
+		return false
+	}
+	setClient(r, claims.Subject)
+	return true
 }
 
 // revoke: POST /oauth/revoke (RFC 7009). A client may revoke its own

@@ -390,3 +390,60 @@ func TestRFCExamples(t *testing.T) {
 		}
 	})
 }
+
+// TestIntrospectionWithBearer: /oauth/introspect also takes a valid access
+// token meant for authd as the caller's authorization (RFC 7662 §2.1); a
+// bad one is 401 invalid_token, a blank one 401 with a bare challenge
+// (issue 14).
+func TestIntrospectionWithBearer(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		_, rsSecret := ts.createClient(url.Values{"client_id": {"resource-server"}, "audience": {"https://notes.internal"}})
+		_, secret := ts.createClient(url.Values{"client_id": {"svc"}, "scope": {"x"}})
+		rsToken := ts.token("resource-server", rsSecret)
+		live := ts.token("svc", secret)
+		introspect := func(header map[string]string, body string) reply {
+			return ts.do("POST", "/oauth/introspect", form, body, header)
+		}
+		r := introspect(bearerHeader(rsToken), "token="+live)
+		if r.status != 200 || r.body["active"] != true || r.body["client_id"] != "svc" || r.header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("bearer caller: %d %s", r.status, r.raw)
+		}
+		if r := introspect(bearerHeader(rsToken), "token=junk"); r.status != 200 || r.raw != "{\"active\":false}\n" {
+			t.Fatalf("bearer caller, junk token: %d %s", r.status, r.raw)
+		}
+
+		revoked := ts.token("resource-server", rsSecret)
+		expect(t, "logout", ts.form("/logout", url.Values{"token": {revoked}}, ""), 200)
+		forNotes := ts.oauthToken("resource-server", rsSecret, "", "https://notes.internal")
+		for name, tok := range map[string]string{
+			"junk": "junk", "revoked": revoked, "tampered": rsToken[:len(rsToken)-2] + "xx",
+			"for another audience": forNotes, "expired": ts.expiredToken("resource-server", rsSecret),
+		} {
+			r := introspect(bearerHeader(tok), "token="+live)
+			if r.status != 401 || r.body["error"] != "invalid_token" || r.body["active"] != nil {
+				t.Errorf("%s caller token: %d %s, want 401 invalid_token", name, r.status, r.raw)
+			}
+			if got := r.header.Get("WWW-Authenticate"); got != `Bearer realm="authd", error="invalid_token"` {
+				t.Errorf("%s caller token: WWW-Authenticate %q", name, got)
+			}
+		}
+		for _, h := range []string{"Bearer", "Bearer   "} {
+			r := introspect(map[string]string{"Authorization": h}, "token="+live)
+			if r.status != 401 || r.header.Get("WWW-Authenticate") != bearerChallenge {
+				t.Errorf("%q: %d %q %s, want 401 with a bare Bearer challenge", h, r.status, r.header.Get("WWW-Authenticate"), r.raw)
+			}
+		}
+		r = introspect(bearerHeader(rsToken), "token="+live+"&client_id=resource-server&client_secret="+url.QueryEscape(rsSecret))
+		if r.status != 400 || r.body["error"] != "invalid_request" {
+			t.Errorf("bearer and client_secret: %d %s, want 400 invalid_request", r.status, r.raw)
+		}
+		if r := introspect(bearerHeader(rsToken), ""); r.status != 400 || r.body["error"] != "invalid_request" {
+			t.Errorf("bearer caller, no token: %d %s", r.status, r.raw)
+		}
+		// Client authentication still works, and is still checked.
+		if r := introspect(map[string]string{"Authorization": basicAuth("resource-server", rsSecret)}, "token="+live); r.body["active"] != true {
+			t.Fatalf("basic caller: %d %s", r.status, r.raw)
+		}
+	})
+}
