@@ -2,6 +2,7 @@ package authhttp
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -101,13 +102,17 @@ func FuzzReadParams(f *testing.F) {
 
 // FuzzClientCredentials: any Authorization header and body give either
 // credentials or an RFC 6749 error answer, never a panic, and Basic
-// credentials decode the §2.3.1 form-encoding.
+// credentials are the §2.3.1 form-decoding of what was sent, with what was
+// sent as the raw alternative when it differs, or what was sent alone when
+// it does not form-decode.
 func FuzzClientCredentials(f *testing.F) {
 	f.Add("Basic "+"c3ZjOnNlY3JldA==", "")
 	f.Add("Basic !!!", "")
 	f.Add("basic "+"YSUyMGI6YyUzQWQ=", "client_id=a b")
 	f.Add("", "client_id=x&client_secret=y")
 	f.Add("Bearer x", "")
+	f.Add(rawBasic("svc", "50%off+more"), "")
+	f.Add(rawBasic("a+b", "x%41y"), "client_id=a+b")
 	f.Fuzz(func(t *testing.T, header, body string) {
 		r := httptest.NewRequest("POST", "/oauth/token", strings.NewReader(body))
 		if header != "" {
@@ -130,6 +135,30 @@ func FuzzClientCredentials(f *testing.F) {
 		}
 		if cc.id == "" && !cc.basic {
 			t.Fatal("accepted without a client_id")
+		}
+		if !cc.basic {
+			if cc.raw != nil {
+				t.Fatal("a raw alternative without HTTP Basic")
+			}
+			return
+		}
+		sent, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(header[len("basic "):]))
+		id, secret, _ := strings.Cut(string(sent), ":")
+		did, err1 := url.QueryUnescape(id)
+		dsecret, err2 := url.QueryUnescape(secret)
+		switch {
+		case err1 != nil || err2 != nil:
+			if cc.id != id || cc.secret != secret || cc.raw != nil {
+				t.Fatalf("undecodable %q:%q read as %q:%q (raw %v)", id, secret, cc.id, cc.secret, cc.raw)
+			}
+		case did == id && dsecret == secret:
+			if cc.id != id || cc.secret != secret || cc.raw != nil {
+				t.Fatalf("%q:%q read as %q:%q (raw %v)", id, secret, cc.id, cc.secret, cc.raw)
+			}
+		default:
+			if cc.id != did || cc.secret != dsecret || cc.raw == nil || cc.raw.id != id || cc.raw.secret != secret {
+				t.Fatalf("%q:%q read as %q:%q (raw %v), want %q:%q and the raw pair", id, secret, cc.id, cc.secret, cc.raw, did, dsecret)
+			}
 		}
 	})
 }

@@ -42,6 +42,26 @@ func (h *handler) revocations(w http.ResponseWriter, r *http.Request) {
 type clientCredentials struct {
 	id, secret string
 	basic      bool // sent as HTTP Basic
+	// raw, for HTTP Basic, is the id and secret as sent, when they differ
+	// from their form-decoding (id and secret): many clients do not
+	// form-encode (authlib 1.2, python-requests, curl -u), so a chosen
+	// secret with a "+" or a "%" would never match. try checks it when the
+	// decoded pair fails.
+	raw *clientCredentials
+}
+
+// try runs check with the form-decoded credentials and, when they are
+// refused as invalid and the raw ones differ, with the raw ones: one
+// attempt as far as the throttle goes (the caller brackets try with one
+// allowAttempt and one noteAttempt). It returns the client_id that passed.
+func (cc clientCredentials) try(check func(id, secret string) error) (string, error) {
+	err := check(cc.id, cc.secret)
+	if errors.Is(err, authsvc.ErrInvalidClient) && cc.raw != nil {
+		if err = check(cc.raw.id, cc.raw.secret); err == nil {
+			return cc.raw.id, nil
+		}
+	}
+	return cc.id, err
 }
 
 // readOAuthForm reads an RFC 6749 request body: form-urlencoded only, no
@@ -78,8 +98,9 @@ outer:
 }
 
 // readClientCredentials takes the client's credentials from HTTP Basic
-// (client_secret_basic, with the §2.3.1 form-encoding of id and secret) or
-// from the body (client_secret_post), and refuses a request that uses both.
+// (client_secret_basic, with the §2.3.1 form-encoding of id and secret, or
+// without it: see clientCredentials.raw) or from the body
+// (client_secret_post), and refuses a request that uses both.
 func readClientCredentials(w http.ResponseWriter, r *http.Request, v url.Values) (clientCredentials, bool) {
 	var cc clientCredentials
 	h := r.Header.Values("Authorization")
@@ -99,19 +120,25 @@ func readClientCredentials(w http.ResponseWriter, r *http.Request, v url.Values)
 			oauthError(w, http.StatusBadRequest, "invalid_request", "malformed HTTP Basic credentials")
 			return cc, false
 		}
-		if cc.id, err = url.QueryUnescape(id); err == nil {
+		// RFC 6749 §2.3.1 form-encodes both; a client that does not sends
+		// them as they are. Both readings are kept when they differ, and
+		// the raw one alone when the form-decoding fails ("50%off").
+		cc.id, err = url.QueryUnescape(id)
+		if err == nil {
 			cc.secret, err = url.QueryUnescape(secret)
 		}
-		if err != nil {
-			oauthError(w, http.StatusBadRequest, "invalid_request", "malformed form-encoding in HTTP Basic credentials")
-			return cc, false
+		switch {
+		case err != nil:
+			cc.id, cc.secret = id, secret
+		case cc.id != id || cc.secret != secret:
+			cc.raw = &clientCredentials{id: id, secret: secret, basic: true}
 		}
 		cc.basic = true
 		if v.Get("client_secret") != "" {
 			oauthError(w, http.StatusBadRequest, "invalid_request", "use one client authentication method, not both HTTP Basic and client_secret")
 			return cc, false
 		}
-		if bodyID := v.Get("client_id"); bodyID != "" && bodyID != cc.id {
+		if bodyID := v.Get("client_id"); bodyID != "" && bodyID != cc.id && (cc.raw == nil || bodyID != cc.raw.id) {
 			oauthError(w, http.StatusBadRequest, "invalid_request", "client_id in the body differs from HTTP Basic")
 			return cc, false
 		}
@@ -147,12 +174,17 @@ func (h *handler) authenticateClient(w http.ResponseWriter, r *http.Request, cc 
 	if !h.allowAttempt(w, r, cc.id, true) {
 		return nil, false
 	}
-	c, err := h.auth.AuthenticateClient(r.Context(), cc.id, cc.secret)
+	var c *authsvc.Client
+	id, err := cc.try(func(id, secret string) (err error) {
+		c, err = h.auth.AuthenticateClient(r.Context(), id, secret)
+		return err
+	})
 	h.noteAttempt(r, cc.id, err)
 	if err != nil {
 		h.oauthFail(w, r, err)
 		return nil, false
 	}
+	setClient(r, id)
 	return c, true
 }
 
@@ -191,12 +223,17 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 	if !h.allowAttempt(w, r, cc.id, true) {
 		return
 	}
-	tok, err := h.auth.Authenticate(r.Context(), cc.id, cc.secret, req)
+	var tok *authsvc.Token
+	id, err := cc.try(func(id, secret string) (err error) {
+		tok, err = h.auth.Authenticate(r.Context(), id, secret, req)
+		return err
+	})
 	h.noteAttempt(r, cc.id, err)
 	if err != nil {
 		h.oauthFail(w, r, err)
 		return
 	}
+	setClient(r, id)
 	noStore(w)
 	writeJSON(w, http.StatusOK, tokenResponse{
 		AccessToken: tok.AccessToken,

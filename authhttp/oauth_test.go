@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -446,4 +447,86 @@ func TestIntrospectionWithBearer(t *testing.T) {
 			t.Fatalf("basic caller: %d %s", r.status, r.raw)
 		}
 	})
+}
+
+// rawBasic is HTTP Basic as clients that do not form-encode send it
+// (authlib 1.2, python-requests, curl -u): id and secret as they are.
+func rawBasic(id, secret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))
+}
+
+// TestBasicRawCredentials: a chosen secret with "+" or "%" works through
+// HTTP Basic from a client that does not form-encode it, as one attempt
+// for the throttle; clients that do form-encode work as before (issue 14).
+func TestBasicRawCredentials(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		secrets := map[string]string{
+			"plus":    "a+b+c+d+e+f+g+h+i",      // decodes to spaces
+			"percent": "50%off-for-everyone-now", // "%of" does not decode
+			"escape":  "x%41yz-abcdefghijk",      // decodes to xAyz…
+			"both":    "p+ss%2Bw%rd-1234567",
+		}
+		for id, secret := range secrets {
+			r := ts.do("POST", "/client", "application/json", jsonObject(t, map[string]string{"client_id": id, "client_secret": secret}), bearerHeader(ts.admin))
+			expect(t, "create "+id, r, 201)
+		}
+		_, generated := ts.createClient(url.Values{"client_id": {"a+b"}}) // an id that form-decodes otherwise
+		secrets["a+b"] = generated
+		for id, secret := range secrets {
+			for name, h := range map[string]string{"raw": rawBasic(id, secret), "form-encoded": basicAuth(id, secret)} {
+				r := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials", map[string]string{"Authorization": h})
+				if r.status != 200 {
+					t.Errorf("%s %s: /oauth/token %d %s", name, id, r.status, r.raw)
+					continue
+				}
+				if c, err := ts.auth.Verify(context.Background(), r.body["access_token"].(string)); err != nil || c.Subject != id {
+					t.Errorf("%s %s: token of %v, %v", name, id, c, err)
+				}
+				r = ts.do("POST", "/oauth/introspect", form, "token=junk", map[string]string{"Authorization": h})
+				if r.status != 200 {
+					t.Errorf("%s %s: /oauth/introspect %d %s", name, id, r.status, r.raw)
+				}
+			}
+			// A body client_id naming the raw id agrees with HTTP Basic.
+			r := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials&client_id="+url.QueryEscape(id), map[string]string{"Authorization": rawBasic(id, secret)})
+			expect(t, "raw basic with the body's client_id "+id, r, 200)
+		}
+		// Wrong secrets are still wrong, either way. (The form-encoding of
+		// "a b c d e f g h i" is the real secret's bytes, and passes.)
+		for _, h := range []string{rawBasic("plus", "a+b+c+d+e+f+g+h+j"), rawBasic("percent", "50%off-for-everyone-nox"), basicAuth("plus", "a+b+c+d+e+f+g+h+j")} {
+			r := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials", map[string]string{"Authorization": h})
+			if r.status != 401 || r.body["error"] != "invalid_client" {
+				t.Errorf("wrong secret: %d %s", r.status, r.raw)
+			}
+		}
+		if strings.Contains(ts.logs.String(), "50%off") || strings.Contains(ts.logs.String(), "a+b+c+d") {
+			t.Fatal("a secret reached the log")
+		}
+	})
+}
+
+// TestBasicRawFallbackIsOneAttempt: a wrong secret whose raw and decoded
+// readings differ costs the throttle one attempt, as any wrong secret does.
+func TestBasicRawFallbackIsOneAttempt(t *testing.T) {
+	refusedAfter := func(header func(i int) string) int {
+		ts := opsServer(t, "")
+		ts.createClient(url.Values{"client_id": {"svc"}})
+		for i := 1; i <= 1000; i++ {
+			r := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials", map[string]string{"Authorization": header(i)})
+			if r.status == http.StatusTooManyRequests {
+				return i
+			}
+			if r.status != 401 {
+				t.Fatalf("attempt %d: %d %s", i, r.status, r.raw)
+			}
+		}
+		t.Fatal("never throttled")
+		return 0
+	}
+	plain := refusedAfter(func(i int) string { return rawBasic("svc", fmt.Sprintf("wrong-secret-%04d", i)) })
+	twoReadings := refusedAfter(func(i int) string { return rawBasic("svc", fmt.Sprintf("wrong+secret+%04d", i)) })
+	if plain != twoReadings {
+		t.Fatalf("throttled after %d plain wrong secrets but %d with two readings each", plain, twoReadings)
+	}
 }
