@@ -462,7 +462,7 @@ func TestBasicRawCredentials(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dbURL string) {
 		ts := newTestServer(t, dbURL)
 		secrets := map[string]string{
-			"plus":    "a+b+c+d+e+f+g+h+i",      // decodes to spaces
+			"plus":    "a+b+c+d+e+f+g+h+i",       // decodes to spaces
 			"percent": "50%off-for-everyone-now", // "%of" does not decode
 			"escape":  "x%41yz-abcdefghijk",      // decodes to xAyz…
 			"both":    "p+ss%2Bw%rd-1234567",
