@@ -37,7 +37,6 @@ func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret strin
 	if err != nil {
 		return nil, err
 	}
-	a.stats.tokensIssued.Add(1)
 	scopes, err := grantScopes(c.Scopes, req.Scopes)
 	if err != nil {
 		return nil, err
@@ -46,7 +45,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret strin
 	if err != nil {
 		return nil, err
 	}
-	return a.issue(c, scopes, aud)
+	tok, err := a.issue(c, scopes, aud)
+	if err != nil {
+		return nil, err
+	}
+	a.stats.tokensIssued.Add(1) // counted once issued: not a refused scope or audience
+	return tok, nil
 }
 
 // AuthenticateClient checks a client's credentials without issuing a token

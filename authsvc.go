@@ -114,6 +114,8 @@ type Authenticator struct {
 
 	stats counters
 
+	scopes atomic.Pointer[scopeSet] // the last ScopesSupported
+
 	stop context.CancelFunc // stops the background sync
 	done sync.WaitGroup     // the background goroutines
 	kick chan struct{}      // a change notification: catch up now
@@ -228,6 +230,19 @@ func (a *Authenticator) Ping(ctx context.Context) error {
 
 // Issuer returns the configured issuer.
 func (a *Authenticator) Issuer() string { return a.cfg.Issuer }
+
+// ScopesSupported returns the union of every client's scopes, sorted: what
+// authhttp's discovery advertises as RFC 8414 scopes_supported. It is
+// computed from memory once per client change; the slice is shared, so do
+// not modify it.
+func (a *Authenticator) ScopesSupported() []string {
+	last := a.scopes.Load()
+	cur := a.state.scopeUnion(last)
+	if cur != last {
+		a.scopes.Store(cur)
+	}
+	return cur.scopes
+}
 
 // ForIssuer reports whether verified claims are of a token meant for this
 // Authenticator itself, as the audience of its own routes (authhttp's admin

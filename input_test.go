@@ -237,3 +237,49 @@ func TestAudiencesMigration(t *testing.T) {
 		}
 	})
 }
+
+// TestTokensIssuedAndScopesSupported: Stats.TokensIssued counts tokens
+// issued, not requests refused for their scope or audience; and
+// ScopesSupported is the sorted union of the clients' scopes, current with
+// every change, on this instance and on another one on the same store.
+func TestTokensIssuedAndScopesSupported(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s := openStore(t, url)
+		a := newAuth(t, s, Config{PollInterval: 20 * time.Millisecond})
+		other := newAuth(t, s, Config{PollInterval: 20 * time.Millisecond})
+		_, secret := mustClient(t, a, NewClient{ID: "svc", Scopes: []string{"b", "a"}})
+		for _, req := range []TokenRequest{{Scopes: []string{"c"}}, {Audience: []string{"https://x.test"}}, {Audience: []string{"a b"}}} {
+			if _, err := a.Authenticate(ctx, "svc", secret, req); err == nil {
+				t.Fatalf("%+v was granted", req)
+			}
+		}
+		if _, err := a.Authenticate(ctx, "svc", "wrong", TokenRequest{}); !errors.Is(err, ErrInvalidClient) {
+			t.Fatal(err)
+		}
+		if n := a.Stats().TokensIssued; n != 0 {
+			t.Fatalf("TokensIssued = %d after refusals only", n)
+		}
+		mustToken(t, a, "svc", secret)
+		if n := a.Stats().TokensIssued; n != 1 {
+			t.Fatalf("TokensIssued = %d, want 1", n)
+		}
+
+		if got := strings.Join(a.ScopesSupported(), " "); got != "a b" {
+			t.Fatalf("ScopesSupported = %q", got)
+		}
+		mustClient(t, a, NewClient{ID: "more", Scopes: []string{"c", "a"}})
+		if got := strings.Join(a.ScopesSupported(), " "); got != "a b c" {
+			t.Fatalf("ScopesSupported = %q", got)
+		}
+		if err := a.DeleteClient(ctx, "svc"); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(a.ScopesSupported(), " "); got != "a c" {
+			t.Fatalf("after a deletion, ScopesSupported = %q", got)
+		}
+		waitFor(t, 5*time.Second, "the other instance to see the changes", func() bool {
+			return strings.Join(other.ScopesSupported(), " ") == "a c"
+		})
+	})
+}

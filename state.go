@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 )
@@ -20,9 +21,12 @@ type state struct {
 	deleted  map[int64]bool   // row ids of clients deleted since start: never stored again
 	revoked  map[string]int64 // jti → exp (unix seconds)
 	verified map[[32]byte]*Claims
-	cursor   int64     // id of the last change applied
-	synced   time.Time // when the store last answered a catch-up
-	healthy  bool      // the last catch-up succeeded
+	cursor   int64 // id of the last change applied
+	// clientsVersion changes whenever clients does, so that what is derived
+	// from every client (ScopesSupported) is computed once per change.
+	clientsVersion uint64
+	synced         time.Time // when the store last answered a catch-up
+	healthy        bool      // the last catch-up succeeded
 
 	// changed is closed and replaced whenever a change is applied, so that
 	// long-polling feeds can wait for one.
@@ -72,6 +76,7 @@ func (st *state) load(ctx context.Context, store Store, now time.Time) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.clients, st.revoked = fresh, revoked
+	st.clientsVersion++
 	clear(st.verified)
 	st.cursor, st.synced, st.healthy = cursor, now, true
 	st.notifyLocked()
@@ -99,8 +104,37 @@ func (st *state) putClient(id string, rec *clientRecord) {
 	case !st.deleted[rec.RowID]:
 		st.clients[id] = rec
 	}
+	st.clientsVersion++
 	st.notifyLocked()
 	st.mu.Unlock()
+}
+
+// scopeUnion returns the sorted union of every client's scopes, and the
+// clientsVersion it was computed at. It reuses last when that is current.
+func (st *state) scopeUnion(last *scopeSet) *scopeSet {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if last != nil && last.version == st.clientsVersion {
+		return last
+	}
+	seen := map[string]bool{}
+	for _, c := range st.clients {
+		for _, s := range c.Scopes {
+			seen[s] = true
+		}
+	}
+	scopes := make([]string, 0, len(seen))
+	for s := range seen {
+		scopes = append(scopes, s)
+	}
+	slices.Sort(scopes)
+	return &scopeSet{version: st.clientsVersion, scopes: scopes}
+}
+
+// scopeSet is a scopeUnion result.
+type scopeSet struct {
+	version uint64
+	scopes  []string
 }
 
 func (st *state) revoke(jti string, exp int64) {
@@ -223,6 +257,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 				st.deleted[c.RowID] = true
 				if rec := st.clients[c.ClientID]; rec != nil && rec.RowID == c.RowID {
 					delete(st.clients, c.ClientID)
+					st.clientsVersion++
 				}
 				st.notifyLocked()
 				st.mu.Unlock()
