@@ -235,7 +235,16 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 			st.setHealthy(false)
 			return err
 		}
-		keys := false
+		// A key change is applied first: any change of this batch may wake
+		// a revocation feed, whose followers refetch the JWKS at once when
+		// the page says keys_changed, and the JWKS must have the new key by
+		// then (a verifier refetches an unknown kid only every few seconds).
+		if slices.ContainsFunc(changes, func(c change) bool { return c.Kind == changeKey }) {
+			if err := reloadKeys(ctx); err != nil {
+				st.setHealthy(false)
+				return err
+			}
+		}
 		for _, c := range changes {
 			switch c.Kind {
 			case changeRevoke:
@@ -261,16 +270,8 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 				}
 				st.notifyLocked()
 				st.mu.Unlock()
-			case changeKey:
-				keys = true
 			}
 			cursor = c.ID
-		}
-		if keys {
-			if err := reloadKeys(ctx); err != nil {
-				st.setHealthy(false)
-				return err
-			}
 		}
 		st.mu.Lock()
 		if cursor > st.cursor {
