@@ -74,8 +74,8 @@ func (a *Authenticator) authenticateClient(ctx context.Context, clientID, secret
 	}
 	// Fail closed: with the store unreachable, a deleted client cannot be
 	// told from a live one.
-	if _, healthy := a.state.freshness(); !healthy {
-		return nil, ErrUnavailable
+	if err := a.fresh(true); err != nil {
+		return nil, err
 	}
 	rec, err := a.lookupClient(ctx, clientID)
 	if errors.Is(err, ErrClientNotFound) {
@@ -154,6 +154,7 @@ func (a *Authenticator) upgradeHash(ctx context.Context, rec *clientRecord, secr
 		}
 		if err == nil {
 			a.state.putClient(rec.ID, updated)
+			a.catchUpNow()
 		}
 	}
 	if err != nil {

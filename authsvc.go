@@ -79,12 +79,30 @@ type Config struct {
 	// authd CLI). Zero means one second.
 	PollInterval time.Duration
 
-	// MaxStaleness bounds how long Verify keeps answering from memory while
-	// the store cannot be reached: past it Verify fails with ErrUnavailable.
-	// Until then a revocation made on another instance during the outage is
-	// not seen. Zero means 30 seconds. Authenticate needs a reachable store
-	// (it fails closed as soon as a catch-up fails).
+	// MaxStaleness bounds how long the Authenticator answers from memory
+	// after its last successful catch-up with the store, whatever keeps it
+	// from the store (an outage, a partition that drops packets, a hung
+	// server): past it Verify fails with ErrUnavailable. Until then a
+	// revocation made on another instance is not seen. Zero means 30
+	// seconds. Authenticate is stricter: it fails closed as soon as a
+	// catch-up fails, and never issues past MaxStaleness either.
 	MaxStaleness time.Duration
+
+	// MaxRevocationsPerClient bounds a client's live revocations (tokens
+	// logged out that have not expired yet), so that no client can grow
+	// the store and every instance's memory without bound by minting and
+	// revoking. Past it, revoking one of its tokens logs the client out
+	// everywhere instead (LogoutClient: every token it was issued so far
+	// is refused; it can get new ones). Zero means 10,000; the count is
+	// this instance's view, so instances revoking at once may overshoot it
+	// by what they do within a catch-up.
+	MaxRevocationsPerClient int
+
+	// StoreTimeout bounds each round trip to the store: a connection
+	// attempt, and on PostgreSQL every read or write that makes no
+	// progress, fails after it, and so does a catch-up with the change log
+	// that takes longer. Zero means 5 seconds.
+	StoreTimeout time.Duration
 
 	// JWKSMaxAge is how long verifiers may cache the JWKS (authd sends it as
 	// Cache-Control max-age). A rotated key is published at once but used
@@ -99,15 +117,17 @@ type Config struct {
 }
 
 // Authenticator issues, verifies and revokes tokens for the clients in its
-// Store. It is safe for concurrent use. New starts two goroutines that keep
-// its in-memory state current with the store; Close stops them (close the
-// Store separately, after).
+// Store. It is safe for concurrent use. New starts three goroutines: two
+// keep its in-memory state current with the store, one writes the
+// addresses clients authenticated from (RememberAddress); Close stops them,
+// after writing what is queued (close the Store separately, after).
 type Authenticator struct {
 	store    Store
 	cfg      Config
 	hasher   *secretHasher
 	keys     atomic.Pointer[keySet]
 	state    *state
+	known    *knownAddrs // who authenticated from where (known.go)
 	now      func() time.Time
 	log      *slog.Logger
 	audience []string
@@ -122,7 +142,8 @@ type Authenticator struct {
 }
 
 // New checks cfg, loads (or, on a fresh store, generates) the signing keys,
-// loads the clients and live revocations into memory, and starts following
+// loads the clients, live revocations and the last 24 hours' known
+// addresses (see KnownAddress) into memory, and starts following
 // the store's change log in the background. Close stops that. It fails
 // early on a bad Config.
 func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
@@ -143,25 +164,64 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	if len(a.audience) == 0 && cfg.SigningAlg != AlgHS256 {
 		a.audience = []string{cfg.Issuer}
 	}
+	store.setTimeout(cfg.StoreTimeout)
 	keys, err := loadKeySet(ctx, store, cfg)
 	if err != nil {
 		return nil, err
 	}
 	a.keys.Store(keys)
 	a.state = newState()
-	if err := a.state.load(ctx, store, time.Now()); err != nil {
+	if err := a.state.load(ctx, store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys); err != nil {
 		return nil, err
+	}
+	a.known = newKnownAddrs()
+	if err := a.refreshKnown(ctx); err != nil {
+		// Advisory: follow's next read takes the whole window again.
+		a.log.Warn("authsvc: reading the addresses clients authenticated from failed; retrying in the background", "err", err)
 	}
 	bg, stop := context.WithCancel(context.Background())
 	a.stop = stop
 	a.kick = make(chan struct{}, 1)
-	a.done.Add(2)
+	a.done.Add(3)
 	go a.follow(bg)
 	go a.watch(bg)
+	go a.writeKnown(bg)
 	return a, nil
 }
 
-// Close stops the background sync. It does not close the Store.
+// tokenLifetimeAgo is the earliest a token still alive can have been issued.
+func (a *Authenticator) tokenLifetimeAgo() time.Time {
+	return a.now().Add(-a.cfg.TokenTTL - a.cfg.Leeway)
+}
+
+// fresh reports whether the in-memory state may be trusted: ErrUnavailable
+// once the last successful catch-up is older than MaxStaleness, and, when
+// issuing (a deleted or rotated client cannot be told from a live one
+// without the store), as soon as a catch-up has failed.
+func (a *Authenticator) fresh(issuing bool) error {
+	synced, healthy := a.state.freshness()
+	if age := time.Since(synced); age > a.cfg.MaxStaleness {
+		return fmt.Errorf("%w: no word from the store for %s", ErrUnavailable, age.Round(time.Second))
+	}
+	if issuing && !healthy {
+		return fmt.Errorf("%w: the last catch-up with the store failed", ErrUnavailable)
+	}
+	return nil
+}
+
+// Ready reports whether the Authenticator can serve: its state is fresh
+// and the store answers now. It returns within ctx's deadline only as far
+// as the store's driver honours it; StoreTimeout bounds it in any case.
+func (a *Authenticator) Ready(ctx context.Context) error {
+	if err := a.fresh(true); err != nil {
+		return err
+	}
+	return a.store.Ping(ctx)
+}
+
+// Close stops the background sync, after writing the known addresses
+// still queued (see RememberAddress; each write is bounded by 5 seconds).
+// It does not close the Store.
 func (a *Authenticator) Close() error {
 	a.stop()
 	a.done.Wait()
@@ -211,6 +271,12 @@ func checkConfig(cfg *Config) error {
 	}
 	if cfg.MaxStaleness <= 0 {
 		cfg.MaxStaleness = 30 * time.Second
+	}
+	if cfg.MaxRevocationsPerClient <= 0 {
+		cfg.MaxRevocationsPerClient = 10_000
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = defaultStoreTimeout
 	}
 	if cfg.JWKSMaxAge <= 0 {
 		cfg.JWKSMaxAge = 5 * time.Minute

@@ -78,6 +78,7 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 		return nil, "", err
 	}
 	a.state.putClient(rec.ID, rec)
+	a.catchUpNow()
 	c := rec.Client
 	return &c, secret, nil
 }
@@ -116,6 +117,7 @@ func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error
 		return err
 	}
 	a.state.putClient(clientID, nil)
+	a.catchUpNow()
 	return nil
 }
 
@@ -166,6 +168,7 @@ func (a *Authenticator) updateClient(ctx context.Context, clientID string, f fun
 		return nil, err
 	}
 	a.state.putClient(clientID, rec)
+	a.catchUpNow()
 	c := rec.Client
 	return &c, nil
 }
@@ -236,9 +239,11 @@ func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error
 		return secret, a.hasher.hashGenerated(secret), nil
 	}
 	if hash, err = a.hasher.hashChosen(chosen); err != nil {
-		// The hasher's errors are this package's own sentinels, whose
-		// text is fit for the caller.
-		return "", "", &Error{Kind: ErrInvalidArgument, Message: strings.TrimPrefix(err.Error(), "authsvc: "), Err: err}
+		if isChosenSecretRefusal(err) {
+			// The caller's mistake, in words fit for the caller.
+			return "", "", &Error{Kind: ErrInvalidArgument, Message: strings.TrimPrefix(err.Error(), "authsvc: "), Err: err}
+		}
+		return "", "", err // ours (no randomness for a salt): a 500 that says nothing
 	}
 	return chosen, hash, nil
 }
@@ -257,5 +262,6 @@ func (a *Authenticator) lookupClient(ctx context.Context, clientID string) (*cli
 		return nil, err
 	}
 	a.state.putClient(clientID, rec)
+	a.catchUpNow()
 	return rec, nil
 }

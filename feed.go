@@ -51,10 +51,15 @@ type feedDeletion struct {
 }
 
 // feed returns the revocation feed's page after cursor (0: a snapshot).
+//
+// It never goes past the changes this instance has applied: a follower
+// told "keys changed" fetches this instance's JWKS next, which must then
+// have the new key (it is served from memory, as tokens are checked).
 func (a *Authenticator) feed(ctx context.Context, after int64) (*feedPage, error) {
 	if after <= 0 {
 		return a.feedSnapshot(ctx)
 	}
+	applied := a.state.applied()
 	last, err := a.store.lastChange(ctx)
 	if err != nil {
 		return nil, err
@@ -64,12 +69,20 @@ func (a *Authenticator) feed(ctx context.Context, after int64) (*feedPage, error
 		// Only a snapshot tells the follower the truth.
 		return a.feedSnapshot(ctx)
 	}
+	page := &feedPage{Cursor: after, Revoked: []feedRevoked{}, Cutoffs: []feedCutoff{}, Deleted: []feedDeletion{}}
+	if after >= applied {
+		// Nothing this instance has applied yet (the follower may have
+		// come from an instance further ahead): wait for the catch-up.
+		return page, nil
+	}
 	changes, err := a.store.changes(ctx, after, 1000)
 	if err != nil {
 		return nil, err
 	}
-	page := &feedPage{Cursor: after, Revoked: []feedRevoked{}, Cutoffs: []feedCutoff{}, Deleted: []feedDeletion{}}
 	for _, c := range changes {
+		if c.ID > applied {
+			break
+		}
 		switch c.Kind {
 		case changeRevoke:
 			page.Revoked = append(page.Revoked, feedRevoked{JTI: c.JTI, ExpiresAt: c.ExpiresAt})
@@ -92,11 +105,13 @@ func (a *Authenticator) feed(ctx context.Context, after int64) (*feedPage, error
 
 func (a *Authenticator) feedSnapshot(ctx context.Context) (*feedPage, error) {
 	// The cursor first: whatever happens while the rest is read comes again
-	// in the next page, and applying an entry twice is harmless.
+	// in the next page, and applying an entry twice is harmless. It is no
+	// further than what this instance has applied (see feed).
 	cursor, err := a.store.lastChange(ctx)
 	if err != nil {
 		return nil, err
 	}
+	cursor = min(cursor, a.state.applied())
 	now := a.now()
 	revs, err := a.store.revocations(ctx, now)
 	if err != nil {
@@ -106,7 +121,7 @@ func (a *Authenticator) feedSnapshot(ctx context.Context) (*feedPage, error) {
 	if err != nil {
 		return nil, err
 	}
-	deletions, err := a.store.deletions(ctx, now.Add(-a.cfg.TokenTTL-a.cfg.Leeway))
+	deletions, err := a.store.deletions(ctx, a.tokenLifetimeAgo())
 	if err != nil {
 		return nil, err
 	}

@@ -61,6 +61,17 @@ var (
 	errUnknownHash = errors.New("authsvc: unrecognised secret hash format")
 )
 
+// isChosenSecretRefusal reports whether err is checkChosenSecret's: the
+// caller's mistake, not the hasher's.
+func isChosenSecretRefusal(err error) bool {
+	for _, e := range []error{errSecretTooShort, errSecretTooLong, errSecretBlank, errSecretFewCharacters, errSecretRepeated} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // Hash scheme identifiers, the <id> of "$<id>$...".
 const (
 	schemeArgon2id = "argon2id"

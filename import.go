@@ -59,6 +59,7 @@ func (a *Authenticator) ImportClient(ctx context.Context, ic ImportedClient) (*C
 		return nil, err
 	}
 	a.state.putClient(rec.ID, rec)
+	a.catchUpNow()
 	c := rec.Client
 	return &c, nil
 }
@@ -110,7 +111,7 @@ func StoredClientIDs(ctx context.Context, url string) (ids map[string]int64, ini
 	var db *sqlx.DB
 	var existsQuery string
 	if u.dialect == "postgres" {
-		if db, err = u.open(u.raw); err != nil {
+		if db, err = u.open(u.raw, func() time.Duration { return defaultStoreTimeout }); err != nil {
 			return nil, false, err
 		}
 		existsQuery = `SELECT COUNT(*) FROM (SELECT to_regclass('authsvc_clients') AS t) r WHERE t IS NOT NULL`
@@ -120,7 +121,7 @@ func StoredClientIDs(ctx context.Context, url string) (ids map[string]int64, ini
 				return map[string]int64{}, false, nil
 			}
 		}
-		if db, err = u.open("file:" + u.path + "?mode=ro&_pragma=busy_timeout(10000)"); err != nil {
+		if db, err = u.open("file:"+u.path+"?mode=ro&_pragma=busy_timeout(10000)", nil); err != nil {
 			return nil, false, err
 		}
 		existsQuery = `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'authsvc_clients'`

@@ -15,8 +15,9 @@ import (
 //go:embed migrations
 var migrationFiles embed.FS
 
-// migrate applies the embedded migrations not yet applied, in version
-// order, in one transaction. On PostgreSQL an advisory lock makes instances
+// migrate applies the embedded migrations not yet applied (by version, so a
+// gap left by a migration merged late is filled too), in version order, in
+// one transaction. On PostgreSQL an advisory lock makes instances
 // that start together wait for each other; on SQLite BEGIN IMMEDIATE does.
 // Migrations only add: none drops or rewrites data.
 func (s *sqlStore) migrate(ctx context.Context) error {
@@ -53,15 +54,24 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 		version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("authsvc: migrate: %w", err)
 	}
-	var current int
-	if err := tx.GetContext(ctx, &current, `SELECT COALESCE(MAX(version), 0) FROM authsvc_schema_migrations`); err != nil {
+	var applied []int
+	if err := tx.SelectContext(ctx, &applied, `SELECT version FROM authsvc_schema_migrations`); err != nil {
 		return fmt.Errorf("authsvc: migrate: %w", err)
+	}
+	done := map[int]bool{}
+	current := 0
+	for _, v := range applied {
+		done[v] = true
+		current = max(current, v)
 	}
 	if len(ms) > 0 && current > ms[len(ms)-1].version {
 		return fmt.Errorf("authsvc: the database schema is version %d, newer than this build knows (%d): upgrade authd", current, ms[len(ms)-1].version)
 	}
 	for _, m := range ms {
-		if m.version <= current {
+		// Every migration not applied yet, not only those above the newest
+		// applied: branches that add migrations side by side (0002 and 0003)
+		// may reach a database in either order.
+		if done[m.version] {
 			continue
 		}
 		body, err := migrationFiles.ReadFile(path.Join(dir, m.name))

@@ -16,12 +16,15 @@ import (
 // within milliseconds through PostgreSQL's NOTIFY, and within PollInterval
 // in any case.
 type state struct {
-	mu       sync.RWMutex // guards every field below
-	clients  map[string]*clientRecord
-	deleted  map[int64]bool   // row ids of clients deleted since start: never stored again
-	revoked  map[string]int64 // jti → exp (unix seconds)
-	verified map[[32]byte]*Claims
-	cursor   int64 // id of the last change applied
+	mu      sync.RWMutex // guards every field below
+	clients map[string]*clientRecord
+	deleted map[int64]bool          // row ids of clients deleted within a token's lifetime before start, or since: never stored again
+	revoked map[string]revokedToken // by jti
+	// revokedBy counts each client's live revocations, so that no client
+	// can grow them without bound (Config.MaxRevocationsPerClient).
+	revokedBy map[string]int
+	verified  map[[32]byte]*Claims
+	cursor    int64 // id of the last change applied
 	// clientsVersion changes whenever clients does, so that what is derived
 	// from every client (ScopesSupported) is computed once per change.
 	clientsVersion uint64
@@ -38,20 +41,30 @@ const maxVerifiedTokens = 100_000
 
 func newState() *state {
 	return &state{
-		clients:  make(map[string]*clientRecord),
-		deleted:  make(map[int64]bool),
-		revoked:  make(map[string]int64),
-		verified: make(map[[32]byte]*Claims),
-		changed:  make(chan struct{}),
+		clients:   make(map[string]*clientRecord),
+		deleted:   make(map[int64]bool),
+		revoked:   make(map[string]revokedToken),
+		revokedBy: make(map[string]int),
+		verified:  make(map[[32]byte]*Claims),
+		changed:   make(chan struct{}),
 	}
 }
 
 // load fills the state from the store. The cursor is read first, so a
 // change made while loading is applied again by the next catch-up (applying
-// a change twice is harmless).
-func (st *state) load(ctx context.Context, store Store, now time.Time) error {
+// a change twice is harmless); the keys are reloaded after it, so that the
+// state never claims a key change it has not applied (the revocation feed
+// announces what the state has applied).
+//
+// deletedSince is as far back as a live token can have been issued: the
+// clients deleted since then are remembered, so that their tokens are
+// refused from memory.
+func (st *state) load(ctx context.Context, store Store, now, deletedSince time.Time, reloadKeys func(context.Context) error) error {
 	cursor, err := store.lastChange(ctx)
 	if err != nil {
+		return err
+	}
+	if err := reloadKeys(ctx); err != nil {
 		return err
 	}
 	clients, err := store.clients(ctx)
@@ -62,21 +75,30 @@ func (st *state) load(ctx context.Context, store Store, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	deletions, err := store.deletions(ctx, deletedSince)
+	if err != nil {
+		return err
+	}
 	fresh := make(map[string]*clientRecord, len(clients))
 	for i := range clients {
 		fresh[clients[i].ID] = &clients[i]
 	}
-	revoked := make(map[string]int64, len(revs))
+	revoked := make(map[string]revokedToken, len(revs))
+	revokedBy := make(map[string]int)
 	for _, r := range revs {
-		revoked[r.JTI] = r.ExpiresAt.Unix()
+		revoked[r.JTI] = revokedToken{exp: r.ExpiresAt.Unix(), clientID: r.ClientID}
+		revokedBy[r.ClientID]++
 	}
 	// Replace, not merge: load also serves to recover after an outage long
 	// enough that the change log may have been purged of what was missed
 	// (a deletion, a rotation), so nothing of the old state may survive.
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.clients, st.revoked = fresh, revoked
+	st.clients, st.revoked, st.revokedBy = fresh, revoked, revokedBy
 	st.clientsVersion++
+	for _, d := range deletions {
+		st.deleted[d.RowID] = true
+	}
 	clear(st.verified)
 	st.cursor, st.synced, st.healthy = cursor, now, true
 	st.notifyLocked()
@@ -137,11 +159,29 @@ type scopeSet struct {
 	scopes  []string
 }
 
-func (st *state) revoke(jti string, exp int64) {
+// revokedToken is a revocation as the state keeps it.
+type revokedToken struct {
+	exp      int64 // unix seconds; purged after
+	clientID string
+}
+
+// revoke records a revocation; recording one twice changes nothing (an
+// instance's own revocations come back through the change log).
+func (st *state) revoke(jti, clientID string, exp int64) {
 	st.mu.Lock()
-	st.revoked[jti] = exp
+	if _, ok := st.revoked[jti]; !ok {
+		st.revoked[jti] = revokedToken{exp: exp, clientID: clientID}
+		st.revokedBy[clientID]++
+	}
 	st.notifyLocked()
 	st.mu.Unlock()
+}
+
+// liveRevocations is how many unexpired revocations a client has.
+func (st *state) liveRevocations(clientID string) int {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.revokedBy[clientID]
 }
 
 func (st *state) notifyLocked() {
@@ -198,6 +238,12 @@ func (st *state) check(c *Claims) (*clientRecord, error) {
 	}
 	rec := st.clients[c.Subject]
 	if rec == nil {
+		if st.deleted[c.ClientRowID] {
+			// Refused from memory: a deleted client's tokens must not
+			// cost a store round trip each (anyone holding one could
+			// load the database with it).
+			return nil, errClientDeleted
+		}
 		return nil, nil
 	}
 	if err := checkClient(c, rec); err != nil {
@@ -235,20 +281,11 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 			st.setHealthy(false)
 			return err
 		}
-		// A key change is applied first: any change of this batch may wake
-		// a revocation feed, whose followers refetch the JWKS at once when
-		// the page says keys_changed, and the JWKS must have the new key by
-		// then (a verifier refetches an unknown kid only every few seconds).
-		if slices.ContainsFunc(changes, func(c change) bool { return c.Kind == changeKey }) {
-			if err := reloadKeys(ctx); err != nil {
-				st.setHealthy(false)
-				return err
-			}
-		}
+		keys := false
 		for _, c := range changes {
 			switch c.Kind {
 			case changeRevoke:
-				st.revoke(c.JTI, c.ExpiresAt)
+				st.revoke(c.JTI, c.ClientID, c.ExpiresAt)
 			case changeClient:
 				rec, err := store.client(ctx, c.ClientID)
 				if errors.Is(err, ErrClientNotFound) {
@@ -270,8 +307,16 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 				}
 				st.notifyLocked()
 				st.mu.Unlock()
+			case changeKey:
+				keys = true
 			}
 			cursor = c.ID
+		}
+		if keys {
+			if err := reloadKeys(ctx); err != nil {
+				st.setHealthy(false)
+				return err
+			}
 		}
 		st.mu.Lock()
 		if cursor > st.cursor {
@@ -286,6 +331,13 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 			return nil
 		}
 	}
+}
+
+// applied is the id of the last change the state has applied.
+func (st *state) applied() int64 {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.cursor
 }
 
 func (st *state) setHealthy(ok bool) {
@@ -306,9 +358,12 @@ func (st *state) freshness() (time.Time, bool) {
 func (st *state) purgeExpired(now int64) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for jti, exp := range st.revoked {
-		if exp < now {
+	for jti, r := range st.revoked {
+		if r.exp < now {
 			delete(st.revoked, jti)
+			if st.revokedBy[r.clientID]--; st.revokedBy[r.clientID] <= 0 {
+				delete(st.revokedBy, r.clientID)
+			}
 		}
 	}
 	for k, c := range st.verified {

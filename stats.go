@@ -22,6 +22,13 @@ type Stats struct {
 	VerifyCacheMisses uint64
 	StoreErrors       uint64 // operations refused because the store was unreachable
 	SigningKeyAge     time.Duration
+
+	// Known addresses (see KnownAddress): pairs in memory, and the store
+	// writes of RememberAddress done, failed, and dropped (queue full).
+	KnownAddresses            int
+	KnownAddressWrites        uint64
+	KnownAddressWriteErrors   uint64
+	KnownAddressWritesDropped uint64
 }
 
 // counters are the Authenticator's live counts.
@@ -29,6 +36,7 @@ type counters struct {
 	tokensIssued, authFailures, revocations                atomic.Uint64
 	verifyOK, verifyExpired, verifyRevoked, verifyInvalid  atomic.Uint64
 	verifyUnavailable, cacheHits, cacheMisses, storeErrors atomic.Uint64
+	knownWrites, knownWriteErrors, knownDropped            atomic.Uint64
 }
 
 func (c *counters) countVerify(err error) {
@@ -55,6 +63,8 @@ func (a *Authenticator) Stats() Stats {
 		VerifyOK: c.verifyOK.Load(), VerifyExpired: c.verifyExpired.Load(), VerifyRevoked: c.verifyRevoked.Load(),
 		VerifyInvalid: c.verifyInvalid.Load(), VerifyUnavailable: c.verifyUnavailable.Load(),
 		VerifyCacheHits: c.cacheHits.Load(), VerifyCacheMisses: c.cacheMisses.Load(), StoreErrors: c.storeErrors.Load(),
+		KnownAddresses: a.known.count(), KnownAddressWrites: c.knownWrites.Load(),
+		KnownAddressWriteErrors: c.knownWriteErrors.Load(), KnownAddressWritesDropped: c.knownDropped.Load(),
 	}
 	if a.cfg.SigningAlg != AlgHS256 {
 		s.SigningKeyAge = a.now().Sub(a.keys.Load().current(a.now()).createdAt)

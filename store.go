@@ -2,10 +2,12 @@ package authsvc
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -14,15 +16,16 @@ import (
 	"github.com/authsvc/authsvc/internal/driver"
 )
 
-// Store is where an Authenticator keeps its clients, revocations and
-// signing keys, and the log of changes that instances follow to keep their
-// in-memory state current. OpenStore opens one and New takes it; it is
-// otherwise opaque: only Ping and Close are exported, so no other package
-// implements a Store or reads or writes one past the Authenticator (use the
-// Authenticator's methods). Every method is safe for concurrent use. Errors
-// other than ErrClientExists and ErrClientNotFound wrap ErrUnavailable: the
-// caller must fail closed. Every write that other instances must learn of
-// appends a change in the same transaction.
+// Store is where an Authenticator keeps its clients, revocations, signing
+// keys and the addresses clients recently authenticated from, and the log
+// of changes that instances follow to keep their in-memory state current.
+// OpenStore opens one and New takes it; it is otherwise opaque: only Ping
+// and Close are exported, so no other package implements a Store or reads
+// or writes one past the Authenticator (use the Authenticator's methods).
+// Every method is safe for concurrent use. Errors other than
+// ErrClientExists and ErrClientNotFound wrap ErrUnavailable: the caller
+// must fail closed. Every write that other instances must learn of appends
+// a change in the same transaction.
 type Store interface {
 	// createClient inserts c and sets c.RowID (unless the caller chose one).
 	createClient(ctx context.Context, c *clientRecord) error
@@ -65,9 +68,20 @@ type Store interface {
 	// change, and after every reconnection, until ctx is done. Stores that
 	// cannot notify return errNoWatch at once; callers then rely on polling.
 	watch(ctx context.Context, notify func()) error
+	// rememberAddresses records that each row's client authenticated from
+	// its address at its time (an upsert that never moves a time back).
+	rememberAddresses(ctx context.Context, rows []knownAddress) error
+	// knownAddresses returns up to limit recorded (client, address) pairs
+	// whose last success is at or after since, the most recent first.
+	knownAddresses(ctx context.Context, since time.Time, limit int) ([]knownAddress, error)
+	// purgeKnownAddresses deletes pairs whose last success is at or before before.
+	purgeKnownAddresses(ctx context.Context, before time.Time) (int64, error)
 	// tryLock runs f only if no other instance holds the named lock, and
 	// reports whether it ran. Used so that housekeeping runs on one instance.
 	tryLock(ctx context.Context, name string, f func(ctx context.Context) error) (bool, error)
+	// setTimeout bounds each round trip to the store's server (PostgreSQL:
+	// a dial, or a read or write that makes no progress, fails after d).
+	setTimeout(d time.Duration)
 	// Ping checks that the store can be reached.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.
@@ -131,7 +145,15 @@ type sqlStore struct {
 	postgres bool
 	url      string        // for the PostgreSQL listener's own connection
 	driver   driver.Driver // the registered driver's extras
+	timeout  atomic.Int64  // a round trip's bound, in nanoseconds (see setTimeout)
 }
+
+// defaultStoreTimeout bounds a round trip until New sets Config.StoreTimeout.
+const defaultStoreTimeout = 5 * time.Second
+
+func (s *sqlStore) setTimeout(d time.Duration) { s.timeout.Store(int64(d)) }
+
+func (s *sqlStore) roundTripTimeout() time.Duration { return time.Duration(s.timeout.Load()) }
 
 // Advisory lock keys (PostgreSQL): arbitrary, fixed, distinct.
 const (
@@ -159,7 +181,11 @@ var driverImports = map[string]string{
 
 // parseStoreURL reads "postgres://…" or "postgresql://…" (PostgreSQL),
 // "sqlite:PATH", "sqlite:///abs/path" or a plain path (SQLite); "" is
-// defaultDatabaseURL. It fails when the dialect's driver is not linked in.
+// defaultDatabaseURL. Anything else that has a scheme, or that looks like a
+// keyword/value connection string, is refused rather than taken for a file
+// name (a mistyped PostgreSQL URL must not quietly open an empty SQLite
+// store named after its password). It fails when the dialect's driver is
+// not linked in.
 func parseStoreURL(raw string) (storeURL, error) {
 	if raw == "" {
 		raw = defaultDatabaseURL
@@ -168,8 +194,10 @@ func parseStoreURL(raw string) (storeURL, error) {
 	switch {
 	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
 		u.dialect = "postgres"
-	case strings.Contains(raw, "://") && !strings.HasPrefix(raw, "sqlite:"):
-		return u, fmt.Errorf("authsvc: unsupported database URL scheme in %q (use postgres:// or sqlite:PATH)", dburl.Redact(raw))
+	case !strings.HasPrefix(raw, "sqlite:") && hasScheme(raw):
+		return u, fmt.Errorf("authsvc: unsupported database URL scheme in %q (use postgres://… or sqlite:PATH; a file name with a colon needs the sqlite: prefix)", dburl.Redact(raw))
+	case strings.Contains(raw, "=") && strings.ContainsAny(raw, " \t"):
+		return u, errors.New("authsvc: the database URL looks like a keyword/value connection string: use a postgres:// URL")
 	default:
 		u.dialect = "sqlite"
 		u.path = strings.TrimPrefix(raw, "sqlite:")
@@ -186,8 +214,33 @@ func parseStoreURL(raw string) (storeURL, error) {
 	return u, nil
 }
 
+// hasScheme reports whether s starts with a URL scheme (RFC 3986 §3.1) of
+// two or more characters: one letter and a colon is a Windows drive.
+func hasScheme(s string) bool {
+	i := strings.IndexByte(s, ':')
+	if i < 2 {
+		return false
+	}
+	for j := 0; j < i; j++ {
+		c := s[j]
+		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !letter && (j == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
+}
+
 // open opens the database without touching it; dsn is the driver's.
-func (u storeURL) open(dsn string) (*sqlx.DB, error) {
+// timeout, when the driver can apply it, bounds every round trip.
+func (u storeURL) open(dsn string, timeout func() time.Duration) (*sqlx.DB, error) {
+	if u.driver.Connector != nil && timeout != nil {
+		c, err := u.driver.Connector(dsn, timeout)
+		if err != nil {
+			return nil, fmt.Errorf("authsvc: open %s: %s", u.dialect, dburl.Scrub(err.Error(), u.raw))
+		}
+		return sqlx.NewDb(sql.OpenDB(c), u.driver.SQLName), nil
+	}
 	db, err := sqlx.Open(u.driver.SQLName, dsn)
 	if err != nil {
 		// The driver's error is not wrapped: its text may quote the URL.
@@ -208,15 +261,16 @@ func openSQLStore(ctx context.Context, rawURL string) (*sqlStore, error) {
 		return nil, err
 	}
 	s := &sqlStore{postgres: u.dialect == "postgres", url: u.raw, driver: u.driver}
+	s.setTimeout(defaultStoreTimeout)
 	if s.postgres {
-		if s.db, err = u.open(u.raw); err != nil {
+		if s.db, err = u.open(u.raw, s.roundTripTimeout); err != nil {
 			return nil, err
 		}
 		s.db.SetMaxOpenConns(20)
 		s.db.SetMaxIdleConns(10)
 		s.db.SetConnMaxIdleTime(5 * time.Minute)
 	} else {
-		if s.db, err = u.open(sqliteDSN(u.path)); err != nil {
+		if s.db, err = u.open(sqliteDSN(u.path), nil); err != nil {
 			return nil, err
 		}
 		if u.path == ":memory:" {

@@ -2,6 +2,7 @@ package authsvc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"strconv"
@@ -123,9 +124,12 @@ func (s *sqlStore) watch(ctx context.Context, notify func()) error {
 	if !s.postgres || s.driver.Listen == nil {
 		return errNoWatch
 	}
-	err := s.driver.Listen(ctx, s.url, notifyChannel, notify)
+	err := s.driver.Listen(ctx, s.url, notifyChannel, s.roundTripTimeout(), notify)
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if err == nil {
+		err = errors.New("listener stopped")
 	}
 	// The driver's text may quote the URL it could not reach.
 	return fmt.Errorf("%w: listen: %s", ErrUnavailable, dburl.Scrub(err.Error(), s.url))

@@ -61,7 +61,8 @@ func TestOpenStoreErrors(t *testing.T) {
 		{"sqlite:" + dir + "/missing/dir/authd.db", "store unavailable"},
 		{"postgres://nobody:secretpw@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", "store unavailable"},
 		{"postgres://nobody@127.0.0.1:1/x?password=secretpw&sslmode=disable&connect_timeout=2", "store unavailable"},
-		{"postgres://nobody:secretpw%zz@127.0.0.1:1/x", "store unavailable"},
+		// A URL that does not parse is a configuration error, not an outage.
+		{"postgres://nobody:secretpw%zz@127.0.0.1:1/x", "authsvc: open postgres"},
 	}
 	for _, tc := range cases {
 		_, err := OpenStore(ctx, tc.url)
@@ -86,6 +87,38 @@ func TestMigrationsIdempotent(t *testing.T) {
 				t.Fatalf("schema version %d, %v", v, err)
 			}
 			s.Close()
+		}
+	})
+}
+
+// TestMigrationGapFilled: a migration missing below the newest applied one
+// (a branch's 0002 merged after another's 0003 reached the database) is
+// applied at the next open, not skipped.
+func TestMigrationGapFilled(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s, err := OpenStore(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := s.(*sqlStore).db
+		var newest int
+		if err := db.Get(&newest, `SELECT MAX(version) FROM authsvc_schema_migrations`); err != nil || newest < 2 {
+			t.Fatalf("schema version %d, %v: the test needs two migrations", newest, err)
+		}
+		// 0001 creates only what does not exist, so it can run again.
+		if _, err := db.Exec(`DELETE FROM authsvc_schema_migrations WHERE version = 1`); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		s, err = OpenStore(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var n int
+		if err := s.(*sqlStore).db.Get(&n, `SELECT COUNT(*) FROM authsvc_schema_migrations WHERE version = 1`); err != nil || n != 1 {
+			t.Fatalf("migration 1, missing below version %d, applied %d times (%v)", newest, n, err)
 		}
 	})
 }

@@ -17,6 +17,8 @@ func (a *Authenticator) follow(ctx context.Context) {
 	defer poll.Stop()
 	housekeeping := time.NewTicker(housekeepingInterval)
 	defer housekeeping.Stop()
+	known := time.NewTicker(knownRefreshEvery)
+	defer known.Stop()
 	down := false
 	for {
 		select {
@@ -29,16 +31,26 @@ func (a *Authenticator) follow(ctx context.Context) {
 				a.log.Warn("authsvc: housekeeping failed", "err", err)
 			}
 			continue
+		case <-known.C:
+			// Advisory and retried each minute: a failure is not an outage
+			// (the catch-up below reports those).
+			if err := a.refreshKnown(ctx); err != nil && ctx.Err() == nil {
+				a.log.Debug("authsvc: reading known addresses failed", "err", err)
+			}
+			continue
 		}
 		var err error
 		if synced, _ := a.state.freshness(); time.Since(synced) > a.cfg.MaxStaleness {
 			// Out of touch long enough that another instance's housekeeping
-			// may have purged changes we missed: reload everything.
-			if err = a.state.load(ctx, a.store, time.Now()); err == nil {
-				err = a.reloadKeys(ctx)
-			}
+			// may have purged changes we missed: reload everything. A
+			// reload may be large; every round trip of it is bounded.
+			err = a.state.load(ctx, a.store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys)
 		} else {
-			err = a.state.catchUp(ctx, a.store, time.Now(), a.reloadKeys)
+			// A catch-up is small: bounded as a whole, so that a store that
+			// stops answering is noticed within StoreTimeout.
+			cctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
+			err = a.state.catchUp(cctx, a.store, time.Now(), a.reloadKeys)
+			cancel()
 		}
 		if err != nil {
 			a.state.setHealthy(false)
@@ -64,14 +76,8 @@ const housekeepingInterval = 5 * time.Minute
 // after failures, until ctx is done.
 func (a *Authenticator) watch(ctx context.Context) {
 	defer a.done.Done()
-	kick := func() {
-		select {
-		case a.kick <- struct{}{}:
-		default: // one catch-up pending is enough
-		}
-	}
 	for ctx.Err() == nil {
-		err := a.store.watch(ctx, kick)
+		err := a.store.watch(ctx, a.catchUpNow)
 		if errors.Is(err, errNoWatch) {
 			return
 		}
@@ -79,6 +85,17 @@ func (a *Authenticator) watch(ctx context.Context) {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// catchUpNow asks follow for a catch-up at once: on a notification, and
+// after each of this instance's own writes, so that the revocation feed
+// (which serves what the state has applied) carries them within a round
+// trip instead of a poll interval.
+func (a *Authenticator) catchUpNow() {
+	select {
+	case a.kick <- struct{}{}:
+	default: // one catch-up pending is enough
 	}
 }
 
@@ -100,8 +117,8 @@ func (a *Authenticator) reloadKeys(ctx context.Context) error {
 	return nil
 }
 
-// housekeep purges revocations of expired tokens, old change-log entries
-// and retired signing keys, and rotates the signing key when
+// housekeep purges revocations of expired tokens, old change-log entries,
+// known addresses older than 24 hours and retired signing keys, and rotates the signing key when
 // Config.KeyRotationPeriod says so. follow runs it every few minutes on
 // one instance at a time (tests call it directly, which is safe).
 func (a *Authenticator) housekeep(ctx context.Context) error {
@@ -112,6 +129,9 @@ func (a *Authenticator) housekeep(ctx context.Context) error {
 		return err
 	}
 	a.state.purgeExpired(now.Unix())
+	if _, err := a.store.purgeKnownAddresses(ctx, now.Add(-knownFor)); err != nil {
+		return err
+	}
 	if a.cfg.SigningAlg == AlgHS256 {
 		return nil
 	}
@@ -199,6 +219,7 @@ func (a *Authenticator) RotateKeys(ctx context.Context) (*KeyInfo, error) {
 	if err := a.reloadKeys(ctx); err != nil {
 		return nil, err
 	}
+	a.catchUpNow()
 	a.log.Info("authsvc: signing key rotation started", "kid", k.ID, "activate_at", k.ActivateAt)
 	return &KeyInfo{ID: k.ID, Alg: k.Alg, CreatedAt: k.CreatedAt, ActivateAt: k.ActivateAt}, nil
 }

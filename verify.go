@@ -25,8 +25,8 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (*Claims, erro
 }
 
 func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, error) {
-	if synced, _ := a.state.freshness(); time.Since(synced) > a.cfg.MaxStaleness {
-		return nil, fmt.Errorf("%w: no word from the store for %s", ErrUnavailable, time.Since(synced).Round(time.Second))
+	if err := a.fresh(false); err != nil {
+		return nil, err
 	}
 	if token == "" || len(token) > MaxTokenLen {
 		return nil, fmt.Errorf("%w: empty or longer than %d bytes", ErrInvalidToken, MaxTokenLen)
@@ -110,11 +110,28 @@ func (a *Authenticator) revoke(ctx context.Context, claims *Claims) error {
 	if !exp.After(a.now()) {
 		return nil // expired: refused anyway, nothing to store
 	}
+	if n := a.state.liveRevocations(claims.Subject); n >= a.cfg.MaxRevocationsPerClient {
+		// Bounded growth: past the bound the client's revocations fold into
+		// a log-out-everywhere, which refuses this token and every other it
+		// was issued so far with one row instead of one per token.
+		c, err := a.LogoutClient(ctx, claims.Subject)
+		if errors.Is(err, ErrClientNotFound) {
+			return nil // deleted: its tokens are refused already
+		}
+		if err != nil {
+			return err
+		}
+		a.stats.revocations.Add(1)
+		a.log.Warn("authsvc: a client's revocations reached the bound; logged out everywhere instead",
+			"client_id", c.ID, "live_revocations", n, "bound", a.cfg.MaxRevocationsPerClient)
+		return nil
+	}
 	if err := a.store.revokeToken(ctx, claims.ID, claims.Subject, exp); err != nil {
 		return err
 	}
 	a.stats.revocations.Add(1)
-	a.state.revoke(claims.ID, exp.Unix())
+	a.state.revoke(claims.ID, claims.Subject, exp.Unix())
+	a.catchUpNow()
 	return nil
 }
 

@@ -54,7 +54,7 @@ func benchHandler(b *testing.B) (h http.Handler, callerBasic, token, rsBasic str
 	basic := func(id, secret string) string {
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))
 	}
-	return NewHandler(a, Options{Logger: log, DisableThrottle: true}), basic("caller", secret), tok.AccessToken, basic("rs", rsSecret)
+	return NewHandler(a, Options{Logger: log, Throttle: Throttle{Off: true}}), basic("caller", secret), tok.AccessToken, basic("rs", rsSecret)
 }
 
 func BenchmarkHandler(b *testing.B) {

@@ -128,7 +128,7 @@ func (h *handler) deleteClient(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	h.log.Info("audit: client deleted", "client_id", id, "by", caller.Subject)
+	h.log.Info("audit: client deleted", "client_id", clip(id), "by", caller.Subject)
 	writeJSON(w, http.StatusOK, map[string]any{"success": true})
 }
 

@@ -59,7 +59,7 @@ func (h *handler) metadata(w http.ResponseWriter, r *http.Request) {
 // base is the URL the routes are reached at: Options.BaseURL, else the
 // issuer followed by the prefix http.StripPrefix removed from this request
 // (the part of the path the client sent that the handler did not see),
-// unless the issuer already ends with it.
+// unless the issuer's path already ends with it, segment for segment.
 func (h *handler) base(r *http.Request) string {
 	if h.baseURL != "" {
 		return h.baseURL
@@ -70,7 +70,12 @@ func (h *handler) base(r *http.Request) string {
 		return iss
 	}
 	prefix := strings.TrimSuffix(strings.TrimSuffix(sent.Path, r.URL.Path), "/")
-	if prefix == "" || strings.HasSuffix(iss, prefix) {
+	if prefix == "" || !strings.HasPrefix(prefix, "/") {
+		return iss
+	}
+	// The issuer's path, not its text: "http://auth" does not end in /auth.
+	// prefix starts with "/", so a suffix match is a whole-segment match.
+	if u, err := url.Parse(iss); err == nil && strings.HasSuffix(u.Path, prefix) {
 		return iss
 	}
 	return iss + prefix

@@ -67,8 +67,11 @@ func (h *handler) oauthFail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // The WWW-Authenticate challenges of a 401 (RFC 9110 §11.6.1: every 401
-// carries one): Bearer for token routes (RFC 6750), Basic for routes where
-// a client authenticates (RFC 6749 §5.2).
+// carries one): Basic at the OAuth routes where a client authenticates
+// (RFC 6749 §5.2, whichever way it sent its credentials), Bearer at the
+// rest (RFC 6750), the seed's /auth included: it takes its credentials in
+// the body, which no challenge scheme names, and answers as its sibling
+// routes do.
 const (
 	bearerChallenge = `Bearer realm="authd"`
 	basicChallenge  = `Basic realm="authd"`
@@ -80,10 +83,10 @@ func (h *handler) failure(w http.ResponseWriter, r *http.Request, err error, cha
 	f := classify(err)
 	switch f.status {
 	case http.StatusServiceUnavailable:
-		h.log.Error("store unavailable", "path", r.URL.Path, "err", err)
+		h.log.Error("store unavailable", "path", clip(r.URL.Path), "err", err)
 		w.Header().Set("Retry-After", "1")
 	case http.StatusInternalServerError:
-		h.log.Error("internal error", "path", r.URL.Path, "err", err)
+		h.log.Error("internal error", "path", clip(r.URL.Path), "err", err)
 	case http.StatusUnauthorized:
 		if f.code == "invalid_token" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="authd", error="invalid_token"`)

@@ -1,6 +1,7 @@
 package authhttp
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,6 +85,36 @@ func TestErrorAnswers(t *testing.T) {
 	r := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials&client_id=root&client_secret="+url.QueryEscape(adminSecret)+"&scope=nope", nil)
 	if r.status != 400 || r.body["error"] != "invalid_scope" || r.body["error_description"] != `"nope" is not granted to this client` {
 		t.Errorf("scope not granted at /oauth/token: %d %s", r.status, r.raw)
+	}
+}
+
+// TestMountBase: the mount prefix joins the issuer unless the issuer's
+// path already ends with it, segment for segment.
+func TestMountBase(t *testing.T) {
+	store, err := authsvc.OpenStore(context.Background(), testdb.SQLite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for _, c := range []struct{ issuer, prefix, want string }{
+		{"http://auth", "/auth", "http://auth/auth"}, // a host named auth
+		{"https://h", "/auth", "https://h/auth"},
+		{"https://h/auth", "/auth", "https://h/auth"},
+		{"https://h/x/auth/", "/auth", "https://h/x/auth"},
+		{"https://h/myauth", "/auth", "https://h/myauth/auth"},
+		{"https://h/auth", "/a/auth", "https://h/auth/a/auth"},
+		{"https://h", "", "https://h"},
+	} {
+		a, err := authsvc.New(context.Background(), store, authsvc.Config{Issuer: c.issuer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest("GET", c.prefix+"/.well-known/oauth-authorization-server", nil)
+		r.URL.Path = "/.well-known/oauth-authorization-server" // as http.StripPrefix leaves it
+		if got := (&handler{auth: a}).base(r); got != c.want {
+			t.Errorf("issuer %s mounted at %q: base %s, want %s", c.issuer, c.prefix, got, c.want)
+		}
+		a.Close()
 	}
 }
 

@@ -174,7 +174,7 @@ func (h *handler) verifyPost(w http.ResponseWriter, r *http.Request) {
 func (h *handler) requirement(w http.ResponseWriter, r *http.Request) (requirement, bool) {
 	req, err := parseRequirement(r.URL.RawQuery)
 	if err != nil {
-		h.log.Warn("forward auth: malformed query, check the gateway's configuration", "path", r.URL.Path, "err", err.Error())
+		h.log.Warn("forward auth: malformed query, check the gateway's configuration", "path", clip(r.URL.Path), "err", clip(err.Error()))
 		writeError(w, http.StatusBadRequest, err.Error())
 		return req, false
 	}
@@ -209,8 +209,8 @@ func (h *handler) gate(w http.ResponseWriter, r *http.Request, req requirement) 
 		if len(audiences) > 0 {
 			missing = append(missing, "audience "+strings.Join(audiences, " "))
 		}
-		h.log.Info("forward auth refused: requirement not met", "client_id", claims.Subject,
-			"missing_scopes", scopes, "missing_audiences", audiences, "path", r.URL.Path)
+		h.log.Info("forward auth refused: requirement not met", "client_id", clip(claims.Subject),
+			"missing_scopes", clipList(scopes), "missing_audiences", clipList(audiences), "path", clip(r.URL.Path))
 		writeError(w, http.StatusForbidden, "the token lacks "+strings.Join(missing, " and "))
 		return nil, false
 	}

@@ -20,9 +20,11 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -42,17 +44,25 @@ type Options struct {
 	// Nil means none: the TCP peer is the caller.
 	TrustedProxies []netip.Prefix
 
-	// DisableThrottle turns off the limits on failed client
-	// authentications (RFC 6749 §2.3.1 asks a token endpoint for them).
-	// Only for tests, or behind a proxy that limits the same way: without
-	// them a client secret can be guessed at the speed of the network.
-	DisableThrottle bool
+	// Throttle sets the limits on failed client authentications (RFC 6749
+	// §2.3.1 asks a token endpoint for them): per client_id and address,
+	// per address, per client_id. The zero value is the defaults;
+	// Throttle{Off: true} turns them off (see Throttle). Each handler
+	// counts failures in its own buckets: mount one handler per
+	// Authenticator, or the allowances add up (the addresses clients
+	// succeeded from are the Authenticator's, shared).
+	Throttle Throttle
 
 	// Metrics, when set, receives the Prometheus metrics of the handler
-	// (requests by route, method and status; latency; throttled attempts)
+	// (requests by route, method and status; latency; throttled attempts
+	// by limit; the throttle's limits)
 	// and of the Authenticator (tokens issued, verifications, store
-	// errors). Registering twice with one registerer reuses the first
-	// collectors; any other registration error panics, as MustRegister does.
+	// errors). Handlers of one Authenticator may share a registerer (the
+	// second reuses the first's collectors); a handler of another
+	// Authenticator needs its own, or one wrapped with a distinguishing
+	// label (prometheus.WrapRegistererWith), else it would report the
+	// first Authenticator's counts. Any other registration error panics,
+	// as MustRegister does.
 	Metrics prometheus.Registerer
 
 	// MetricsHandler, when set, is served at GET /metrics, such as
@@ -66,7 +76,10 @@ type Options struct {
 	// BaseURL is the URL the routes are reached at from outside, as
 	// discovery advertises them (token_endpoint = BaseURL + "/oauth/token").
 	// Empty means the Authenticator's issuer, followed by the prefix the
-	// handler is mounted under when http.StripPrefix removed one.
+	// handler is mounted under when http.StripPrefix removed one, unless
+	// the issuer's path already ends with that prefix. Give the issuer the
+	// prefix (https://host/auth for a mount at /auth/): RemoteVerifiers
+	// and OAuth libraries look for discovery at the issuer's URL.
 	BaseURL string
 }
 
@@ -88,6 +101,13 @@ type handler struct {
 // may be mounted under a prefix with http.StripPrefix; discovery then
 // advertises the prefixed URLs.
 func NewHandler(a *authsvc.Authenticator, opts Options) http.Handler {
+	_, hd := newHandler(a, opts)
+	return hd
+}
+
+// newHandler is NewHandler, also returning the handler (tests set its
+// throttle's clock).
+func newHandler(a *authsvc.Authenticator, opts Options) (*handler, http.Handler) {
 	h := &handler{
 		auth:     a,
 		log:      opts.Logger,
@@ -99,11 +119,12 @@ func NewHandler(a *authsvc.Authenticator, opts Options) http.Handler {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	if !opts.DisableThrottle {
-		h.throttle = newThrottle()
+	if !opts.Throttle.Off {
+		h.throttle = newThrottle(opts.Throttle)
+		h.throttle.known, h.throttle.remember = a.KnownAddress, a.RememberAddress
 	}
 	if opts.Metrics != nil {
-		h.metrics = newMetrics(a, opts.Metrics)
+		h.metrics = newMetrics(a, opts.Metrics, h.throttle)
 	}
 	mux := http.NewServeMux()
 	h.seedRoutes(mux)
@@ -118,7 +139,7 @@ func NewHandler(a *authsvc.Authenticator, opts Options) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
-	return h.common(mux)
+	return h, h.common(mux)
 }
 
 // methods routes by HTTP method, answering any other with 405 and Allow.
@@ -199,7 +220,7 @@ func (h *handler) common(next http.Handler) http.Handler {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				h.log.Error("panic serving request", "path", r.URL.Path, "panic", fmt.Sprint(p))
+				h.log.Error("panic serving request", "path", clip(r.URL.Path), "panic", clip(fmt.Sprint(p)))
 				if sw.status == 0 {
 					writeError(sw, http.StatusInternalServerError, "internal error")
 				}
@@ -215,14 +236,42 @@ func (h *handler) common(next http.Handler) http.Handler {
 			// Checked first: building the line's arguments costs allocations
 			// even when the level drops it.
 			if h.log.Enabled(r.Context(), slog.LevelInfo) {
-				attrs := []any{"method", r.Method, "route", route, "path", r.URL.Path, "status", sw.status,
-					"duration_ms", float64(d.Microseconds()) / 1000, "remote", ri.addr}
+				attrs := []any{"method", clip(r.Method), "route", route, "path", clip(r.URL.Path), "status", sw.status,
+					"duration_ms", float64(d.Microseconds()) / 1000, "remote", clip(ri.addr)}
 				if ri.clientID != "" {
-					attrs = append(attrs, "client_id", ri.clientID)
+					attrs = append(attrs, "client_id", clip(ri.clientID))
 				}
 				h.log.Info("request", attrs...)
 			}
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// maxLogged bounds every caller-supplied value in a log line (a client_id,
+// a path, a method, an address): logged whole, a 60 KB client_id would
+// make each refused request a 60 KB line.
+const maxLogged = 128
+
+// clip returns s, or, when it is longer than maxLogged bytes, its first
+// maxLogged bytes (cut at a UTF-8 boundary) followed by "…" and its length.
+// Every caller-supplied value authhttp logs goes through it.
+func clip(s string) string {
+	if len(s) <= maxLogged {
+		return s
+	}
+	n := maxLogged
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…(" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// clipList clips each of values, and keeps the first 16 of them.
+func clipList(values []string) []string {
+	out := make([]string, 0, min(len(values), 16))
+	for _, v := range values[:min(len(values), 16)] {
+		out = append(out, clip(v))
+	}
+	return out
 }

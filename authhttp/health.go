@@ -1,20 +1,40 @@
 package authhttp
 
-import "net/http"
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// readyTimeout bounds /readyz: a probe that waits for a silent store is
+// worse than one that says "not ready".
+const readyTimeout = time.Second
 
 // healthz: alive, whatever the store says.
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 }
 
-// readyz: ready when the store answers (the keys are loaded before the
-// handler exists at all), and not shutting down.
+// readyz: ready when the in-memory state is fresh and the store answers
+// within readyTimeout, and not shutting down. It answers within
+// readyTimeout whatever the store does: the check runs aside, and a silent
+// store is "unavailable" (the check itself ends within StoreTimeout).
 func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 	if h.draining != nil && h.draining() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
 		return
 	}
-	if err := h.auth.Ping(r.Context()); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- h.auth.Ready(ctx) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
 		h.log.Warn("not ready", "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable"})
 		return

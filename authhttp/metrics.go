@@ -18,10 +18,11 @@ import (
 type metrics struct {
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
-	throttled prometheus.Counter
+	throttled *prometheus.CounterVec
 }
 
-func newMetrics(a *authsvc.Authenticator, reg prometheus.Registerer) *metrics {
+// newMetrics registers the metrics of a handler; t is its throttle (nil: off).
+func newMetrics(a *authsvc.Authenticator, reg prometheus.Registerer, t *throttle) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authd_http_requests_total", Help: "HTTP requests by route pattern, method and status.",
@@ -30,15 +31,45 @@ func newMetrics(a *authsvc.Authenticator, reg prometheus.Registerer) *metrics {
 			Name: "authd_http_request_duration_seconds", Help: "HTTP request latency by route pattern.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
-		throttled: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "authd_throttled_total", Help: "Authentications refused with 429 by the brute-force limits.",
-		}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authd_throttled_total", Help: "Authentications refused with 429 by the brute-force limits, by the limit that refused (pair: one client_id from one address; address; client).",
+		}, []string{"limit"}),
 	}
 	m.requests = register(reg, m.requests)
 	m.duration = register(reg, m.duration)
 	m.throttled = register(reg, m.throttled)
+	for _, l := range limitNames {
+		m.throttled.WithLabelValues(l) // every series from 0
+	}
 	register[prometheus.Collector](reg, statsCollector{a})
+	if t != nil {
+		register[prometheus.Collector](reg, throttleCollector{t.limits})
+	}
 	return m
+}
+
+// throttleCollector exports the throttle's limits (those not off), so that
+// dashboards and alerts can read them beside authd_throttled_total.
+type throttleCollector struct{ limits [numLimits]ThrottleLimit }
+
+var (
+	descThrottleBurst = prometheus.NewDesc("authd_throttle_burst", "Failed authentications a throttle limit allows at once (absent: the limit is off).", []string{"limit"}, nil)
+	descThrottleEvery = prometheus.NewDesc("authd_throttle_interval_seconds", "Time a throttle limit takes to allow one more failed authentication.", []string{"limit"}, nil)
+)
+
+func (c throttleCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descThrottleBurst
+	ch <- descThrottleEvery
+}
+
+func (c throttleCollector) Collect(ch chan<- prometheus.Metric) {
+	for d, l := range c.limits {
+		if l.Off {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descThrottleBurst, prometheus.GaugeValue, float64(l.Burst), limitNames[d])
+		ch <- prometheus.MustNewConstMetric(descThrottleEvery, prometheus.GaugeValue, l.Every.Seconds(), limitNames[d])
+	}
 }
 
 // register registers c with reg, or returns the collector reg already has
@@ -50,7 +81,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 		if existing, ok := dup.ExistingCollector.(C); ok {
 			return existing
 		}
-		return c
+		panic(fmt.Sprintf("authhttp: another kind of collector is registered as %T: %v", c, err))
 	}
 	if err != nil {
 		panic(fmt.Sprintf("authhttp: registering metrics: %v", err))
@@ -85,10 +116,12 @@ var (
 	descCache    = prometheus.NewDesc("authd_verify_cache_total", "Verifications answered from the verified-token cache (hit) or by a signature check (miss).", []string{"result"}, nil)
 	descStore    = prometheus.NewDesc("authd_store_errors_total", "Operations refused because the store was unreachable.", nil, nil)
 	descKeyAge   = prometheus.NewDesc("authd_signing_key_age_seconds", "Age of the key new tokens are signed with.", nil, nil)
+	descKnown    = prometheus.NewDesc("authd_known_addresses", "(client_id, address) pairs with a successful authentication in the last 24 hours, in memory: exempt from the address and client throttle limits.", nil, nil)
+	descKnownW   = prometheus.NewDesc("authd_known_address_writes_total", "Store writes of known (client_id, address) pairs, by result: ok, failed, dropped (queue full).", []string{"result"}, nil)
 )
 
 func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIssued, descFailures, descRevoked, descVerify, descCache, descStore, descKeyAge} {
+	for _, d := range []*prometheus.Desc{descIssued, descFailures, descRevoked, descVerify, descCache, descStore, descKeyAge, descKnown, descKnownW} {
 		ch <- d
 	}
 }
@@ -110,4 +143,8 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCache, s.VerifyCacheMisses, "miss")
 	counter(descStore, s.StoreErrors)
 	ch <- prometheus.MustNewConstMetric(descKeyAge, prometheus.GaugeValue, s.SigningKeyAge.Seconds())
+	ch <- prometheus.MustNewConstMetric(descKnown, prometheus.GaugeValue, float64(s.KnownAddresses))
+	counter(descKnownW, s.KnownAddressWrites, "ok")
+	counter(descKnownW, s.KnownAddressWriteErrors, "failed")
+	counter(descKnownW, s.KnownAddressWritesDropped, "dropped")
 }

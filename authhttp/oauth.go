@@ -171,7 +171,8 @@ func (h *handler) oauthCaller(w http.ResponseWriter, r *http.Request) (url.Value
 // authenticateClient checks the caller's credentials, answering the error
 // itself; ok is false when it has.
 func (h *handler) authenticateClient(w http.ResponseWriter, r *http.Request, cc clientCredentials) (*authsvc.Client, bool) {
-	if !h.allowAttempt(w, r, cc.id, true) {
+	att, ok := h.allowAttempt(w, r, cc.id, true)
+	if !ok {
 		return nil, false
 	}
 	var c *authsvc.Client
@@ -179,7 +180,7 @@ func (h *handler) authenticateClient(w http.ResponseWriter, r *http.Request, cc 
 		c, err = h.auth.AuthenticateClient(r.Context(), id, secret)
 		return err
 	})
-	h.noteAttempt(r, cc.id, err)
+	h.noteAttempt(r, att, cc.id, err)
 	if err != nil {
 		h.oauthFail(w, r, err)
 		return nil, false
@@ -220,7 +221,8 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 		req.Audience = append(req.Audience, res)
 	}
 	req.Audience = append(req.Audience, strings.Fields(v.Get("audience"))...)
-	if !h.allowAttempt(w, r, cc.id, true) {
+	att, ok := h.allowAttempt(w, r, cc.id, true)
+	if !ok {
 		return
 	}
 	var tok *authsvc.Token
@@ -228,7 +230,7 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 		tok, err = h.auth.Authenticate(r.Context(), id, secret, req)
 		return err
 	})
-	h.noteAttempt(r, cc.id, err)
+	h.noteAttempt(r, att, cc.id, err)
 	if err != nil {
 		h.oauthFail(w, r, err)
 		return

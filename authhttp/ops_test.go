@@ -1,12 +1,14 @@
 package authhttp
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,77 +91,162 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// TestThrottle is the throttle's model, on its own clock: failures count
+// per (client_id, address), per address and per client_id; a known pair
+// is exempt from the latter two; in-flight attempts count.
 func TestThrottle(t *testing.T) {
-	th := newThrottle()
+	th := newThrottle(Throttle{})
 	now := time.Now()
 	th.now = func() time.Time { return now }
-	// Per address: 20 failures, then refused, whatever the client_id.
-	for i := 0; i < addrBurst; i++ {
-		if ok, _ := th.allow("c", "10.0.0.1"); !ok {
-			t.Fatalf("attempt %d refused", i)
+	known := map[pairKey]bool{}
+	th.known = func(c, a string) bool { return known[pairKey{c, a}] }
+	th.remember = func(c, a string) { known[pairKey{c, a}] = true }
+	def := defaultThrottle
+	try := func(c, a string, outcome string) *refusal {
+		t.Helper()
+		att, ref := th.allow(c, a)
+		if ref == nil {
+			th.finish(att, outcome == "fail", outcome == "ok")
 		}
-		th.finish("c", "10.0.0.1", true)
+		return ref
 	}
-	if ok, retry := th.allow("other", "10.0.0.1"); ok || retry <= 0 {
-		t.Fatalf("21st failure from one address allowed (%v)", retry)
-	}
-	now = now.Add(addrEvery)
-	if ok, _ := th.allow("c", "10.0.0.1"); !ok {
-		t.Fatal("the address allowance does not refill")
-	}
-	// Per client_id, from many addresses: the flood locks out unknown
-	// addresses, but not one the client succeeded from before.
-	if ok, _ := th.allow("victim", "192.0.2.7"); !ok {
-		t.Fatal("first attempt refused")
-	}
-	th.finish("victim", "192.0.2.7", false)
-	for i := 0; i < clientBurst; i++ {
-		addr := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}).String()
-		if ok, _ := th.allow("victim", addr); !ok {
-			t.Fatalf("flood attempt %d refused early", i)
-		}
-		th.finish("victim", addr, true)
-	}
-	if ok, _ := th.allow("victim", "203.0.113.9"); ok {
-		t.Fatal("a flood on one client_id did not limit new addresses")
-	}
-	if ok, _ := th.allow("victim", "192.0.2.7"); !ok {
-		t.Fatal("the real client's known address is locked out by a flood from elsewhere")
-	}
-	now = now.Add(5 * clientEvery)
-	if ok, _ := th.allow("victim", "203.0.113.9"); !ok {
-		t.Fatal("the client allowance does not refill after the flood")
-	}
-	// In-flight attempts count: from a fresh address, parallel attempts stop
-	// at the allowance even before any of them has failed.
-	allowed := 0
-	for i := 0; i < 3*addrBurst; i++ {
-		if ok, _ := th.allow("c2", "10.9.9.9"); ok {
-			allowed++
+	mustAllow := func(what, c, a, outcome string) {
+		t.Helper()
+		if ref := try(c, a, outcome); ref != nil {
+			t.Fatalf("%s: refused by %s", what, ref.limit)
 		}
 	}
-	if allowed != addrBurst {
-		t.Fatalf("%d parallel attempts allowed from one address, want %d", allowed, addrBurst)
+	mustRefuse := func(what, c, a, limit string) *refusal {
+		t.Helper()
+		ref := try(c, a, "fail")
+		if ref == nil || ref.limit != limit {
+			t.Fatalf("%s: %+v, want a refusal by the %s limit", what, ref, limit)
+		}
+		return ref
 	}
-	for i := 0; i < allowed; i++ {
-		th.finish("c2", "10.9.9.9", false) // successes give the allowance back
+
+	// Pair: one client's own wrong secrets stop that client at that
+	// address, and no one else.
+	for i := range def.Pair.Burst {
+		mustAllow(fmt.Sprint("wrong secret ", i), "c", "10.0.0.1", "fail")
 	}
-	if ok, _ := th.allow("c2", "10.9.9.9"); !ok {
-		t.Fatal("successful attempts used up the allowance")
+	if ref := mustRefuse("pair over its burst", "c", "10.0.0.1", "pair"); ref.retry != def.Pair.Every {
+		t.Fatalf("retry after %v, want %v", ref.retry, def.Pair.Every)
+	}
+	mustAllow("a neighbour at the same address", "neighbour", "10.0.0.1", "ok")
+	mustAllow("the same client elsewhere", "c", "10.0.0.2", "ok")
+	now = now.Add(def.Pair.Every)
+	mustAllow("the pair refilled by one", "c", "10.0.0.1", "ok")
+	// A success refills the pair: a whole burst of failures again.
+	for i := range def.Pair.Burst {
+		mustAllow(fmt.Sprint("after a success, wrong secret ", i), "c", "10.0.0.1", "fail")
+	}
+	mustRefuse("pair after a success and a burst", "c", "10.0.0.1", "pair")
+
+	// Address: spraying many client_ids from one address is slowed after
+	// Address.Burst failures, except for clients known there.
+	now = now.Add(time.Hour)
+	mustAllow("known client", "known", "10.1.1.1", "ok")
+	for i := range def.Address.Burst {
+		mustAllow(fmt.Sprint("spray ", i), fmt.Sprint("spray-", i), "10.1.1.1", "fail")
+	}
+	if ref := mustRefuse("spraying past the address burst", "spray-x", "10.1.1.1", "address"); ref.retry != def.Address.Every {
+		t.Fatalf("retry after %v, want %v", ref.retry, def.Address.Every)
+	}
+	mustRefuse("a client not known there", "newcomer", "10.1.1.1", "address")
+	mustAllow("the known client at the sprayed address", "known", "10.1.1.1", "ok")
+	mustAllow("the sprayer's client elsewhere", "spray-x", "10.1.1.2", "ok")
+
+	// Client: a flood on one client_id from many addresses stops new
+	// addresses, not one the client succeeded from.
+	mustAllow("victim's first success", "victim", "192.0.2.7", "ok")
+	for i := range def.Client.Burst {
+		mustAllow(fmt.Sprint("flood ", i), "victim", netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}).String(), "fail")
+	}
+	mustRefuse("flood from a new address", "victim", "203.0.113.9", "client")
+	mustAllow("the victim's known address", "victim", "192.0.2.7", "ok")
+	now = now.Add(5 * def.Client.Every)
+	mustAllow("the client allowance refills", "victim", "203.0.113.9", "ok")
+
+	// In flight: from a fresh pair, parallel attempts stop at the pair's
+	// burst before any of them has failed.
+	var atts []attempt
+	for range 3 * def.Pair.Burst {
+		if att, ref := th.allow("c2", "10.9.9.9"); ref == nil {
+			atts = append(atts, att)
+		}
+	}
+	if len(atts) != def.Pair.Burst {
+		t.Fatalf("%d parallel attempts allowed from a fresh pair, want %d", len(atts), def.Pair.Burst)
+	}
+	for _, att := range atts {
+		th.finish(att, false, true) // successes give the allowance back
+	}
+	mustAllow("after successful parallel attempts", "c2", "10.9.9.9", "ok")
+	// A known pair may have more in flight (a busy service), up to a
+	// bound; what fails is owed, so over time it gets no more guesses.
+	atts = atts[:0]
+	for range 2 * knownInflight {
+		if att, ref := th.allow("c2", "10.9.9.9"); ref == nil {
+			atts = append(atts, att)
+		}
+	}
+	if len(atts) != knownInflight {
+		t.Fatalf("%d parallel attempts allowed from a known pair, want %d", len(atts), knownInflight)
+	}
+	for _, att := range atts {
+		th.finish(att, true, false)
+	}
+	ref := mustRefuse("a known pair after its failures", "c2", "10.9.9.9", "pair")
+	if owed := time.Duration(knownInflight-def.Pair.Burst+1) * def.Pair.Every; ref.retry != owed {
+		t.Fatalf("retry after %v, want %v (every failure is owed)", ref.retry, owed)
+	}
+	mustAllow("the neighbours of a failing known pair", "c3", "10.9.9.9", "ok")
+
+	// A client_id longer than any client's is one key, and a short one.
+	long := strings.Repeat("x", 60<<10)
+	for range def.Pair.Burst {
+		mustAllow("overlong client_id", long, "10.7.7.7", "fail")
+	}
+	mustRefuse("overlong client_id", long+"y", "10.7.7.7", "pair")
+	for k := range th.pairs.m {
+		if len(k.clientID) > 128 || len(k.addr) > maxKeyLen {
+			t.Fatalf("a bucket is keyed by %d + %d bytes", len(k.clientID), len(k.addr))
+		}
+	}
+}
+
+// TestThrottleLimitsOff: each limit can be turned off, and limits can be
+// set.
+func TestThrottleLimitsOff(t *testing.T) {
+	th := newThrottle(Throttle{Pair: ThrottleLimit{Off: true}, Address: ThrottleLimit{Burst: 3, Every: time.Minute}})
+	now := time.Now()
+	th.now = func() time.Time { return now }
+	for i := range 3 {
+		att, ref := th.allow("c", "10.0.0.1")
+		if ref != nil {
+			t.Fatalf("attempt %d refused by %s", i, ref.limit)
+		}
+		th.finish(att, true, false)
+	}
+	if _, ref := th.allow("c", "10.0.0.1"); ref == nil || ref.limit != "address" || ref.retry != time.Minute {
+		t.Fatalf("with the pair limit off and an address burst of 3: %+v", ref)
 	}
 }
 
 func TestThrottleHTTP(t *testing.T) {
 	ts := opsServer(t, "")
 	_, secret := ts.createClient(url.Values{"client_id": {"svc"}})
-	for i := 0; i < addrBurst; i++ {
+	for range defaultThrottle.Pair.Burst {
 		expect(t, "wrong secret", ts.form("/auth", url.Values{"client_id": {"svc"}, "client_secret": {"wrong"}}, ""), 401)
 	}
 	// Now even the right secret is not checked.
 	r := ts.form("/auth", url.Values{"client_id": {"svc"}, "client_secret": {secret}}, "")
 	expect(t, "throttled /auth", r, 429)
-	if r.header.Get("Retry-After") == "" {
-		t.Fatal("429 without Retry-After")
+	// A real clock: the failures took a moment, during which the pair
+	// allowance refilled a little.
+	if secs, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || secs < 20 || secs > 30 {
+		t.Fatalf("429 with Retry-After %q, want about 30", r.header.Get("Retry-After"))
 	}
 	r = ts.do("POST", "/oauth/token", form, "grant_type=client_credentials", map[string]string{"Authorization": basicAuth("svc", secret)})
 	if r.status != 429 || r.body["error"] != "too_many_requests" || r.header.Get("Retry-After") == "" {
@@ -167,8 +254,8 @@ func TestThrottleHTTP(t *testing.T) {
 	}
 	// Token verification is not throttled by failed logins.
 	expect(t, "verify", ts.form("/verify", nil, ts.admin), 200)
-	if !strings.Contains(ts.logs.String(), "authentication throttled") {
-		t.Fatal("throttling not logged")
+	if !strings.Contains(ts.logs.String(), `"msg":"authentication throttled","limit":"pair","client_id":"svc"`) {
+		t.Fatalf("throttling not logged:\n%s", ts.logs.String())
 	}
 }
 

@@ -29,11 +29,12 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "client_id and client_secret are required")
 		return
 	}
-	if !h.allowAttempt(w, r, p["client_id"], false) {
+	att, ok := h.allowAttempt(w, r, p["client_id"], false)
+	if !ok {
 		return
 	}
 	tok, err := h.auth.Authenticate(r.Context(), p["client_id"], p["client_secret"], authsvc.TokenRequest{})
-	h.noteAttempt(r, p["client_id"], err)
+	h.noteAttempt(r, att, p["client_id"], err)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -103,6 +104,6 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	h.log.Info("audit: token logged out", "remote", info(r).addr)
+	h.log.Info("audit: token logged out", "remote", clip(info(r).addr))
 	writeJSON(w, http.StatusOK, map[string]any{"success": true})
 }

@@ -78,7 +78,7 @@ func newTestServerWith(t *testing.T, dbURL string, cfg authsvc.Config) *testServ
 	if _, _, err := a.CreateClient(ctx, authsvc.NewClient{ID: "root", Secret: adminSecret, IsAdmin: true}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(NewHandler(a, Options{Logger: log, DisableThrottle: true}))
+	srv := httptest.NewServer(NewHandler(a, Options{Logger: log, Throttle: Throttle{Off: true}}))
 	t.Cleanup(srv.Close)
 	ts := &testServer{t: t, url: srv.URL, auth: a, store: store, dbURL: dbURL, logs: logs, secret: adminSecret}
 	ts.admin = ts.token("root", adminSecret)

@@ -1,6 +1,8 @@
 package authhttp
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
@@ -10,156 +12,288 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/authsvc/authsvc"
 )
 
-// throttle limits failed client authentications, as RFC 6749 §2.3.1 asks
-// of a token endpoint, so that secrets cannot be brute-forced:
+// Throttle sets the limits on failed client authentications that RFC 6749
+// §2.3.1 asks of a token endpoint, so that secrets cannot be brute-forced.
+// Only failures (an unknown client_id or a wrong secret) count; an attempt
+// over a limit is answered 429 with Retry-After and its secret is not
+// checked. Three limits apply, each a bucket of failures that refills:
 //
-//   - per remote address: 20 failures at once, then one more every 6 s;
-//   - per client_id: 50 failures at once, then one more every second.
+//   - Pair: one client_id from one address (default 10 failures, then one
+//     more every 30 s). A client's own wrong secrets stop here, and stop
+//     only that client at that address.
+//   - Address: one address across client_ids, against password spraying
+//     (default 100, then one every 6 s).
+//   - Client: one client_id across addresses, against a distributed attack
+//     on one client (default 50, then one per second).
 //
-// Over either limit the request is answered 429 with Retry-After and no
-// secret is even checked. Only failures count; a success never does.
+// A client that authenticated successfully from an address in the last 24
+// hours (authsvc.Authenticator.KnownAddress: kept in the store, so it
+// survives restarts and is shared by instances) is exempt there from the
+// Address and Client limits: other clients' failures never refuse it. Its
+// own Pair limit still applies, so a stolen client_id used from a known
+// address cannot guess without bound. A success refills the pair's bucket.
 //
-// A flood of failures aimed at one client_id from elsewhere empties that
-// client_id's allowance, but it cannot lock the real client out: an
-// address from which that client_id has authenticated successfully in the
-// last 24 hours is exempt from the per-client limit (not from its own
-// per-address limit), and the allowance refills as soon as the flood stops.
-type throttle struct {
-	mu       sync.Mutex // guards byAddr, byClient, good
-	byAddr   map[string]*limiter
-	byClient map[string]*limiter
-	good     map[goodKey]time.Time // (client_id, address) → last success
-	now      func() time.Time
+// Attempts in flight count against the buckets they are checked against,
+// so parallel requests cannot check more secrets than a bucket holds; a
+// known pair may have up to 256 attempts in flight whatever its bucket
+// holds, but a failure is charged even when the bucket is empty (it then
+// owes it), so over time it still gets no more than its refill rate.
+//
+// The zero value is the defaults; a zero field of a ThrottleLimit is that
+// field's default.
+type Throttle struct {
+	// Off turns every limit off. Only for tests, or behind a proxy that
+	// limits failures the same way: without limits a client secret can be
+	// guessed at the speed of the network.
+	Off bool
+
+	Pair    ThrottleLimit // one client_id from one address; default 10 / 30 s
+	Address ThrottleLimit // one address, any client_id; default 100 / 6 s
+	Client  ThrottleLimit // one client_id, any address; default 50 / 1 s
 }
 
-type limiter struct {
-	lim      *rate.Limiter
-	seen     time.Time
-	inflight int // attempts allowed but not yet finished
+// ThrottleLimit is one limit of a Throttle: Burst failures at once, then
+// one more every Every. Zero (or negative) fields take the limit's default.
+type ThrottleLimit struct {
+	Off   bool // this limit is not applied
+	Burst int
+	Every time.Duration
 }
 
-type goodKey struct{ clientID, addr string }
-
+// The throttle's dimensions, in the order they are checked, and their
+// names in the log, the metrics and the configuration.
 const (
-	addrBurst     = 20
-	addrEvery     = 6 * time.Second
-	clientBurst   = 50
-	clientEvery   = time.Second
-	goodFor       = 24 * time.Hour
-	throttleLimit = 100_000 // entries per map before idle ones are swept
+	limitPair = iota
+	limitAddress
+	limitClient
+	numLimits
 )
 
-func newThrottle() *throttle {
-	return &throttle{byAddr: map[string]*limiter{}, byClient: map[string]*limiter{}, good: map[goodKey]time.Time{}, now: time.Now}
+var limitNames = [numLimits]string{"pair", "address", "client"}
+
+// defaultThrottle is the zero Throttle's limits.
+var defaultThrottle = Throttle{
+	Pair:    ThrottleLimit{Burst: 10, Every: 30 * time.Second},
+	Address: ThrottleLimit{Burst: 100, Every: 6 * time.Second},
+	Client:  ThrottleLimit{Burst: 50, Every: time.Second},
 }
 
-// get returns the limiter of key, creating it; the caller holds t.mu.
-func (t *throttle) get(m map[string]*limiter, key string, every time.Duration, burst int, now time.Time) *limiter {
-	l := m[key]
-	if l == nil {
-		if len(m) >= throttleLimit {
-			t.sweep(m, now)
+// limits returns t's limits with the defaults filled in, by dimension.
+func (t Throttle) limits() [numLimits]ThrottleLimit {
+	given := [numLimits]ThrottleLimit{t.Pair, t.Address, t.Client}
+	def := [numLimits]ThrottleLimit{defaultThrottle.Pair, defaultThrottle.Address, defaultThrottle.Client}
+	for i := range given {
+		if given[i].Burst <= 0 {
+			given[i].Burst = def[i].Burst
 		}
-		l = &limiter{lim: rate.NewLimiter(rate.Every(every), burst)}
-		m[key] = l
+		if given[i].Every <= 0 {
+			given[i].Every = def[i].Every
+		}
 	}
-	l.seen = now
-	return l
+	return given
 }
 
-// sweep drops limiters idle long enough to have refilled completely.
-func (t *throttle) sweep(m map[string]*limiter, now time.Time) {
-	for k, l := range m {
-		if now.Sub(l.seen) > 10*time.Minute {
-			delete(m, k)
+const (
+	throttleLimit = 100_000 // buckets per dimension before idle ones are swept
+	knownInflight = 256     // attempts in flight at once for a known pair
+	maxKeyLen     = 64      // longer addresses are keyed by their hash
+)
+
+// throttle applies a Throttle.
+type throttle struct {
+	mu      sync.Mutex // guards the buckets
+	limits  [numLimits]ThrottleLimit
+	pairs   buckets[pairKey]
+	addrs   buckets[string]
+	clients buckets[string]
+
+	now      func() time.Time
+	known    func(clientID, addr string) bool // nil: none is
+	remember func(clientID, addr string)      // nil: nothing remembered
+}
+
+type pairKey struct{ clientID, addr string }
+
+// bucket is a token bucket of failures: tokens at at, refilled at one per
+// Every up to Burst. A failure takes one even from an empty bucket, which
+// then owes it (tokens < 0) and refills from below zero.
+type bucket struct {
+	tokens   float64
+	at       time.Time
+	inflight int // attempts allowed and not finished
+}
+
+func (l ThrottleLimit) level(b *bucket, now time.Time) float64 {
+	return min(float64(l.Burst), b.tokens+float64(now.Sub(b.at))/float64(l.Every))
+}
+
+// wait is how long until b holds need tokens.
+func (l ThrottleLimit) wait(b *bucket, now time.Time, need float64) time.Duration {
+	return time.Duration(max(0, need-l.level(b, now)) * float64(l.Every))
+}
+
+// buckets are one dimension's buckets.
+type buckets[K comparable] struct {
+	m   map[K]*bucket
+	lim *ThrottleLimit
+}
+
+// get returns key's bucket, creating a full one; t.mu is held.
+func (bs *buckets[K]) get(key K, now time.Time) *bucket {
+	b := bs.m[key]
+	if b == nil {
+		if len(bs.m) >= throttleLimit {
+			bs.sweep(now)
+		}
+		b = &bucket{tokens: float64(bs.lim.Burst), at: now}
+		bs.m[key] = b
+	}
+	return b
+}
+
+// sweep drops buckets that are full again and idle (the same as no
+// bucket), then, if that is not enough, arbitrary idle ones.
+func (bs *buckets[K]) sweep(now time.Time) {
+	for k, b := range bs.m {
+		if b.inflight == 0 && bs.lim.level(b, now) >= float64(bs.lim.Burst) {
+			delete(bs.m, k)
 		}
 	}
-	for k := range m { // still full: drop arbitrary ones (map order is random)
-		if len(m) < throttleLimit*9/10 {
+	for k, b := range bs.m { // map order is random
+		if len(bs.m) < throttleLimit*9/10 {
 			break
 		}
-		delete(m, k)
+		if b.inflight == 0 {
+			delete(bs.m, k)
+		}
 	}
+}
+
+func newThrottle(cfg Throttle) *throttle {
+	t := &throttle{limits: cfg.limits(), now: time.Now}
+	t.pairs = buckets[pairKey]{m: map[pairKey]*bucket{}, lim: &t.limits[limitPair]}
+	t.addrs = buckets[string]{m: map[string]*bucket{}, lim: &t.limits[limitAddress]}
+	t.clients = buckets[string]{m: map[string]*bucket{}, lim: &t.limits[limitClient]}
+	return t
+}
+
+// attempt is an authentication allow let through, for finish.
+type attempt struct {
+	clientID, addr string          // the throttle's keys
+	known          bool            // the client succeeded from addr lately
+	counted        [numLimits]bool // the buckets it is in flight in
+}
+
+// refusal says which limit refused an attempt, and for how long.
+type refusal struct {
+	limit string
+	retry time.Duration
+}
+
+// keyOf bounds a caller-supplied key: a client_id longer than any client's
+// (they can never authenticate) is one key for all of them, and an overlong
+// address (only an embedding program's RemoteAddr can be one) its hash.
+func keyOf(clientID, addr string) (string, string) {
+	if len(clientID) > authsvc.MaxClientIDLen {
+		clientID = "\x00overlong client_id"
+	}
+	if len(addr) > maxKeyLen {
+		sum := sha256.Sum256([]byte(addr))
+		addr = "\x00" + hex.EncodeToString(sum[:16])
+	}
+	return clientID, addr
 }
 
 // allow reports whether an authentication of clientID from addr may be
-// tried now, and if not, how long to wait. Attempts still in flight count
-// against the allowance, so that a burst of parallel requests cannot check
-// more secrets than the allowance holds. Every allowed attempt must be
-// ended with finish.
-func (t *throttle) allow(clientID, addr string) (bool, time.Duration) {
+// tried now; if not, which limit refused and how long to wait. Every
+// allowed attempt must be ended with finish.
+func (t *throttle) allow(clientID, addr string) (attempt, *refusal) {
+	id, key := keyOf(clientID, addr)
+	att := attempt{clientID: id, addr: key}
+	att.known = id != "" && t.known != nil && t.known(id, key)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	a := t.get(t.byAddr, addr, addrEvery, addrBurst, now)
-	if a.lim.TokensAt(now)-float64(a.inflight) < 1 {
-		return false, wait(a.lim, now)
-	}
-	var c *limiter
-	if clientID != "" {
-		c = t.get(t.byClient, clientID, clientEvery, clientBurst, now)
-		if c.lim.TokensAt(now)-float64(c.inflight) < 1 {
-			if last, ok := t.good[goodKey{clientID, addr}]; !ok || now.Sub(last) >= goodFor {
-				return false, wait(c.lim, now)
-			}
-			c = nil // exempt: its attempts do not count against the client_id
+	var (
+		bs  [numLimits]*bucket
+		ref *refusal
+	)
+	check := func(d int, b *bucket) {
+		lim := t.limits[d]
+		bs[d] = b
+		need := 1 + float64(b.inflight) // in-flight attempts may all fail
+		ok := lim.level(b, now) >= need
+		if d == limitPair && att.known {
+			need = 1
+			ok = lim.level(b, now) >= 1 && b.inflight < knownInflight
+		}
+		if ok {
+			return
+		}
+		wait := lim.wait(b, now, need)
+		if ref == nil {
+			ref = &refusal{limit: limitNames[d], retry: wait}
+		} else {
+			ref.retry = max(ref.retry, wait)
 		}
 	}
-	a.inflight++
-	if c != nil {
-		c.inflight++
+	if !t.limits[limitPair].Off {
+		check(limitPair, t.pairs.get(pairKey{id, key}, now))
 	}
-	return true, 0
+	// A known pair is exempt from the limits other clients can exhaust.
+	if !att.known && !t.limits[limitAddress].Off {
+		check(limitAddress, t.addrs.get(key, now))
+	}
+	if !att.known && id != "" && !t.limits[limitClient].Off {
+		check(limitClient, t.clients.get(id, now))
+	}
+	if ref != nil {
+		return att, ref
+	}
+	for d, b := range bs {
+		if b != nil {
+			b.inflight++
+			att.counted[d] = true
+		}
+	}
+	return att, nil
 }
 
-// finish ends an attempt allowed by allow: a failure consumes allowance, a
-// success remembers the address as good for the client.
-func (t *throttle) finish(clientID, addr string, failed bool) {
+// finish ends an attempt allow let through. A failure is charged to every
+// bucket the attempt was counted in; a success refills its pair's bucket
+// and remembers the address as known for the client; any other outcome
+// (the store was down, a bad scope) only ends the attempt.
+func (t *throttle) finish(att attempt, failed, succeeded bool) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	now := t.now()
-	a := t.get(t.byAddr, addr, addrEvery, addrBurst, now)
-	a.inflight = max(0, a.inflight-1)
-	var c *limiter
-	if clientID != "" {
-		c = t.get(t.byClient, clientID, clientEvery, clientBurst, now)
-		c.inflight = max(0, c.inflight-1)
-	}
-	if failed {
-		a.lim.AllowN(now, 1)
-		if c != nil {
-			c.lim.AllowN(now, 1)
+	for d, counted := range att.counted {
+		if !counted {
+			continue
 		}
-		return
-	}
-	t.rememberGood(clientID, addr, now)
-}
-
-func wait(l *rate.Limiter, now time.Time) time.Duration {
-	r := l.ReserveN(now, 1)
-	d := r.DelayFrom(now)
-	r.CancelAt(now)
-	return d
-}
-
-// rememberGood notes that clientID authenticates from addr; t.mu is held.
-func (t *throttle) rememberGood(clientID, addr string, now time.Time) {
-	if clientID == "" {
-		return
-	}
-	if len(t.good) >= throttleLimit {
-		for k, last := range t.good {
-			if now.Sub(last) > goodFor || len(t.good) >= throttleLimit*9/10 {
-				delete(t.good, k)
-			}
+		var b *bucket
+		switch d {
+		case limitPair:
+			b = t.pairs.get(pairKey{att.clientID, att.addr}, now)
+		case limitAddress:
+			b = t.addrs.get(att.addr, now)
+		case limitClient:
+			b = t.clients.get(att.clientID, now)
+		}
+		b.inflight = max(0, b.inflight-1)
+		switch {
+		case failed:
+			b.tokens, b.at = t.limits[d].level(b, now)-1, now
+		case succeeded && d == limitPair:
+			b.tokens, b.at = float64(t.limits[d].Burst), now
 		}
 	}
-	t.good[goodKey{clientID, addr}] = now
+	t.mu.Unlock()
+	if succeeded && t.remember != nil && att.clientID != "" {
+		t.remember(att.clientID, att.addr)
+	}
 }
 
 // clientAddr is the address of the party that sent the request: the TCP
@@ -199,20 +333,20 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 }
 
 // allowAttempt applies the throttle before a client's secret is checked;
-// false means a 429 has been written.
-func (h *handler) allowAttempt(w http.ResponseWriter, r *http.Request, clientID string, oauth bool) bool {
+// false means a 429 has been written. The attempt goes to noteAttempt.
+func (h *handler) allowAttempt(w http.ResponseWriter, r *http.Request, clientID string, oauth bool) (attempt, bool) {
 	if h.throttle == nil {
-		return true
+		return attempt{}, true
 	}
-	ok, retry := h.throttle.allow(clientID, info(r).addr)
-	if ok {
-		return true
+	att, ref := h.throttle.allow(clientID, info(r).addr)
+	if ref == nil {
+		return att, true
 	}
-	secs := int(retry/time.Second) + 1
+	secs := max(1, int((ref.retry+time.Second-1)/time.Second)) // whole seconds, rounded up
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	h.log.Warn("authentication throttled", "client_id", clientID, "remote", info(r).addr, "retry_after_s", secs)
+	h.log.Warn("authentication throttled", "limit", ref.limit, "client_id", clip(clientID), "remote", clip(info(r).addr), "retry_after_s", secs)
 	if h.metrics != nil {
-		h.metrics.throttled.Inc()
+		h.metrics.throttled.WithLabelValues(ref.limit).Inc()
 	}
 	msg := "too many failed authentications: retry later"
 	if oauth {
@@ -220,21 +354,21 @@ func (h *handler) allowAttempt(w http.ResponseWriter, r *http.Request, clientID 
 	} else {
 		writeError(w, http.StatusTooManyRequests, msg)
 	}
-	return false
+	return att, false
 }
 
 // noteAttempt ends an attempt allowAttempt let through: it feeds the
 // outcome to the throttle and the audit log.
-func (h *handler) noteAttempt(r *http.Request, clientID string, err error) {
+func (h *handler) noteAttempt(r *http.Request, att attempt, clientID string, err error) {
 	ri := info(r)
 	failed := errors.Is(err, authsvc.ErrInvalidClient)
 	if err == nil {
 		ri.clientID = clientID
 	}
 	if failed {
-		h.log.Warn("audit: authentication failed", "client_id", clientID, "remote", ri.addr, "route", r.URL.Path)
+		h.log.Warn("audit: authentication failed", "client_id", clip(clientID), "remote", clip(ri.addr), "route", clip(r.URL.Path))
 	}
 	if h.throttle != nil {
-		h.throttle.finish(clientID, ri.addr, failed)
+		h.throttle.finish(att, failed, err == nil)
 	}
 }

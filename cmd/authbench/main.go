@@ -585,6 +585,15 @@ func setup(ctx context.Context, a *api, adminID, adminSecret, host string, conns
 		fx.verifyReqs = append(fx.verifyReqs, verifyRequest(host, tok))
 		fx.introReqs = append(fx.introReqs, newRequest("POST", host, "/oauth/introspect", rsHeader, "token="+tok))
 	}
+	// The resource server authenticates once before the load: until a
+	// client has succeeded from an address, authd's throttle lets it have
+	// only a pair burst (10) of attempts in flight from there, and the
+	// introspect workload starts -conns of them at once. (The caller has
+	// just fetched its tokens.)
+	if status, body, err := a.post("/oauth/introspect", url.Values{"token": {fx.tokens[0]}}, rsHeader); err != nil || status != http.StatusOK {
+		fx.cleanup()
+		return nil, fmt.Errorf("introspect as %s: %d %v %v", rsID, status, body, err)
+	}
 	return fx, nil
 }
 

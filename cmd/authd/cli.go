@@ -283,12 +283,6 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// cliClient is a client as the CLI prints it in JSON: never a secret or a
-// hash.
-type cliClient = authhttp.ClientJSON
-
-func toCLIClient(c authsvc.Client) cliClient { return authhttp.ClientToJSON(c) }
-
 func stamp(t time.Time) string {
 	if t.IsZero() {
 		return "-"
@@ -374,9 +368,9 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 	}
 	if *asJSON {
 		return printJSON(c.stdout, struct {
-			cliClient
+			authhttp.ClientJSON
 			ClientSecret string `json:"client_secret"`
-		}{toCLIClient(*cl), secret})
+		}{authhttp.ClientToJSON(*cl), secret})
 	}
 	fmt.Fprintf(c.stdout, "client_id:     %s\nclient_secret: %s\nid:            %d\nadmin:         %t\nscope:         %s\naudience:      %s\n",
 		cl.ID, secret, cl.RowID, cl.IsAdmin, orDash(strings.Join(cl.Scopes, " ")), audienceText(*cl))
@@ -401,9 +395,9 @@ func cmdClientList(ctx context.Context, c *command, args []string) error {
 		return fmt.Errorf("client list: %w", err)
 	}
 	if *asJSON {
-		out := make([]cliClient, len(clients))
+		out := make([]authhttp.ClientJSON, len(clients))
 		for i, cl := range clients {
-			out[i] = toCLIClient(cl)
+			out[i] = authhttp.ClientToJSON(cl)
 		}
 		return printJSON(c.stdout, out)
 	}
@@ -430,7 +424,7 @@ func (c *command) onClient(ctx context.Context, id string, asJSON bool,
 		return fmt.Errorf("%s %q: %w", c.name, id, err)
 	}
 	if asJSON {
-		return printJSON(c.stdout, toCLIClient(*cl))
+		return printJSON(c.stdout, authhttp.ClientToJSON(*cl))
 	}
 	return text(c.stdout, *cl)
 }
@@ -532,10 +526,10 @@ func cmdClientRotateSecret(ctx context.Context, c *command, args []string) error
 	}
 	if *asJSON {
 		return printJSON(c.stdout, struct {
-			cliClient
+			authhttp.ClientJSON
 			ClientSecret             string     `json:"client_secret"`
 			PreviousSecretValidUntil *time.Time `json:"previous_secret_valid_until"`
-		}{toCLIClient(*cl), secret, oldUntil})
+		}{authhttp.ClientToJSON(*cl), secret, oldUntil})
 	}
 	fmt.Fprintf(c.stdout, "client_id:     %s\nclient_secret: %s\n\n", cl.ID, secret)
 	if oldUntil != nil {

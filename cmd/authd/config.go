@@ -15,6 +15,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/authsvc/authsvc/authhttp"
 	"github.com/authsvc/authsvc/internal/dburl"
 	"github.com/authsvc/authsvc/internal/dotenv"
 )
@@ -36,13 +37,19 @@ type config struct {
 	LogFormat             string        `envconfig:"LOG_FORMAT" default:"json"` // json or text
 	LogLevel              string        `envconfig:"LOG_LEVEL" default:"info"`
 	ShutdownTimeout       time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
-	ShutdownDrain         time.Duration `envconfig:"SHUTDOWN_DRAIN" default:"0s"`      // on SIGTERM, serve this long with /readyz 503 before closing
-	JWKSMaxAge            time.Duration `envconfig:"JWKS_MAX_AGE" default:"5m"`        // JWKS cache lifetime; a rotated key signs only after it
-	KeyRotationPeriod     time.Duration `envconfig:"KEY_ROTATION_PERIOD" default:"0s"` // 0: rotate only on `authd keys rotate`
-	PollInterval          time.Duration `envconfig:"POLL_INTERVAL" default:"1s"`       // catch-up with the change log (besides NOTIFY)
-	MaxStaleness          time.Duration `envconfig:"MAX_STALENESS" default:"30s"`      // Verify fails closed after this long without the store
-	MetricsAddr           string        `envconfig:"METRICS_ADDR"`                     // serve /metrics there instead of on Addr
-	TrustedProxies        string        `envconfig:"TRUSTED_PROXIES"`                  // comma-separated CIDRs whose X-Forwarded-For is believed
+	ShutdownDrain         time.Duration `envconfig:"SHUTDOWN_DRAIN" default:"0s"`                // on SIGTERM, serve this long with /readyz 503 before closing
+	JWKSMaxAge            time.Duration `envconfig:"JWKS_MAX_AGE" default:"5m"`                  // JWKS cache lifetime; a rotated key signs only after it
+	KeyRotationPeriod     time.Duration `envconfig:"KEY_ROTATION_PERIOD" default:"0s"`           // 0: rotate only on `authd keys rotate`
+	PollInterval          time.Duration `envconfig:"POLL_INTERVAL" default:"1s"`                 // catch-up with the change log (besides NOTIFY)
+	MaxStaleness          time.Duration `envconfig:"MAX_STALENESS" default:"30s"`                // Verify fails closed after this long without the store
+	StoreTimeout          time.Duration `envconfig:"STORE_TIMEOUT" default:"5s"`                 // a store round trip (dial, read, write, catch-up) gives up after this
+	MaxRevocations        int           `envconfig:"MAX_REVOCATIONS_PER_CLIENT" default:"10000"` // past it a client's revocation logs it out everywhere
+	MetricsAddr           string        `envconfig:"METRICS_ADDR"`                               // serve /metrics there instead of on Addr
+	TrustedProxies        string        `envconfig:"TRUSTED_PROXIES"`                            // comma-separated CIDRs whose X-Forwarded-For is believed
+	Throttle              string        `envconfig:"THROTTLE" default:"on"`                      // on or off: the limits on failed client authentications
+	ThrottlePair          string        `envconfig:"THROTTLE_PAIR"`                              // BURST/INTERVAL or off; "" is authhttp's default, 10/30s
+	ThrottleAddress       string        `envconfig:"THROTTLE_ADDRESS"`                           // BURST/INTERVAL or off; "" is 100/6s
+	ThrottleClient        string        `envconfig:"THROTTLE_CLIENT"`                            // BURST/INTERVAL or off; "" is 50/1s
 }
 
 const (
@@ -137,6 +144,71 @@ func parseCIDRs(list string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// throttle returns the throttle's settings: AUTHSVC_THROTTLE (on, the
+// default, or off) and each limit's AUTHSVC_THROTTLE_PAIR, _ADDRESS,
+// _CLIENT ("" for authhttp's default). Errors name the variable.
+func (c config) throttle() (authhttp.Throttle, error) {
+	var t authhttp.Throttle
+	switch c.Throttle {
+	case "", "on":
+	case "off":
+		t.Off = true
+	default:
+		return t, oneOf(envPrefix+"_THROTTLE", c.Throttle, "on", "off")
+	}
+	for _, l := range []struct {
+		name  string
+		value string
+		dst   *authhttp.ThrottleLimit
+	}{{"THROTTLE_PAIR", c.ThrottlePair, &t.Pair}, {"THROTTLE_ADDRESS", c.ThrottleAddress, &t.Address}, {"THROTTLE_CLIENT", c.ThrottleClient, &t.Client}} {
+		lim, err := parseThrottleLimit(l.value)
+		if err != nil {
+			return t, fmt.Errorf("config: %s_%s: %w", envPrefix, l.name, err)
+		}
+		*l.dst = lim
+	}
+	return t, nil
+}
+
+// Bounds of a throttle limit's settings.
+const (
+	maxThrottleBurst = 1_000_000
+	maxThrottleEvery = 24 * time.Hour
+)
+
+// parseThrottleLimit reads BURST/INTERVAL ("10/30s": 10 failures at once,
+// then one more every 30 s), "off", or "" (the default). Its errors follow
+// the variable's name and a colon.
+func parseThrottleLimit(s string) (authhttp.ThrottleLimit, error) {
+	s = strings.TrimSpace(s)
+	switch s {
+	case "":
+		return authhttp.ThrottleLimit{}, nil
+	case "off":
+		return authhttp.ThrottleLimit{Off: true}, nil
+	}
+	want := fmt.Errorf("want BURST/INTERVAL (failures allowed at once / time to allow one more, such as 10/30s) or off, got %q", s)
+	b, e, ok := strings.Cut(s, "/")
+	if !ok {
+		return authhttp.ThrottleLimit{}, want
+	}
+	burst, err := strconv.Atoi(strings.TrimSpace(b))
+	if err != nil {
+		return authhttp.ThrottleLimit{}, want
+	}
+	every, err := time.ParseDuration(strings.TrimSpace(e))
+	if err != nil {
+		return authhttp.ThrottleLimit{}, want
+	}
+	if burst < 1 || burst > maxThrottleBurst {
+		return authhttp.ThrottleLimit{}, fmt.Errorf("the burst must be from 1 to %d, got %q", maxThrottleBurst, s)
+	}
+	if every <= 0 || every > maxThrottleEvery {
+		return authhttp.ThrottleLimit{}, fmt.Errorf("the interval must be positive and at most %s, got %q", maxThrottleEvery, s)
+	}
+	return authhttp.ThrottleLimit{Burst: burst, Every: every}, nil
+}
+
 // resolve applies the seed fallbacks and defaults that depend on other values, then validates. socketDir is
 // libpq's default socket directory; it is a parameter so tests can point it at a directory of their own.
 func (c *config) resolve(socketDir string) error {
@@ -182,13 +254,16 @@ func (c *config) resolve(socketDir string) error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"JWKS_MAX_AGE", c.JWKSMaxAge}, {"POLL_INTERVAL", c.PollInterval}, {"MAX_STALENESS", c.MaxStaleness}} {
+	}{{"JWKS_MAX_AGE", c.JWKSMaxAge}, {"POLL_INTERVAL", c.PollInterval}, {"MAX_STALENESS", c.MaxStaleness}, {"STORE_TIMEOUT", c.StoreTimeout}} {
 		if d.v <= 0 {
 			return fmt.Errorf("config: %s_%s must be positive, got %s", envPrefix, d.name, d.v)
 		}
 	}
 	if c.KeyRotationPeriod < 0 || (c.KeyRotationPeriod > 0 && c.KeyRotationPeriod < c.JWKSMaxAge) {
 		return fmt.Errorf("config: %s_KEY_ROTATION_PERIOD must be 0 (off) or at least %s_JWKS_MAX_AGE", envPrefix, envPrefix)
+	}
+	if c.MaxRevocations <= 0 {
+		return fmt.Errorf("config: %s_MAX_REVOCATIONS_PER_CLIENT must be positive, got %d", envPrefix, c.MaxRevocations)
 	}
 	if c.ShutdownDrain < 0 {
 		return fmt.Errorf("config: %s_SHUTDOWN_DRAIN must not be negative", envPrefix)
@@ -199,6 +274,9 @@ func (c *config) resolve(socketDir string) error {
 
 	if _, err := parseCIDRs(c.TrustedProxies); err != nil {
 		return fmt.Errorf("config: %s_TRUSTED_PROXIES: %w", envPrefix, err)
+	}
+	if _, err := c.throttle(); err != nil {
+		return err
 	}
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"github.com/authsvc/authsvc/authhttp"
 )
 
 // seedSecret is a 40-byte AUTHSECRET like the seed's sample .env.
@@ -78,6 +80,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		JWKSMaxAge:      5 * time.Minute,
 		PollInterval:    time.Second,
 		MaxStaleness:    30 * time.Second,
+		StoreTimeout:    5 * time.Second,
+		MaxRevocations:  10000,
+		Throttle:        "on",
 	}
 	tests := []struct {
 		name   string
@@ -394,6 +399,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"AUTHSVC_TOKEN_TTL": "3000"}, "AUTHSVC_TOKEN_TTL"},
 		{map[string]string{"AUTHSVC_TOKEN_TTL": ""}, "AUTHSVC_TOKEN_TTL"}, // envconfig: set-empty is a value
 		{map[string]string{"AUTHSVC_SHUTDOWN_TIMEOUT": "0s"}, "AUTHSVC_SHUTDOWN_TIMEOUT"},
+		{map[string]string{"AUTHSVC_STORE_TIMEOUT": "0s"}, "AUTHSVC_STORE_TIMEOUT"},
+		{map[string]string{"AUTHSVC_MAX_REVOCATIONS_PER_CLIENT": "0"}, "AUTHSVC_MAX_REVOCATIONS_PER_CLIENT"},
+		{map[string]string{"AUTHSVC_MAX_REVOCATIONS_PER_CLIENT": "many"}, "AUTHSVC_MAX_REVOCATIONS_PER_CLIENT"},
 		{map[string]string{"AUTHSVC_SIGNING_ALG": "none"}, "AUTHSVC_SIGNING_ALG"},
 		{map[string]string{"AUTHSVC_SIGNING_ALG": "hs256"}, "AUTHSVC_SIGNING_ALG"},
 		{map[string]string{"AUTHSVC_BOOTSTRAP_CLIENT_ID": "admin"}, "AUTHSVC_BOOTSTRAP_CLIENT_SECRET"},
@@ -413,6 +421,18 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"AUTHSVC_ISSUER": "https://auth.example.com?tenant=1"}, "AUTHSVC_ISSUER"},
 		{map[string]string{"AUTHSVC_ISSUER": "https://auth.example.com/#"}, "AUTHSVC_ISSUER"},
 		{map[string]string{"AUTHSVC_ISSUER": "https://admin:issuer-pw@auth.example.com"}, "AUTHSVC_ISSUER"},
+		{map[string]string{"AUTHSVC_THROTTLE": "no"}, "AUTHSVC_THROTTLE"},
+		{map[string]string{"AUTHSVC_THROTTLE": "OFF"}, "AUTHSVC_THROTTLE"},
+		{map[string]string{"AUTHSVC_THROTTLE_PAIR": "10"}, "AUTHSVC_THROTTLE_PAIR"},
+		{map[string]string{"AUTHSVC_THROTTLE_PAIR": "10/30"}, "AUTHSVC_THROTTLE_PAIR"},
+		{map[string]string{"AUTHSVC_THROTTLE_PAIR": "ten/30s"}, "AUTHSVC_THROTTLE_PAIR"},
+		{map[string]string{"AUTHSVC_THROTTLE_PAIR": "0/30s"}, "AUTHSVC_THROTTLE_PAIR"},
+		{map[string]string{"AUTHSVC_THROTTLE_ADDRESS": "100/0s"}, "AUTHSVC_THROTTLE_ADDRESS"},
+		{map[string]string{"AUTHSVC_THROTTLE_ADDRESS": "100/-6s"}, "AUTHSVC_THROTTLE_ADDRESS"},
+		{map[string]string{"AUTHSVC_THROTTLE_CLIENT": "50/1s/2"}, "AUTHSVC_THROTTLE_CLIENT"},
+		{map[string]string{"AUTHSVC_THROTTLE_CLIENT": "-1/1s"}, "AUTHSVC_THROTTLE_CLIENT"},
+		{map[string]string{"AUTHSVC_THROTTLE_CLIENT": "50/48h"}, "AUTHSVC_THROTTLE_CLIENT"},
+		{map[string]string{"AUTHSVC_THROTTLE_CLIENT": "on"}, "AUTHSVC_THROTTLE_CLIENT"},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
@@ -432,6 +452,38 @@ func TestLoadConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestThrottleConfig: AUTHSVC_THROTTLE and the three limits reach
+// authhttp.Options.Throttle; unset limits are authhttp's defaults.
+func TestThrottleConfig(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want authhttp.Throttle
+	}{
+		{nil, authhttp.Throttle{}},
+		{map[string]string{"AUTHSVC_THROTTLE": "on"}, authhttp.Throttle{}},
+		{map[string]string{"AUTHSVC_THROTTLE": "off"}, authhttp.Throttle{Off: true}},
+		{map[string]string{"AUTHSVC_THROTTLE_PAIR": "5/1m", "AUTHSVC_THROTTLE_ADDRESS": "off", "AUTHSVC_THROTTLE_CLIENT": " 200 / 500ms "},
+			authhttp.Throttle{Pair: authhttp.ThrottleLimit{Burst: 5, Every: time.Minute}, Address: authhttp.ThrottleLimit{Off: true},
+				Client: authhttp.ThrottleLimit{Burst: 200, Every: 500 * time.Millisecond}}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
+			clearEnv(t)
+			setEnv(t, tt.env)
+			th, err := mustLoad(t, "").throttle()
+			if err != nil || th != tt.want {
+				t.Fatalf("throttle %+v, %v; want %+v", th, err, tt.want)
+			}
+		})
+	}
+	clearEnv(t)
+	setEnv(t, map[string]string{"AUTHSVC_THROTTLE_PAIR": "0/30s"})
+	_, err := loadConfig("")
+	if want := `config: AUTHSVC_THROTTLE_PAIR: the burst must be from 1 to 1000000, got "0/30s"`; err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %s", err, want)
 	}
 }
 

@@ -88,6 +88,9 @@ func libraryConfig(cfg config, log *slog.Logger) authsvc.Config {
 		KeyRotationPeriod: cfg.KeyRotationPeriod,
 		PollInterval:      cfg.PollInterval,
 		MaxStaleness:      cfg.MaxStaleness,
+		StoreTimeout:      cfg.StoreTimeout,
+
+		MaxRevocationsPerClient: cfg.MaxRevocations,
 	}
 	if cfg.SigningAlg == authsvc.AlgHS256 {
 		c.HMACSecret = []byte(cfg.HMACSecret)
@@ -147,10 +150,18 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		ap.close()
 		return nil, err
 	}
+	throttle, err := cfg.throttle()
+	if err != nil {
+		ap.close()
+		return nil, err
+	}
+	if throttle.Off {
+		log.Warn("the throttle on failed client authentications is off (AUTHSVC_THROTTLE=off): secrets can be guessed at the speed of the network unless a proxy limits them")
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	opts := authhttp.Options{Logger: log, TrustedProxies: trusted, Metrics: reg, Draining: ap.draining.Load}
+	opts := authhttp.Options{Logger: log, TrustedProxies: trusted, Metrics: reg, Draining: ap.draining.Load, Throttle: throttle}
 	if cfg.MetricsAddr == "" {
 		opts.MetricsHandler = metrics
 	}

@@ -240,3 +240,67 @@ func TestBootstrapExistingClientUnderOlderRules(t *testing.T) {
 		ap.close()
 	}
 }
+
+// TestServeThrottleConfig: the AUTHSVC_THROTTLE* settings reach the running
+// server: a pair limit of 2/1h refuses the third wrong secret (and says so
+// in /metrics), and AUTHSVC_THROTTLE=off refuses none, with a warning.
+func TestServeThrottleConfig(t *testing.T) {
+	serve := func(t *testing.T, throttle, pair string) (string, *logBuffer) {
+		t.Helper()
+		cfg := config{
+			Addr: "127.0.0.1:0", DatabaseURL: "sqlite:" + t.TempDir() + "/authd.db", Issuer: "http://authd.test",
+			TokenTTL: time.Hour, SigningAlg: "EdDSA", BootstrapClientID: "root", BootstrapClientSecret: adminSecret,
+			LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second, Throttle: throttle, ThrottlePair: pair,
+		}
+		logs := &logBuffer{}
+		ctx, cancel := context.WithCancel(context.Background())
+		ap, err := start(ctx, cfg, newLogger(cfg, logs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- ap.serve(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return "http://" + ap.ln.Addr().String(), logs
+	}
+	wrong := func(t *testing.T, base string) (int, string) {
+		t.Helper()
+		resp, err := http.PostForm(base+"/auth", url.Values{"client_id": {"root"}, "client_secret": {"not-the-admin-secret"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+
+	base, _ := serve(t, "on", "2/1h")
+	for i := range 2 {
+		if status, _ := wrong(t, base); status != 401 {
+			t.Fatalf("wrong secret %d: %d", i, status)
+		}
+	}
+	if status, retry := wrong(t, base); status != 429 || retry != "3600" {
+		t.Fatalf("third wrong secret with AUTHSVC_THROTTLE_PAIR=2/1h: %d, Retry-After %q", status, retry)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`authd_throttle_burst{limit="pair"} 2`, `authd_throttle_interval_seconds{limit="pair"} 3600`, `authd_throttled_total{limit="pair"} 1`} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	base, logs := serve(t, "off", "2/1h")
+	for i := range 30 {
+		if status, _ := wrong(t, base); status != 401 {
+			t.Fatalf("wrong secret %d with AUTHSVC_THROTTLE=off: %d", i, status)
+		}
+	}
+	if !strings.Contains(logs.String(), "AUTHSVC_THROTTLE=off") {
+		t.Fatal("no warning that the throttle is off")
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"flag"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -102,7 +103,10 @@ func inProcessAuth(ctx context.Context, db, issuer string) (*authsvc.Authenticat
 func inProcessHandler(a *authsvc.Authenticator) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/notes", newHandler(a))
-	mux.Handle("/auth/", http.StripPrefix("/auth", authhttp.NewHandler(a, authhttp.Options{})))
+	// The logger gets authd's access and audit lines (failed logins,
+	// clients created or deleted); never a secret or a token.
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	mux.Handle("/auth/", http.StripPrefix("/auth", authhttp.NewHandler(a, authhttp.Options{Logger: log})))
 	return mux
 }
 

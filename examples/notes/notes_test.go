@@ -124,20 +124,20 @@ func buildBinary(t *testing.T, dir, pkg string) string {
 	return out
 }
 
-// authdProcess runs the real authd binary on SQLite with a bootstrap admin.
+// authdProcess runs the real authd binary on a store with a bootstrap admin.
 type authdProcess struct {
-	url, db string
-	admin   string // admin token
+	url, dbURL string
+	admin      string // admin token
 }
 
-func startAuthd(t *testing.T, bin, dir string) *authdProcess {
+func startAuthd(t *testing.T, bin, dir, dbURL string) *authdProcess {
 	t.Helper()
 	addr := testdb.FreeAddr(t)
-	p := &authdProcess{url: "http://" + addr, db: filepath.Join(dir, "authd.db")}
+	p := &authdProcess{url: "http://" + addr, dbURL: dbURL}
 	cmd := exec.Command(bin)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
-		"AUTHSVC_ADDR="+addr, "AUTHSVC_DATABASE_URL=sqlite:"+p.db, "AUTHSVC_JWKS_MAX_AGE=1s",
+		"AUTHSVC_ADDR="+addr, "AUTHSVC_DATABASE_URL="+p.dbURL, "AUTHSVC_JWKS_MAX_AGE=1s",
 		"AUTHSVC_BOOTSTRAP_CLIENT_ID=admin", "AUTHSVC_BOOTSTRAP_CLIENT_SECRET=admin-secret-for-the-test")
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -200,11 +200,18 @@ func TestRemoteEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries")
 	}
-	ctx := context.Background()
 	dir := t.TempDir()
 	authdBin := buildBinary(t, dir, "./cmd/authd")
 	clientBin := buildBinary(t, dir, "./examples/client")
-	authd := startAuthd(t, authdBin, dir)
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		remoteEndToEnd(t, authdBin, clientBin, dbURL)
+	})
+}
+
+func remoteEndToEnd(t *testing.T, authdBin, clientBin, dbURL string) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	authd := startAuthd(t, authdBin, dir, dbURL)
 	notesSecret := authd.createClient(t, "notes", "")
 	clientSecret := authd.createClient(t, "notes-client", "notes:read notes:write")
 
@@ -263,7 +270,7 @@ func TestRemoteEndToEnd(t *testing.T) {
 
 	// Key rotation at authd (as `authd keys rotate` does, on the same
 	// database): once the new key signs, the verifier accepts its tokens.
-	store, err := authsvc.OpenStore(ctx, "sqlite:"+authd.db)
+	store, err := authsvc.OpenStore(ctx, authd.dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,11 +50,16 @@ func TestLightProgram(t *testing.T) {
 // TestOpenStoreNamesTheMissingImport: without a driver linked in,
 // OpenStore says which import to add, and never prints the password.
 func TestOpenStoreNamesTheMissingImport(t *testing.T) {
-	cmd := exec.Command("go", "run", "./testdata/nodriver")
-	cmd.Dir = "."
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "nodriver")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/nodriver").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	cmd.Dir = dir // where a wrongly opened SQLite file would appear
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("go run: %v\n%s", err, out)
+		t.Fatalf("nodriver: %v\n%s", err, out)
 	}
 	for _, want := range []string{`add import _ "github.com/authsvc/authsvc/sqlite"`, `add import _ "github.com/authsvc/authsvc/postgres"`} {
 		if !strings.Contains(string(out), want) {
@@ -64,7 +69,7 @@ func TestOpenStoreNamesTheMissingImport(t *testing.T) {
 	if strings.Contains(string(out), "S3cretPW") {
 		t.Errorf("OpenStore's error prints the password:\n%s", out)
 	}
-	if _, err := os.Stat("testdata/nodriver/never-created.db"); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, "never-created.db")); err == nil {
 		t.Error("OpenStore created a file without a driver")
 	}
 }

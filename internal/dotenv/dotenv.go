@@ -13,8 +13,8 @@ import (
 	"unicode"
 )
 
-// MaxSize bounds what Parse accepts; a real .env is a few hundred bytes.
-const MaxSize = 1 << 20
+// maxSize bounds what Parse accepts; a real .env is a few hundred bytes.
+const maxSize = 1 << 20
 
 // Load copies the variables of the .env file at path into the process environment. Variables that are
 // already set, even to "", are left alone so the real environment always wins over the file.
@@ -30,8 +30,8 @@ func Load(path string) error {
 		return err
 	}
 	defer f.Close()
-	// Read one byte past the limit so parseDotenv reports an oversized file instead of seeing a truncated one.
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	// Read one byte past the limit so Parse reports an oversized file instead of seeing a truncated one.
+	data, err := io.ReadAll(io.LimitReader(f, maxSize+1))
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
@@ -60,8 +60,8 @@ func Load(path string) error {
 // other backslash sequences in double quotes are kept as written; a value may not contain a NUL byte
 // (the environment cannot hold one); a later line for the same key wins, as in a shell.
 func Parse(data []byte) (map[string]string, error) {
-	if len(data) > MaxSize {
-		return nil, fmt.Errorf("input is over the %d-byte limit", MaxSize)
+	if len(data) > maxSize {
+		return nil, fmt.Errorf("input is over the %d-byte limit", maxSize)
 	}
 	text := strings.TrimPrefix(string(data), "\ufeff")
 	vars := make(map[string]string)
@@ -78,7 +78,7 @@ func Parse(data []byte) (map[string]string, error) {
 			return nil, fmt.Errorf("line %d: want KEY=VALUE", i+1)
 		}
 		key = strings.TrimSpace(key)
-		if !ValidKey(key) {
+		if !validKey(key) {
 			return nil, fmt.Errorf("line %d: invalid variable name (want letters, digits and _, not starting with a digit)", i+1)
 		}
 		value, err := parseValue(raw)
@@ -142,8 +142,8 @@ func parseValue(raw string) (string, error) {
 	return value, nil
 }
 
-// ValidKey reports whether k matches [A-Za-z_][A-Za-z0-9_]*.
-func ValidKey(k string) bool {
+// validKey reports whether k matches [A-Za-z_][A-Za-z0-9_]*.
+func validKey(k string) bool {
 	if k == "" || ('0' <= k[0] && k[0] <= '9') {
 		return false
 	}

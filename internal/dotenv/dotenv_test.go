@@ -95,7 +95,7 @@ func TestParseErrors(t *testing.T) {
 	})
 }
 
-// FuzzParse checks that parseDotenv never panics, only returns valid keys and values the environment
+// FuzzParse checks that Parse never panics, only returns valid keys and values the environment
 // can hold, and that what it returns survives being written back as KEY="escaped value" lines.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
@@ -115,7 +115,7 @@ func FuzzParse(f *testing.F) {
 		var b strings.Builder
 		esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 		for k, v := range vars {
-			if !ValidKey(k) {
+			if !validKey(k) {
 				t.Fatalf("invalid key %q", k)
 			}
 			if strings.ContainsRune(v, 0) {

@@ -1,0 +1,94 @@
+package authsvc
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/authsvc/authsvc/internal/testdb"
+)
+
+// TestRevocationsBounded: a client's live revocations stop at
+// MaxRevocationsPerClient; the next one logs the client out everywhere
+// instead (one row, every old token refused), other clients are
+// untouched, and the client gets working tokens again afterwards.
+func TestRevocationsBounded(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		clock := &fakeClock{t: time.Now()}
+		a := newAuth(t, openStore(t, url), Config{MaxRevocationsPerClient: 3, Now: clock.Now})
+		_, secret := mustClient(t, a, NewClient{ID: "churner"})
+		_, otherSecret := mustClient(t, a, NewClient{ID: "other"})
+		other := mustToken(t, a, "other", otherSecret)
+		var toks []*Token
+		for range 5 {
+			toks = append(toks, mustToken(t, a, "churner", secret))
+		}
+		for i := range 3 {
+			if err := a.Logout(ctx, toks[i].AccessToken); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := a.state.liveRevocations("churner"); n != 3 {
+			t.Fatalf("%d live revocations, want 3", n)
+		}
+		if _, err := a.Verify(ctx, toks[4].AccessToken); err != nil {
+			t.Fatalf("an unrevoked token before the bound: %v", err)
+		}
+		// The fourth folds into a cut-off: no row, every old token refused.
+		if err := a.Logout(ctx, toks[3].AccessToken); err != nil {
+			t.Fatal(err)
+		}
+		if n := a.state.liveRevocations("churner"); n != 3 {
+			t.Fatalf("%d live revocations after the bound, want still 3", n)
+		}
+		for i, tok := range toks {
+			if _, err := a.Verify(ctx, tok.AccessToken); !errors.Is(err, ErrTokenRevoked) {
+				t.Errorf("token %d after the fold: %v, want ErrTokenRevoked", i, err)
+			}
+		}
+		c, err := a.Client(ctx, "churner")
+		if err != nil || c.TokensValidAfter.IsZero() {
+			t.Fatalf("no cut-off on the client: %+v, %v", c, err)
+		}
+		if _, err := a.Verify(ctx, other.AccessToken); err != nil {
+			t.Fatalf("another client's token: %v", err)
+		}
+		// New tokens (issued after the cut-off) work.
+		clock.Add(2 * time.Second)
+		if _, err := a.Verify(ctx, mustToken(t, a, "churner", secret).AccessToken); err != nil {
+			t.Fatalf("a new token after the fold: %v", err)
+		}
+		// Expired revocations stop counting.
+		clock.Add(2 * time.Hour)
+		a.state.purgeExpired(clock.Now().Unix())
+		if n := a.state.liveRevocations("churner"); n != 0 {
+			t.Fatalf("%d live revocations after they expired", n)
+		}
+	})
+}
+
+// TestDeletedClientFromMemory: the token of a deleted client is refused
+// from memory, by an instance that learnt of the deletion from the change
+// log or that started after it, without a store round trip per request
+// (shown by closing that instance's store first).
+func TestDeletedClientFromMemory(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		a := newAuth(t, openStore(t, url), Config{})
+		_, secret := mustClient(t, a, NewClient{ID: "gone"})
+		tok := mustToken(t, a, "gone", secret)
+		if err := a.DeleteClient(ctx, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		store := openStore(t, url)
+		b := newAuth(t, store, Config{}) // started after the deletion
+		store.Close()
+		for i := range 3 {
+			if _, err := b.Verify(ctx, tok.AccessToken); !errors.Is(err, ErrTokenRevoked) {
+				t.Fatalf("verification %d of a deleted client's token: %v, want ErrTokenRevoked from memory", i, err)
+			}
+		}
+	})
+}
