@@ -63,6 +63,14 @@ func TestUnstorableIDsNeverReachTheStore(t *testing.T) {
 				t.Errorf("Revoke(sub %q, jti %q): %v, want ErrInvalidToken", c["sub"], c["jti"], err)
 			}
 		}
+		// Nor is such an id (or address) remembered for the throttle, whose
+		// writer would hand it to the store.
+		for _, pair := range [][2]string{{"svc\x00", "10.0.0.1"}, {"\xff", "10.0.0.1"}, {"svc", "10.0.0.1\x00"}, {"svc", "\xfe"}} {
+			a.RememberAddress(pair[0], pair[1])
+			if a.KnownAddress(pair[0], pair[1]) {
+				t.Errorf("RememberAddress(%q, %q) was kept", pair[0], pair[1])
+			}
+		}
 		if n := a.Stats().StoreErrors; n != 0 {
 			t.Errorf("%d store errors counted", n)
 		}

@@ -64,8 +64,11 @@ func newKnownAddrs() *knownAddrs {
 	return &knownAddrs{byClient: map[string]map[string]knownEntry{}, queue: make(chan knownAddress, knownQueueLen)}
 }
 
+// validKnown reports whether (clientID, addr) may be remembered: what the
+// store can hold (checkLookupID's rule for the id; an address of storable
+// text), so that the background writer never fails on it.
 func validKnown(clientID, addr string) bool {
-	return clientID != "" && len(clientID) <= MaxClientIDLen && addr != "" && len(addr) <= maxKnownAddrLen
+	return storableID(clientID) && addr != "" && len(addr) <= maxKnownAddrLen && storableText(addr)
 }
 
 // KnownAddress reports whether clientID authenticated successfully from

@@ -180,13 +180,35 @@ func (h *handler) authenticateClient(w http.ResponseWriter, r *http.Request, cc 
 		c, err = h.auth.AuthenticateClient(r.Context(), id, secret)
 		return err
 	})
-	h.noteAttempt(r, att, cc.id, err)
+	h.noteTried(r, att, cc, id, err)
 	if err != nil {
 		h.oauthFail(w, r, err)
 		return nil, false
 	}
-	setClient(r, id)
 	return c, true
+}
+
+// errOtherID ends an attempt that passed with the raw client_id of HTTP
+// Basic when the attempt was keyed by its form-decoding, another id: for
+// noteAttempt it is neither a failure nor a success of the keyed id.
+var errOtherID = errors.New("authhttp: authenticated under the raw client_id")
+
+// noteTried ends an attempt made with clientCredentials.try, as
+// noteAttempt does, except when the raw client_id passed and differs from
+// the id the attempt was keyed by (cc.id): then the attempt is released
+// without crediting cc.id, which never logged in (a success would make its
+// address known, exempt from the address and client limits), and the
+// address is remembered for the id that did.
+func (h *handler) noteTried(r *http.Request, att attempt, cc clientCredentials, id string, err error) {
+	if err != nil || id == cc.id {
+		h.noteAttempt(r, att, cc.id, err)
+		return
+	}
+	h.noteAttempt(r, att, cc.id, errOtherID)
+	if h.throttle != nil && h.throttle.remember != nil {
+		h.throttle.remember(id, att.addr)
+	}
+	setClient(r, id)
 }
 
 // token: POST /oauth/token, grant_type=client_credentials (RFC 6749 §4.4).
@@ -230,12 +252,11 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 		tok, err = h.auth.Authenticate(r.Context(), id, secret, req)
 		return err
 	})
-	h.noteAttempt(r, att, cc.id, err)
+	h.noteTried(r, att, cc, id, err)
 	if err != nil {
 		h.oauthFail(w, r, err)
 		return
 	}
-	setClient(r, id)
 	noStore(w)
 	writeJSON(w, http.StatusOK, tokenResponse{
 		AccessToken: tok.AccessToken,

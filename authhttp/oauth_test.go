@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -529,4 +531,39 @@ func TestBasicRawFallbackIsOneAttempt(t *testing.T) {
 	if plain != twoReadings {
 		t.Fatalf("throttled after %d plain wrong secrets but %d with two readings each", plain, twoReadings)
 	}
+}
+
+// TestBasicRawIDRemembered: when the raw client_id passes and its
+// form-decoding was another id, the throttle remembers the address for
+// the id that passed, not for the decoded one (which would then be exempt
+// there from the address and client limits without ever having logged in),
+// and never hands the store an id it cannot hold.
+func TestBasicRawIDRemembered(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		srv := httptest.NewServer(NewHandler(ts.auth, Options{Logger: slog.New(slog.NewJSONHandler(ts.logs, nil))}))
+		t.Cleanup(srv.Close)
+		ts.url = srv.URL
+		secrets := map[string]string{}
+		for _, id := range []string{"a%00b", "c+d", "e%41f"} {
+			_, secrets[id] = ts.createClient(url.Values{"client_id": {id}})
+		}
+		decoded := map[string]string{"a%00b": "a\x00b", "c+d": "c d", "e%41f": "eAf"}
+		ts.createClient(url.Values{"client_id": {"eAf"}}) // the decoded id of one of them exists too
+		for id, secret := range secrets {
+			r := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials", map[string]string{"Authorization": rawBasic(id, secret)})
+			if r.status != 200 {
+				t.Fatalf("%s: %d %s", id, r.status, r.raw)
+			}
+			if !ts.auth.KnownAddress(id, "127.0.0.1") {
+				t.Errorf("%s: the address is not remembered for the client that logged in", id)
+			}
+			if ts.auth.KnownAddress(decoded[id], "127.0.0.1") {
+				t.Errorf("%s: the address is remembered for %q, which never logged in", id, decoded[id])
+			}
+		}
+		if n := ts.auth.Stats().StoreErrors; n != 0 {
+			t.Errorf("%d store errors", n)
+		}
+	})
 }
