@@ -54,14 +54,14 @@ type RemoteVerifier struct {
 	keysFetched time.Time  // by v.now
 	fetchMu     sync.Mutex // one JWKS fetch in flight; waiters share its result
 
-	mu         sync.RWMutex // guards everything below
+	mu         sync.RWMutex        // guards everything below
 	revoked    map[string]int64    // jti -> exp
 	revokedExp expiryIndex[string] // the jtis of revoked, by exp
-	cutoffs  map[string]int64
-	deleted  map[int64]bool
-	cursor   int64
-	fedAt    time.Time // the feed last answered (by v.now)
-	verified map[[32]byte]*Claims
+	cutoffs    map[string]int64
+	deleted    map[int64]bool
+	cursor     int64
+	fedAt      time.Time // the feed last answered (by v.now)
+	verified   map[[32]byte]*Claims
 
 	stop context.CancelFunc
 	done chan struct{}
