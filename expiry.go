@@ -12,7 +12,7 @@ package authsvc
 const expiryBucketSecs = 60
 
 // purgeBatch bounds the keys a purge examines per hold of the lock.
-const purgeBatch = 1024
+const purgeBatch = 256
 
 // bucketOf is the bucket of an exp (unix seconds), rounded down.
 func bucketOf(exp int64) int64 {
