@@ -300,12 +300,13 @@ func (k *knownAddrs) drain(batch []knownAddress) []knownAddress {
 // pairs are unmarked so that their next success tries again.
 func (a *Authenticator) storeKnown(ctx context.Context, batch []knownAddress) {
 	if err := a.store.rememberAddresses(ctx, batch); err != nil {
-		a.stats.knownWriteErrors.Add(uint64(len(batch)))
 		a.log.Warn("authsvc: recording the addresses clients authenticated from failed (logins are not affected)",
 			"pairs", len(batch), "err", err)
 		for _, r := range batch {
 			a.known.unmark(r.ClientID, r.Addr)
 		}
+		// Counted last: whoever watches the count sees the rest done.
+		a.stats.knownWriteErrors.Add(uint64(len(batch)))
 		return
 	}
 	a.stats.knownWrites.Add(uint64(len(batch)))
