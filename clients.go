@@ -107,6 +107,63 @@ func (a *Authenticator) Clients(ctx context.Context) ([]Client, error) {
 	return out, nil
 }
 
+// ClientQuery asks ListClients for a page of clients.
+type ClientQuery struct {
+	// Prefix keeps the clients whose client_id starts with it.
+	Prefix string
+	// After is where the page starts: the previous page's Next; "" is the
+	// first page.
+	After string
+	// Limit is the page's size: zero means DefaultClientPage, and more
+	// than MaxClientPage is refused.
+	Limit int
+}
+
+// ClientPage is a page of clients, in byte order of client_id.
+type ClientPage struct {
+	Clients []Client
+	// Next is the After of the next page; "" when this page is the last.
+	Next string
+}
+
+// Client page sizes.
+const (
+	DefaultClientPage = 100
+	MaxClientPage     = 1000
+)
+
+// ListClients returns a page of clients, ordered by client_id byte by
+// byte: a page costs the same however many clients there are.
+func (a *Authenticator) ListClients(ctx context.Context, q ClientQuery) (*ClientPage, error) {
+	switch {
+	case q.Limit == 0:
+		q.Limit = DefaultClientPage
+	case q.Limit < 0 || q.Limit > MaxClientPage:
+		return nil, refuse(ErrInvalidArgument, "a page holds 1 to %d clients", MaxClientPage)
+	}
+	for _, s := range []string{q.Prefix, q.After} {
+		if s != "" {
+			if err := checkLookupID(s); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// One more than asked says whether there is a next page.
+	recs, err := a.store.listClients(ctx, q.Prefix, q.After, q.Limit+1)
+	if err != nil {
+		return nil, err
+	}
+	page := &ClientPage{Clients: make([]Client, 0, min(len(recs), q.Limit))}
+	for i := range recs {
+		if i == q.Limit {
+			page.Next = recs[i-1].ID
+			break
+		}
+		page.Clients = append(page.Clients, recs[i].Client)
+	}
+	return page, nil
+}
+
 // DeleteClient removes a client. Its tokens are refused from then on, even
 // those not yet expired: a compromised client is cut off at once.
 func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error {

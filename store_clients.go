@@ -122,6 +122,47 @@ func (s *sqlStore) clients(ctx context.Context) ([]clientRecord, error) {
 	return out, nil
 }
 
+// listClients returns up to limit clients whose client_id starts with
+// prefix and comes after after, in byte order. The prefix is a range
+// [prefix, prefixEnd(prefix)), so that the index answers it.
+func (s *sqlStore) listClients(ctx context.Context, prefix, after string, limit int) ([]clientRecord, error) {
+	col := "client_id"
+	if s.postgres {
+		col = `client_id COLLATE "C"` // the authsvc_clients_client_id_bytes index
+	}
+	q := `SELECT ` + clientColumns + ` FROM authsvc_clients WHERE ` + col + ` > ? AND ` + col + ` >= ?`
+	args := []any{after, prefix}
+	if end := prefixEnd(prefix); end != "" {
+		q += ` AND ` + col + ` < ?`
+		args = append(args, end)
+	}
+	q += ` ORDER BY ` + col + ` LIMIT ?`
+	args = append(args, limit)
+	var rows []clientRow
+	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(q), args...); err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]clientRecord, len(rows))
+	for i := range rows {
+		out[i] = *rows[i].record()
+	}
+	return out, nil
+}
+
+// prefixEnd is the smallest string above every string that starts with
+// prefix, in byte order; "" when there is none (no prefix, or only 0xff
+// bytes).
+func prefixEnd(prefix string) string {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return ""
+}
+
 func (s *sqlStore) updateClient(ctx context.Context, clientID string, update func(*clientRecord) error) (*clientRecord, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {

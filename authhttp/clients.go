@@ -1,8 +1,12 @@
 package authhttp
 
 import (
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -218,18 +222,65 @@ func ClientToJSON(c authsvc.Client) ClientJSON {
 }
 
 // listClients: GET /clients (admin).
+//
+// A page at a time: ?limit= (default 100, at most 1000), ?prefix= (the
+// client_ids that start with it) and ?cursor= (the next_cursor of the page
+// before; opaque). next_cursor is "" on the last page.
 func (h *handler) listClients(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h.requireAdmin(w, r); !ok {
 		return
 	}
-	clients, err := h.auth.Clients(r.Context())
+	q, err := clientQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	page, err := h.auth.ListClients(r.Context(), q)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	out := make([]ClientJSON, len(clients))
-	for i, c := range clients {
+	out := make([]ClientJSON, len(page.Clients))
+	for i, c := range page.Clients {
 		out[i] = ClientToJSON(c)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "clients": out})
+	next := ""
+	if page.Next != "" {
+		next = base64.RawURLEncoding.EncodeToString([]byte(page.Next))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "clients": out, "next_cursor": next})
+}
+
+// clientQuery reads GET /clients' query; a parameter given twice, an
+// unknown one, or a malformed value is an error for the caller.
+func clientQuery(raw string) (authsvc.ClientQuery, error) {
+	var q authsvc.ClientQuery
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return q, errors.New("malformed query")
+	}
+	for k, vals := range v {
+		if len(vals) > 1 {
+			return q, fmt.Errorf("parameter %q given more than once", k)
+		}
+		switch k {
+		case "limit":
+			n, err := strconv.Atoi(vals[0])
+			if err != nil || n < 1 || n > authsvc.MaxClientPage {
+				return q, fmt.Errorf("limit must be a number from 1 to %d", authsvc.MaxClientPage)
+			}
+			q.Limit = n
+		case "prefix":
+			q.Prefix = vals[0]
+		case "cursor":
+			after, err := base64.RawURLEncoding.DecodeString(vals[0])
+			if err != nil || len(after) == 0 {
+				return q, errors.New("malformed cursor: pass next_cursor as it came")
+			}
+			q.After = string(after)
+		default:
+			return q, fmt.Errorf("unknown query parameter %q: GET /clients takes limit, prefix and cursor", k)
+		}
+	}
+	return q, nil
 }

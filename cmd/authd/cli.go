@@ -58,7 +58,7 @@ var commands = []commandSpec{
 	{"serve", "", "Run the server (the default command). Configured by the environment only."},
 	{"client create", `--id ID [--admin] [--scope "a b"] [--audience "a b"] [--secret-stdin] [--json]`,
 		"Register a client. Its secret is generated (or read from standard input) and shown once."},
-	{"client list", "[--json]", "List the clients (never their secrets)."},
+	{"client list", "[--prefix P] [--json]", "List the clients (never their secrets), a page at a time from the store."},
 	{"client show", "ID [--json]", "Show one client, with its log-out-everywhere cut-off if any."},
 	{"client update", `ID [--admin=true|false] [--scope "a b"] [--audience "a b"] [--json]`,
 		"Change a client's admin flag, scopes or audiences; only the flags given change. Tokens already issued keep their claims."},
@@ -381,6 +381,7 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 }
 
 func cmdClientList(ctx context.Context, c *command, args []string) error {
+	prefix := c.fs.String("prefix", "", "only the clients whose client_id starts with this")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	if _, err := c.parse(args, 0, 0, ""); err != nil {
 		return err
@@ -390,22 +391,48 @@ func cmdClientList(ctx context.Context, c *command, args []string) error {
 		return err
 	}
 	defer done()
-	clients, err := a.Clients(ctx)
-	if err != nil {
-		return fmt.Errorf("client list: %w", err)
+	// Page by page, printed as it comes: millions of clients never sit in
+	// memory at once. The JSON form is one array all the same.
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	if *asJSON {
+		fmt.Fprint(c.stdout, "[")
+	} else {
+		fmt.Fprintln(tw, "CLIENT_ID\tID\tADMIN\tSCOPE\tAUDIENCE\tCREATED\tLOGGED_OUT_BEFORE")
+	}
+	q := authsvc.ClientQuery{Prefix: *prefix, Limit: authsvc.MaxClientPage}
+	for first := true; ; {
+		page, err := a.ListClients(ctx, q)
+		if err != nil {
+			return fmt.Errorf("client list: %w", err)
+		}
+		for _, cl := range page.Clients {
+			if *asJSON {
+				b, err := json.MarshalIndent(authhttp.ClientToJSON(cl), "  ", "  ")
+				if err != nil {
+					return err
+				}
+				sep := ","
+				if first {
+					sep = ""
+				}
+				fmt.Fprintf(c.stdout, "%s\n  %s", sep, b)
+				first = false
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%t\t%s\t%s\t%s\t%s\n", cl.ID, cl.RowID, cl.IsAdmin, orDash(strings.Join(cl.Scopes, " ")),
+				orDash(strings.Join(cl.Audiences, " ")), stamp(cl.CreatedAt), stamp(cl.TokensValidAfter))
+		}
+		if err := tw.Flush(); err != nil { // a page's columns line up
+			return err
+		}
+		if page.Next == "" {
+			break
+		}
+		q.After = page.Next
 	}
 	if *asJSON {
-		out := make([]authhttp.ClientJSON, len(clients))
-		for i, cl := range clients {
-			out[i] = authhttp.ClientToJSON(cl)
-		}
-		return printJSON(c.stdout, out)
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLIENT_ID\tID\tADMIN\tSCOPE\tAUDIENCE\tCREATED\tLOGGED_OUT_BEFORE")
-	for _, cl := range clients {
-		fmt.Fprintf(tw, "%s\t%d\t%t\t%s\t%s\t%s\t%s\n", cl.ID, cl.RowID, cl.IsAdmin, orDash(strings.Join(cl.Scopes, " ")),
-			orDash(strings.Join(cl.Audiences, " ")), stamp(cl.CreatedAt), stamp(cl.TokensValidAfter))
+		_, err := fmt.Fprint(c.stdout, "\n]\n")
+		return err
 	}
 	return tw.Flush()
 }
