@@ -12,7 +12,9 @@ type TokenRequest struct {
 	// of the client's scopes.
 	Scopes []string
 	// Audience sets the aud claim (RFC 8707 resource or the "audience"
-	// parameter). Empty means Config.DefaultAudience.
+	// parameter); each must be among the client's Audiences or the default
+	// audience, else ErrInvalidTarget. Empty means the default audience
+	// (Config.DefaultAudience).
 	Audience []string
 }
 
@@ -35,18 +37,20 @@ func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret strin
 	if err != nil {
 		return nil, err
 	}
-	a.stats.tokensIssued.Add(1)
 	scopes, err := grantScopes(c.Scopes, req.Scopes)
 	if err != nil {
 		return nil, err
 	}
-	aud := a.audience
-	if len(req.Audience) > 0 {
-		if aud, err = NormalizeAudiences(req.Audience); err != nil {
-			return nil, err
-		}
+	aud, err := a.grantAudiences(c, req.Audience)
+	if err != nil {
+		return nil, err
 	}
-	return a.issue(c, scopes, aud)
+	tok, err := a.issue(c, scopes, aud)
+	if err != nil {
+		return nil, err
+	}
+	a.stats.tokensIssued.Add(1) // counted once issued: not a refused scope or audience
+	return tok, nil
 }
 
 // AuthenticateClient checks a client's credentials without issuing a token
@@ -63,7 +67,9 @@ func (a *Authenticator) AuthenticateClient(ctx context.Context, clientID, secret
 }
 
 func (a *Authenticator) authenticateClient(ctx context.Context, clientID, secret string) (*Client, error) {
-	if clientID == "" || len(clientID) > MaxClientIDLen || secret == "" || len(secret) > MaxSecretLen {
+	if !storableID(clientID) || secret == "" || len(secret) > MaxSecretLen {
+		// No client has such an id: no store lookup (PostgreSQL would
+		// answer a NUL or invalid UTF-8 with an error, not "not found").
 		return nil, ErrInvalidClient
 	}
 	// Fail closed: with the store unreachable, a deleted client cannot be
@@ -129,8 +135,9 @@ func (a *Authenticator) upgradeHash(ctx context.Context, rec *clientRecord, secr
 	if isGeneratedHash(rec.SecretHash) {
 		newHash = a.hasher.hashGenerated(secret)
 	} else if newHash, err = a.hasher.hashChosen(secret); err != nil {
-		// A legacy secret shorter than today's minimum still upgrades: the
-		// minimum guards new secrets, the upgrade only strengthens storage.
+		// A legacy secret that today's rule for chosen secrets refuses (too
+		// short, too repetitive) still upgrades: the rule guards new
+		// secrets, the upgrade only strengthens storage.
 		newHash, err = a.hasher.hashArgon2(secret)
 	}
 	if err == nil {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,6 +140,8 @@ type Authenticator struct {
 	audience []string
 
 	stats counters
+
+	scopes atomic.Pointer[scopeSet] // the last ScopesSupported
 
 	stop context.CancelFunc // stops the background sync
 	done sync.WaitGroup     // the background goroutines
@@ -303,3 +306,27 @@ func (a *Authenticator) Ping(ctx context.Context) error {
 
 // Issuer returns the configured issuer.
 func (a *Authenticator) Issuer() string { return a.cfg.Issuer }
+
+// ScopesSupported returns the union of every client's scopes, sorted: what
+// authhttp's discovery advertises as RFC 8414 scopes_supported. It is
+// computed from memory once per client change; the slice is shared, so do
+// not modify it.
+func (a *Authenticator) ScopesSupported() []string {
+	last := a.scopes.Load()
+	cur := a.state.scopeUnion(last)
+	if cur != last {
+		a.scopes.Store(cur)
+	}
+	return cur.scopes
+}
+
+// ForIssuer reports whether verified claims are of a token meant for this
+// Authenticator itself, as the audience of its own routes (authhttp's admin
+// routes and token introspection accept only such tokens): its aud
+// includes the issuer, or it is exactly the default audience, the aud of a
+// token requested without naming one (with HS256 and no
+// Config.DefaultAudience, no aud at all). A token minted for another
+// service, such as aud ["https://notes.internal"], is not.
+func (a *Authenticator) ForIssuer(c *Claims) bool {
+	return c.hasAudience(a.cfg.Issuer) || slices.Equal(c.Audience, a.audience)
+}

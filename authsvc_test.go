@@ -138,7 +138,7 @@ func TestAuthenticateRefuses(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		a := newAuth(t, openStore(t, url), Config{})
-		_, secret := mustClient(t, a, NewClient{ID: "admin", IsAdmin: true, Scopes: []string{"a", "b"}})
+		_, secret := mustClient(t, a, NewClient{ID: "admin", IsAdmin: true, Scopes: []string{"a", "b"}, Audiences: []string{"https://api.test"}})
 		_, chosen := mustClient(t, a, NewClient{ID: "chosen", Secret: "a chosen secret, long enough"})
 		cases := []struct {
 			name, id, secret string
@@ -157,7 +157,9 @@ func TestAuthenticateRefuses(t *testing.T) {
 			{"oversized secret", "admin", strings.Repeat("s", MaxSecretLen+1), TokenRequest{}, ErrInvalidClient},
 			{"scope not granted", "admin", secret, TokenRequest{Scopes: []string{"a", "c"}}, ErrInvalidScope},
 			{"malformed scope", "admin", secret, TokenRequest{Scopes: []string{"a\"b"}}, ErrInvalidScope},
-			{"bad audience", "admin", secret, TokenRequest{Audience: []string{"two words"}}, ErrInvalidArgument},
+			{"bad audience", "admin", secret, TokenRequest{Audience: []string{"two words"}}, ErrInvalidTarget},
+			{"audience not allowed", "admin", secret, TokenRequest{Audience: []string{"https://other.test"}}, ErrInvalidTarget},
+			{"one audience not allowed", "admin", secret, TokenRequest{Audience: []string{"https://api.test", "https://other.test"}}, ErrInvalidTarget},
 		}
 		for _, tc := range cases {
 			tok, err := a.Authenticate(ctx, tc.id, tc.secret, tc.req)
@@ -719,7 +721,7 @@ func TestVerifyResultIsACopy(t *testing.T) {
 func checkVerifyResultIsACopy(t *testing.T, a *Authenticator, verify func(context.Context, string) (*Claims, error)) {
 	t.Helper()
 	ctx := context.Background()
-	_, secret := mustClient(t, a, NewClient{ID: "svc", Scopes: []string{"a", "b"}})
+	_, secret := mustClient(t, a, NewClient{ID: "svc", Scopes: []string{"a", "b"}, Audiences: []string{"https://api.test"}})
 	tok, err := a.Authenticate(ctx, "svc", secret, TokenRequest{Audience: []string{"https://api.test"}})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package authsvc
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"time"
 )
@@ -13,6 +12,11 @@ type Client struct {
 	RowID   int64  // numeric id, the "id" claim of the seed service's tokens
 	IsAdmin bool
 	Scopes  []string
+	// Audiences are the audiences (aud values, such as RFC 8707 resource
+	// URIs) the client may request besides the default audience
+	// (Config.DefaultAudience): a token request naming any other is
+	// refused with ErrInvalidTarget. Empty means the default audience only.
+	Audiences []string
 	// TokensValidAfter is the per-client cut-off: tokens issued before it are
 	// refused. Zero means none.
 	TokensValidAfter time.Time
@@ -22,12 +26,20 @@ type Client struct {
 
 // NewClient is what CreateClient needs.
 type NewClient struct {
-	ID string // client_id: 1-128 bytes of printable UTF-8 without spaces
-	// Secret chosen by the caller (at least 16 characters, hashed with
-	// argon2id). Empty means the server generates one (32 random bytes).
+	// ID is the client_id: 1-128 characters of printable ASCII without
+	// spaces ('!' to '~'). Imported clients (ImportClient) may have others.
+	ID string
+	// Secret chosen by the caller, hashed with argon2id: at least 16
+	// characters, not only white space, at least 5 different characters,
+	// and not a shorter string repeated. Empty means the server generates
+	// one (32 random bytes).
 	Secret  string
 	IsAdmin bool
 	Scopes  []string
+	// Audiences the client may request besides the default one (see
+	// Client.Audiences): each 1-512 bytes of printable UTF-8 without
+	// spaces, at most MaxClientAudiences.
+	Audiences []string
 	// RowID, when non-zero, asks for that numeric id (used to import the
 	// seed service's clients so their "id" claim is unchanged).
 	RowID int64
@@ -36,10 +48,14 @@ type NewClient struct {
 // CreateClient registers a client and returns it with its secret. The secret
 // is returned only here: the store keeps a hash.
 func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client, string, error) {
-	if err := checkClientID(nc.ID); err != nil {
+	if err := checkNewClientID(nc.ID); err != nil {
 		return nil, "", err
 	}
 	scopes, err := NormalizeScopes(nc.Scopes)
+	if err != nil {
+		return nil, "", err
+	}
+	audiences, err := normalizeClientAudiences(nc.Audiences)
 	if err != nil {
 		return nil, "", err
 	}
@@ -53,7 +69,7 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 	now := a.now().UTC().Truncate(time.Second)
 	rec := &clientRecord{
 		Client: Client{
-			ID: nc.ID, RowID: nc.RowID, IsAdmin: nc.IsAdmin, Scopes: scopes,
+			ID: nc.ID, RowID: nc.RowID, IsAdmin: nc.IsAdmin, Scopes: scopes, Audiences: audiences,
 			CreatedAt: now, UpdatedAt: now,
 		},
 		SecretHash: hash,
@@ -91,9 +107,69 @@ func (a *Authenticator) Clients(ctx context.Context) ([]Client, error) {
 	return out, nil
 }
 
+// ClientQuery asks ListClients for a page of clients.
+type ClientQuery struct {
+	// Prefix keeps the clients whose client_id starts with it.
+	Prefix string
+	// After is where the page starts: the previous page's Next; "" is the
+	// first page.
+	After string
+	// Limit is the page's size: zero means DefaultClientPage, and more
+	// than MaxClientPage is refused.
+	Limit int
+}
+
+// ClientPage is a page of clients, in byte order of client_id.
+type ClientPage struct {
+	Clients []Client
+	// Next is the After of the next page; "" when this page is the last.
+	Next string
+}
+
+// Client page sizes.
+const (
+	DefaultClientPage = 100
+	MaxClientPage     = 1000
+)
+
+// ListClients returns a page of clients, ordered by client_id byte by
+// byte: a page costs the same however many clients there are.
+func (a *Authenticator) ListClients(ctx context.Context, q ClientQuery) (*ClientPage, error) {
+	switch {
+	case q.Limit == 0:
+		q.Limit = DefaultClientPage
+	case q.Limit < 0 || q.Limit > MaxClientPage:
+		return nil, refuse(ErrInvalidArgument, "a page holds 1 to %d clients", MaxClientPage)
+	}
+	for _, s := range []string{q.Prefix, q.After} {
+		if s != "" {
+			if err := checkLookupID(s); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// One more than asked says whether there is a next page.
+	recs, err := a.store.listClients(ctx, q.Prefix, q.After, q.Limit+1)
+	if err != nil {
+		return nil, err
+	}
+	page := &ClientPage{Clients: make([]Client, 0, min(len(recs), q.Limit))}
+	for i := range recs {
+		if i == q.Limit {
+			page.Next = recs[i-1].ID
+			break
+		}
+		page.Clients = append(page.Clients, recs[i].Client)
+	}
+	return page, nil
+}
+
 // DeleteClient removes a client. Its tokens are refused from then on, even
 // those not yet expired: a compromised client is cut off at once.
 func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error {
+	if err := checkLookupID(clientID); err != nil {
+		return err
+	}
 	if err := a.store.deleteClient(ctx, clientID); err != nil {
 		return err
 	}
@@ -104,18 +180,24 @@ func (a *Authenticator) DeleteClient(ctx context.Context, clientID string) error
 
 // ClientUpdate changes a client; nil fields are left as they are.
 type ClientUpdate struct {
-	IsAdmin *bool
-	Scopes  *[]string
+	IsAdmin   *bool
+	Scopes    *[]string
+	Audiences *[]string // replaces the list; an empty one allows the default audience only
 }
 
-// UpdateClient changes a client's admin flag or scopes. Tokens already
-// issued keep the claims they were issued with; admin rights are checked
-// against the current record by authd's admin routes.
+// UpdateClient changes a client's admin flag, scopes or audiences. Tokens
+// already issued keep the claims they were issued with; admin rights are
+// checked against the current record by authd's admin routes.
 func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u ClientUpdate) (*Client, error) {
-	var scopes []string
+	var scopes, audiences []string
+	var err error
 	if u.Scopes != nil {
-		var err error
 		if scopes, err = NormalizeScopes(*u.Scopes); err != nil {
+			return nil, err
+		}
+	}
+	if u.Audiences != nil {
+		if audiences, err = normalizeClientAudiences(*u.Audiences); err != nil {
 			return nil, err
 		}
 	}
@@ -126,12 +208,18 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 		if u.Scopes != nil {
 			rec.Scopes = scopes
 		}
+		if u.Audiences != nil {
+			rec.Audiences = audiences
+		}
 		return nil
 	})
 }
 
 // updateClient applies f in the store and in memory.
 func (a *Authenticator) updateClient(ctx context.Context, clientID string, f func(*clientRecord) error) (*Client, error) {
+	if err := checkLookupID(clientID); err != nil {
+		return nil, err
+	}
 	rec, err := a.store.updateClient(ctx, clientID, f)
 	if err != nil {
 		return nil, err
@@ -158,7 +246,8 @@ func (a *Authenticator) LogoutClient(ctx context.Context, clientID string) (*Cli
 
 // RotateSecret options.
 type RotateSecret struct {
-	// Secret is the new secret; empty means generate one.
+	// Secret is the new secret, with NewClient.Secret's rules; empty means
+	// generate one.
 	Secret string
 	// Grace keeps the previous secret valid this long, so a fleet of
 	// callers can switch without an outage. Zero ends it at once.
@@ -170,6 +259,9 @@ type RotateSecret struct {
 // RotateSecret gives a client a new secret and returns it. Tokens issued
 // before stay valid unless LogoutEverywhere is set.
 func (a *Authenticator) RotateSecret(ctx context.Context, clientID string, opt RotateSecret) (*Client, string, error) {
+	if err := checkLookupID(clientID); err != nil {
+		return nil, "", err
+	}
 	if opt.Grace < 0 {
 		return nil, "", refuse(ErrInvalidArgument, "negative grace period")
 	}
@@ -204,7 +296,7 @@ func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error
 		return secret, a.hasher.hashGenerated(secret), nil
 	}
 	if hash, err = a.hasher.hashChosen(chosen); err != nil {
-		if errors.Is(err, errSecretTooShort) || errors.Is(err, errSecretTooLong) {
+		if isChosenSecretRefusal(err) {
 			// The caller's mistake, in words fit for the caller.
 			return "", "", &Error{Kind: ErrInvalidArgument, Message: strings.TrimPrefix(err.Error(), "authsvc: "), Err: err}
 		}
@@ -216,6 +308,9 @@ func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error
 // lookupClient returns a client's record from memory, or from the store
 // when memory does not have it yet (created a moment ago elsewhere).
 func (a *Authenticator) lookupClient(ctx context.Context, clientID string) (*clientRecord, error) {
+	if err := checkLookupID(clientID); err != nil {
+		return nil, err
+	}
 	if rec := a.state.client(clientID); rec != nil {
 		return rec, nil
 	}

@@ -25,6 +25,9 @@ var (
 	ErrClientNotFound = errors.New("authsvc: client not found")
 	// ErrInvalidScope: a requested scope is malformed or not granted to the client.
 	ErrInvalidScope = errors.New("authsvc: invalid scope")
+	// ErrInvalidTarget: a requested audience (or RFC 8707 resource) is
+	// malformed or not one the client may request (Client.Audiences).
+	ErrInvalidTarget = errors.New("authsvc: invalid target")
 	// ErrInvalidArgument: a malformed client_id, secret or other input.
 	ErrInvalidArgument = errors.New("authsvc: invalid argument")
 	// ErrForbidden: the caller is authenticated but may not do this.

@@ -25,7 +25,7 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+	"unicode"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -34,6 +34,10 @@ import (
 const (
 	MinChosenSecretLen = 16   // characters (runes) a caller-chosen secret must have at least
 	MaxSecretLen       = 1024 // bytes; longer secrets are refused before hashing (DoS limit)
+	// MinChosenSecretDistinct is how many different characters a
+	// caller-chosen secret must have at least: "aaaaaaaaaaaaaaaa" and
+	// "abababababababab" are long enough but guessed at once.
+	MinChosenSecretDistinct = 5
 )
 
 // Errors about client secrets and their stored hashes.
@@ -44,10 +48,29 @@ var (
 	// errSecretTooLong: a secret longer than MaxSecretLen, refused so that
 	// nobody can make the service hash megabytes.
 	errSecretTooLong = errors.New("authsvc: client secret is longer than 1024 bytes")
+	// errSecretBlank: a caller-chosen secret of white space only.
+	errSecretBlank = errors.New("authsvc: client secret must not be only white space")
+	// errSecretFewCharacters: a caller-chosen secret with fewer than
+	// MinChosenSecretDistinct different characters.
+	errSecretFewCharacters = errors.New("authsvc: client secret must have at least 5 different characters")
+	// errSecretRepeated: a caller-chosen secret that is a shorter string
+	// repeated ("passwordpassword", "abcabcabcabcabca").
+	errSecretRepeated = errors.New("authsvc: client secret must not be a shorter string repeated")
 	// errUnknownHash: a stored hash that is malformed, of an unknown scheme or
 	// unusable with this configuration. Parse errors wrap it.
 	errUnknownHash = errors.New("authsvc: unrecognised secret hash format")
 )
+
+// isChosenSecretRefusal reports whether err is checkChosenSecret's: the
+// caller's mistake, not the hasher's.
+func isChosenSecretRefusal(err error) bool {
+	for _, e := range []error{errSecretTooShort, errSecretTooLong, errSecretBlank, errSecretFewCharacters, errSecretRepeated} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
 
 // Hash scheme identifiers, the <id> of "$<id>$...".
 const (
@@ -147,21 +170,74 @@ func (h *secretHasher) hashGenerated(secret string) string {
 	return "$" + schemeSHA256 + "$" + b64.EncodeToString(sum[:])
 }
 
-// hashChosen checks a caller-chosen secret's length and hashes it with
-// argon2id, since people choose guessable secrets.
+// hashChosen checks a new caller-chosen secret (checkChosenSecret) and
+// hashes it with argon2id, since people choose guessable secrets.
 func (h *secretHasher) hashChosen(secret string) (string, error) {
-	if len(secret) > MaxSecretLen {
-		return "", errSecretTooLong
-	}
-	if utf8.RuneCountInString(secret) < MinChosenSecretLen {
-		return "", errSecretTooShort
+	if err := checkChosenSecret(secret); err != nil {
+		return "", err
 	}
 	return h.hashArgon2(secret)
 }
 
+// checkChosenSecret is the rule for a new caller-chosen secret: at most
+// MaxSecretLen bytes and at least MinChosenSecretLen characters, not only
+// white space, at least MinChosenSecretDistinct different characters, and
+// not a shorter string repeated (the last copy may be cut short:
+// "passwordpassword", "abcdeabcdeabcdea"). It guards new secrets only:
+// stored ones verify whatever they are, and a legacy secret that breaks it
+// still has its hash upgraded.
+func checkChosenSecret(secret string) error {
+	if len(secret) > MaxSecretLen {
+		return errSecretTooLong
+	}
+	runes := []rune(secret)
+	if len(runes) < MinChosenSecretLen {
+		return errSecretTooShort
+	}
+	blank := true
+	distinct := make(map[rune]struct{}, MinChosenSecretDistinct)
+	for _, r := range runes {
+		blank = blank && unicode.IsSpace(r)
+		if len(distinct) < MinChosenSecretDistinct {
+			distinct[r] = struct{}{}
+		}
+	}
+	switch {
+	case blank:
+		return errSecretBlank
+	case len(distinct) < MinChosenSecretDistinct:
+		return errSecretFewCharacters
+	case smallestPeriod(runes) <= len(runes)/2:
+		return errSecretRepeated
+	}
+	return nil
+}
+
+// smallestPeriod returns the smallest p > 0 such that s[i] == s[i-p] for
+// every i >= p: s is its first p characters repeated, the last copy
+// possibly cut short. It is len(s) minus the longest proper prefix of s
+// that is also a suffix (the Knuth-Morris-Pratt failure function), found
+// in linear time.
+func smallestPeriod(s []rune) int {
+	if len(s) == 0 {
+		return 0
+	}
+	fail := make([]int, len(s)) // fail[i]: longest proper border of s[:i+1]
+	for i, k := 1, 0; i < len(s); i++ {
+		for k > 0 && s[i] != s[k] {
+			k = fail[k-1]
+		}
+		if s[i] == s[k] {
+			k++
+		}
+		fail[i] = k
+	}
+	return len(s) - fail[len(s)-1]
+}
+
 // hashArgon2 hashes a secret with argon2id under the current policy, without
-// the minimum-length check: upgrading a short legacy secret still strengthens
-// its storage.
+// checkChosenSecret: upgrading a short or weak legacy secret still
+// strengthens its storage.
 func (h *secretHasher) hashArgon2(secret string) (string, error) {
 	if len(secret) > MaxSecretLen {
 		return "", errSecretTooLong

@@ -192,12 +192,16 @@ func TestHashChosenLength(t *testing.T) {
 
 func TestHashChosenRoundTrip(t *testing.T) {
 	h := newSecretHasher([]byte("pepper does not matter for argon2id"))
-	nonASCII := strings.Repeat("秘", 8) + strings.Repeat("é", 8)
+	nonASCII := "秘密のパスワードをここに書くéè"
 	if n := utf8.RuneCountInString(nonASCII); n != 16 {
 		t.Fatalf("test secret has %d runes", n)
 	}
+	var long strings.Builder // 1024 bytes, not a shorter string repeated
+	for i := 0; long.Len() < MaxSecretLen; i++ {
+		fmt.Fprintf(&long, "%d,", i)
+	}
 	format := regexp.MustCompile(`^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`)
-	for _, secret := range []string{nonASCII, strings.Repeat("x", MaxSecretLen)} {
+	for _, secret := range []string{nonASCII, long.String()[:MaxSecretLen]} {
 		stored, err := h.hashChosen(secret)
 		if err != nil {
 			t.Fatalf("hashChosen(%d bytes): %v", len(secret), err)
@@ -227,7 +231,7 @@ func TestHashChosenRoundTrip(t *testing.T) {
 	if again, _ := h.hashChosen(nonASCII); again == stored {
 		t.Fatal("two hashes of one secret are equal: salt not random")
 	}
-	if ok, rehash := mustVerify(t, h, stored, strings.Repeat("秘", 8)+strings.Repeat("e", 8)); ok || rehash {
+	if ok, rehash := mustVerify(t, h, stored, "秘密のパスワードをここに書くée"); ok || rehash {
 		t.Fatalf("verify(wrong) = %v, rehash %v; want false, false", ok, rehash)
 	}
 }
@@ -600,5 +604,47 @@ func TestArgon2Bounded(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("argon2id did not run once slots were free")
+	}
+}
+
+// TestChosenSecretRule: a new chosen secret is refused when it is only
+// white space, has fewer than MinChosenSecretDistinct different
+// characters, or is a shorter string repeated (issue 14: 16 spaces and
+// "aaaaaaaaaaaaaaaa" were accepted); anything else of 16+ characters is
+// accepted.
+func TestChosenSecretRule(t *testing.T) {
+	for _, c := range []struct {
+		secret string
+		want   error
+	}{
+		{strings.Repeat(" ", 16), errSecretBlank},
+		{" \t\n\r\v\f\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u3000", errSecretBlank},
+		{strings.Repeat("a", 16), errSecretFewCharacters},
+		{strings.Repeat("ab", 8), errSecretFewCharacters},
+		{"aaaaaaaaaaaaaaab", errSecretFewCharacters},
+		{strings.Repeat("1234", 5), errSecretFewCharacters},
+		{"passwordpassword", errSecretRepeated},
+		{"abcdeabcdeabcdea", errSecretRepeated}, // the last copy cut short
+		{strings.Repeat("Tr0ub4dor&3", 2), errSecretRepeated},
+		{strings.Repeat("é秘ü€x", 4), errSecretRepeated},
+		{"abcdefghabcdefgh!", nil}, // a repetition plus one more: not periodic
+		{"abcdeabcdeabcdez", nil},
+		{"correct horse battery staple", nil},
+		{"a chosen secret, long enough", nil},
+		{"秘密のパスワードをここに書くéè", nil},
+		{"    spaces around    x1y2z3    ", nil},
+	} {
+		err := checkChosenSecret(c.secret)
+		if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+			t.Errorf("checkChosenSecret(%q) = %v, want %v", c.secret, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		s    string
+		want int
+	}{{"", 0}, {"a", 1}, {"aaaa", 1}, {"abab", 2}, {"abcab", 3}, {"aabaab", 3}, {"abcd", 4}, {"aabaaab", 4}} {
+		if got := smallestPeriod([]rune(c.s)); got != c.want {
+			t.Errorf("smallestPeriod(%q) = %d, want %d", c.s, got, c.want)
+		}
 	}
 }

@@ -64,8 +64,11 @@ func newKnownAddrs() *knownAddrs {
 	return &knownAddrs{byClient: map[string]map[string]knownEntry{}, queue: make(chan knownAddress, knownQueueLen)}
 }
 
+// validKnown reports whether (clientID, addr) may be remembered: what the
+// store can hold (checkLookupID's rule for the id; an address of storable
+// text), so that the background writer never fails on it.
 func validKnown(clientID, addr string) bool {
-	return clientID != "" && len(clientID) <= MaxClientIDLen && addr != "" && len(addr) <= maxKnownAddrLen
+	return storableID(clientID) && addr != "" && len(addr) <= maxKnownAddrLen && storableText(addr)
 }
 
 // KnownAddress reports whether clientID authenticated successfully from
@@ -297,12 +300,13 @@ func (k *knownAddrs) drain(batch []knownAddress) []knownAddress {
 // pairs are unmarked so that their next success tries again.
 func (a *Authenticator) storeKnown(ctx context.Context, batch []knownAddress) {
 	if err := a.store.rememberAddresses(ctx, batch); err != nil {
-		a.stats.knownWriteErrors.Add(uint64(len(batch)))
 		a.log.Warn("authsvc: recording the addresses clients authenticated from failed (logins are not affected)",
 			"pairs", len(batch), "err", err)
 		for _, r := range batch {
 			a.known.unmark(r.ClientID, r.Addr)
 		}
+		// Counted last: whoever watches the count sees the rest done.
+		a.stats.knownWriteErrors.Add(uint64(len(batch)))
 		return
 	}
 	a.stats.knownWrites.Add(uint64(len(batch)))

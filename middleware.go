@@ -10,18 +10,21 @@ import (
 
 // Errors of BearerToken.
 var (
-	// ErrNoToken: the request has no Authorization header, or one of another
-	// scheme (RFC 6750 §3.1: a request that lacks bearer credentials).
+	// ErrNoToken: the request has no Authorization header, one of another
+	// scheme, or "Bearer" with nothing but spaces after it (RFC 6750 §3.1:
+	// a request that lacks authentication information, answered with a
+	// challenge and no error code).
 	ErrNoToken = errors.New("authsvc: no bearer token")
-	// ErrMalformedAuthorization: more than one Authorization header, or
-	// "Bearer" with nothing after it (RFC 6750 invalid_request).
+	// ErrMalformedAuthorization: more than one Authorization header (RFC
+	// 6750 invalid_request).
 	ErrMalformedAuthorization = errors.New("authsvc: malformed Authorization header")
 )
 
 // BearerToken returns the token of the request's Authorization header
 // (RFC 6750 §2.1): exactly one header, the scheme "Bearer" in any letter
 // case, one or more spaces, then a b64token of at most MaxTokenLen bytes.
-// A token that is not a b64token, or is too long, gives ErrInvalidToken.
+// No header, another scheme or a blank credential gives ErrNoToken; a
+// token that is not a b64token, or is too long, ErrInvalidToken.
 func BearerToken(r *http.Request) (string, error) {
 	values := r.Header.Values("Authorization")
 	switch len(values) {
@@ -41,7 +44,7 @@ func parseBearer(h string) (string, error) {
 	}
 	tok := strings.TrimLeft(h[len(scheme):], " ")
 	if tok == "" {
-		return "", ErrMalformedAuthorization
+		return "", ErrNoToken // a blank credential is no credential
 	}
 	if len(tok) > MaxTokenLen || !isB64Token(tok) {
 		return "", ErrInvalidToken

@@ -66,7 +66,9 @@ func TestMiddleware(t *testing.T) {
 		{"upper BEARER", "/read", []string{"BEARER " + reader}, 200, "", "hello reader"},
 		{"extra spaces", "/read", []string{"Bearer    " + reader}, 200, "", "hello reader"},
 		{"no space", "/read", []string{"Bearer" + reader}, 401, `Bearer realm="notes"`, ""},
-		{"empty bearer", "/read", []string{"Bearer "}, 400, `error="invalid_request"`, "invalid_request"},
+		{"empty bearer", "/read", []string{"Bearer "}, 401, `Bearer realm="notes"`, "unauthorized"},
+		{"blank bearer", "/read", []string{"bearer      "}, 401, `Bearer realm="notes"`, "unauthorized"},
+		{"bare scheme", "/read", []string{"Bearer"}, 401, `Bearer realm="notes"`, "unauthorized"},
 		{"two headers", "/read", []string{"Bearer " + reader, "Bearer " + reader}, 400, `error="invalid_request"`, "invalid_request"},
 		{"64 KB header", "/read", []string{"Bearer " + strings.Repeat("a", 64<<10)}, 401, `error="invalid_token"`, "invalid_token"},
 		{"bad chars", "/read", []string{"Bearer a b"}, 401, `error="invalid_token"`, ""},
@@ -113,7 +115,7 @@ func TestMiddleware(t *testing.T) {
 
 func TestMiddlewareOptions(t *testing.T) {
 	a := newAuth(t, openStore(t, testdb.SQLite(t)), Config{})
-	_, secret := mustClient(t, a, NewClient{ID: "svc"})
+	_, secret := mustClient(t, a, NewClient{ID: "svc", Audiences: []string{"https://notes.test"}})
 	forNotes, err := a.Authenticate(context.Background(), "svc", secret, TokenRequest{Audience: []string{"https://notes.test"}})
 	if err != nil {
 		t.Fatal(err)

@@ -54,13 +54,14 @@ type RemoteVerifier struct {
 	keysFetched time.Time  // by v.now
 	fetchMu     sync.Mutex // one JWKS fetch in flight; waiters share its result
 
-	mu       sync.RWMutex // guards everything below
-	revoked  map[string]int64
-	cutoffs  map[string]int64
-	deleted  map[int64]bool
-	cursor   int64
-	fedAt    time.Time // the feed last answered (by v.now)
-	verified map[[32]byte]*Claims
+	mu         sync.RWMutex        // guards everything below
+	revoked    map[string]int64    // jti -> exp
+	revokedExp expiryIndex[string] // the jtis of revoked, by exp
+	cutoffs    map[string]int64
+	deleted    map[int64]bool
+	cursor     int64
+	fedAt      time.Time // the feed last answered (by v.now)
+	verified   map[[32]byte]*Claims
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -420,13 +421,36 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 		v.fetchMu.Unlock()
 	}
 	now := v.now()
+	v.apply(&page, now)
+	v.purgeExpired(now.Unix())
+	return nil
+}
+
+// apply applies a feed page: only the page's entries are touched. A
+// snapshot's sets are built before the lock is taken.
+func (v *RemoteVerifier) apply(page *feedPage, now time.Time) {
+	var revoked map[string]int64
+	var revokedExp expiryIndex[string]
+	if page.Reset {
+		revoked = make(map[string]int64, len(page.Revoked))
+		for _, r := range page.Revoked {
+			if _, dup := revoked[r.JTI]; !dup {
+				revoked[r.JTI] = r.ExpiresAt
+				revokedExp.add(r.JTI, r.ExpiresAt)
+			}
+		}
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if page.Reset {
-		v.revoked, v.cutoffs, v.deleted = map[string]int64{}, map[string]int64{}, map[int64]bool{}
-	}
-	for _, r := range page.Revoked {
-		v.revoked[r.JTI] = r.ExpiresAt
+		v.revoked, v.revokedExp, v.cutoffs, v.deleted = revoked, revokedExp, map[string]int64{}, map[int64]bool{}
+	} else {
+		for _, r := range page.Revoked {
+			if exp, ok := v.revoked[r.JTI]; !ok || exp != r.ExpiresAt {
+				v.revoked[r.JTI] = r.ExpiresAt
+				v.revokedExp.add(r.JTI, r.ExpiresAt)
+			}
+		}
 	}
 	for _, c := range page.Cutoffs {
 		if c.NotBefore > v.cutoffs[c.ClientID] {
@@ -436,13 +460,29 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 	for _, d := range page.Deleted {
 		v.deleted[d.RowID] = true
 	}
-	for jti, exp := range v.revoked {
-		if exp < now.Unix() {
-			delete(v.revoked, jti)
-		}
-	}
 	v.cursor, v.fedAt = page.Cursor, now
-	return nil
+}
+
+// purgeExpired forgets the revocations of tokens expired before now, from
+// the oldest expiry buckets, purgeBatch keys per hold of the lock: what has
+// not expired is not looked at.
+func (v *RemoteVerifier) purgeExpired(now int64) {
+	drop := func(jti string, b int64) bool {
+		exp, ok := v.revoked[jti]
+		switch {
+		case !ok || bucketOf(exp) != b:
+			return true // gone, or indexed again elsewhere
+		case exp >= now:
+			return false
+		}
+		delete(v.revoked, jti)
+		return true
+	}
+	for more := true; more; {
+		v.mu.Lock()
+		more = v.revokedExp.sweep(now, purgeBatch, drop)
+		v.mu.Unlock()
+	}
 }
 
 // publicKey decodes a JWK's public key (OKP Ed25519, EC P-256, RSA).

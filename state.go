@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"math"
+	"slices"
 	"sync"
 	"time"
 )
@@ -20,12 +22,20 @@ type state struct {
 	deleted map[int64]bool          // row ids of clients deleted within a token's lifetime before start, or since: never stored again
 	revoked map[string]revokedToken // by jti
 	// revokedBy counts each client's live revocations, so that no client
-	// can grow them without bound (Config.MaxRevocationsPerClient).
-	revokedBy map[string]int
-	verified  map[[32]byte]*Claims
-	cursor    logPos    // the last change applied (its ID is the feed's cursor)
-	synced    time.Time // when the store last answered a catch-up
-	healthy   bool      // the last catch-up succeeded
+	// can grow them without bound (Config.MaxRevocationsPerClient). Each
+	// revocation points at its client's count: one copy of the client id,
+	// and a smaller entry than a string of its own.
+	revokedBy  map[string]*clientRevocations
+	revokedExp expiryIndex[string] // the jtis of revoked, by exp
+	verified   map[[32]byte]*Claims
+	// verifiedExp: the keys of verified, by the tokens' exp.
+	verifiedExp expiryIndex[[32]byte]
+	cursor      logPos // the last change applied (its ID is the feed's cursor)
+	// clientsVersion changes whenever clients does, so that what is derived
+	// from every client (ScopesSupported) is computed once per change.
+	clientsVersion uint64
+	synced         time.Time // when the store last answered a catch-up
+	healthy        bool      // the last catch-up succeeded
 
 	// changed is closed and replaced whenever a change is applied, so that
 	// long-polling feeds can wait for one.
@@ -40,7 +50,7 @@ func newState() *state {
 		clients:   make(map[string]*clientRecord),
 		deleted:   make(map[int64]bool),
 		revoked:   make(map[string]revokedToken),
-		revokedBy: make(map[string]int),
+		revokedBy: make(map[string]*clientRevocations),
 		verified:  make(map[[32]byte]*Claims),
 		changed:   make(chan struct{}),
 	}
@@ -80,21 +90,25 @@ func (st *state) load(ctx context.Context, store Store, now, deletedSince time.T
 		fresh[clients[i].ID] = &clients[i]
 	}
 	revoked := make(map[string]revokedToken, len(revs))
-	revokedBy := make(map[string]int)
+	revokedBy := make(map[string]*clientRevocations)
+	var revokedExp expiryIndex[string]
 	for _, r := range revs {
-		revoked[r.JTI] = revokedToken{exp: r.ExpiresAt.Unix(), clientID: r.ClientID}
-		revokedBy[r.ClientID]++
+		if _, dup := revoked[r.JTI]; !dup {
+			addRevocation(revoked, revokedBy, &revokedExp, r.JTI, r.ClientID, r.ExpiresAt.Unix())
+		}
 	}
 	// Replace, not merge: load also serves to recover after an outage long
 	// enough that the change log may have been purged of what was missed
 	// (a deletion, a rotation), so nothing of the old state may survive.
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.clients, st.revoked, st.revokedBy = fresh, revoked, revokedBy
+	st.clients, st.revoked, st.revokedBy, st.revokedExp = fresh, revoked, revokedBy, revokedExp
+	st.clientsVersion++
 	for _, d := range deletions {
 		st.deleted[d.RowID] = true
 	}
 	clear(st.verified)
+	st.verifiedExp = expiryIndex[[32]byte]{}
 	st.cursor, st.synced, st.healthy = cursor, now, true
 	st.notifyLocked()
 	return nil
@@ -126,14 +140,50 @@ func (st *state) putClient(id string, rec *clientRecord) {
 	case !st.deleted[rec.RowID]:
 		st.clients[id] = rec
 	}
+	st.clientsVersion++
 	st.notifyLocked()
 	st.mu.Unlock()
 }
 
+// scopeUnion returns the sorted union of every client's scopes, and the
+// clientsVersion it was computed at. It reuses last when that is current.
+func (st *state) scopeUnion(last *scopeSet) *scopeSet {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if last != nil && last.version == st.clientsVersion {
+		return last
+	}
+	seen := map[string]bool{}
+	for _, c := range st.clients {
+		for _, s := range c.Scopes {
+			seen[s] = true
+		}
+	}
+	scopes := make([]string, 0, len(seen))
+	for s := range seen {
+		scopes = append(scopes, s)
+	}
+	slices.Sort(scopes)
+	return &scopeSet{version: st.clientsVersion, scopes: scopes}
+}
+
+// scopeSet is a scopeUnion result.
+type scopeSet struct {
+	version uint64
+	scopes  []string
+}
+
 // revokedToken is a revocation as the state keeps it.
 type revokedToken struct {
-	exp      int64 // unix seconds; purged after
-	clientID string
+	exp    int64              // unix seconds; purged after
+	client *clientRevocations // its client's count, in revokedBy
+}
+
+// clientRevocations is a client's count of live revocations, and the copy
+// of its id they share.
+type clientRevocations struct {
+	id string
+	n  int
 }
 
 // revoke records a revocation; recording one twice changes nothing (an
@@ -141,18 +191,33 @@ type revokedToken struct {
 func (st *state) revoke(jti, clientID string, exp int64) {
 	st.mu.Lock()
 	if _, ok := st.revoked[jti]; !ok {
-		st.revoked[jti] = revokedToken{exp: exp, clientID: clientID}
-		st.revokedBy[clientID]++
+		addRevocation(st.revoked, st.revokedBy, &st.revokedExp, jti, clientID, exp)
 	}
 	st.notifyLocked()
 	st.mu.Unlock()
+}
+
+// addRevocation adds a revocation not yet in revoked, counting it for its
+// client and indexing it by exp.
+func addRevocation(revoked map[string]revokedToken, by map[string]*clientRevocations, idx *expiryIndex[string], jti, clientID string, exp int64) {
+	c := by[clientID]
+	if c == nil {
+		c = &clientRevocations{id: clientID}
+		by[clientID] = c
+	}
+	c.n++
+	revoked[jti] = revokedToken{exp: exp, client: c}
+	idx.add(jti, exp)
 }
 
 // liveRevocations is how many unexpired revocations a client has.
 func (st *state) liveRevocations(clientID string) int {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	return st.revokedBy[clientID]
+	if c := st.revokedBy[clientID]; c != nil {
+		return c.n
+	}
+	return 0
 }
 
 func (st *state) notifyLocked() {
@@ -181,21 +246,54 @@ func (st *state) cachedClaims(k [32]byte) *Claims {
 func (st *state) remember(k [32]byte, c *Claims, now int64) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if _, ok := st.verified[k]; ok {
+		return // remembered by a concurrent Verify of the same token
+	}
 	if len(st.verified) >= maxVerifiedTokens {
-		for key, v := range st.verified {
-			if v.ExpiresAt < now {
-				delete(st.verified, key)
-			}
-		}
-		// Still full: drop an arbitrary tenth (map order is random).
-		for key := range st.verified {
-			if len(st.verified) < maxVerifiedTokens*9/10 {
-				break
-			}
-			delete(st.verified, key)
-		}
+		// Full: drop the tokens that expire first (the expired ones
+		// among them), a few at a time, not a scan of the whole cache.
+		st.verifiedExp.sweep(math.MaxInt64, evictBatch, st.dropVerified(math.MaxInt64))
 	}
 	st.verified[k] = c
+	st.verifiedExp.add(k, c.ExpiresAt)
+}
+
+// evictBatch is how many cached tokens a full cache drops at once.
+const evictBatch = 64
+
+// dropVerified is the sweep's drop function for the verified-token cache:
+// it drops a token that expired before now.
+func (st *state) dropVerified(now int64) func([32]byte, int64) bool {
+	return func(k [32]byte, b int64) bool {
+		c, ok := st.verified[k]
+		switch {
+		case !ok || bucketOf(c.ExpiresAt) != b:
+			return true // gone, or indexed again elsewhere
+		case c.ExpiresAt >= now:
+			return false
+		}
+		delete(st.verified, k)
+		return true
+	}
+}
+
+// dropRevoked is the sweep's drop function for the revocations: it drops a
+// revocation that expired before now and uncounts it from its client.
+func (st *state) dropRevoked(now int64) func(string, int64) bool {
+	return func(jti string, b int64) bool {
+		r, ok := st.revoked[jti]
+		switch {
+		case !ok || bucketOf(r.exp) != b:
+			return true
+		case r.exp >= now:
+			return false
+		}
+		delete(st.revoked, jti)
+		if r.client.n--; r.client.n <= 0 {
+			delete(st.revokedBy, r.client.id)
+		}
+		return true
+	}
 }
 
 // check applies what the store knows to verified claims: revocation, the
@@ -279,6 +377,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 				st.deleted[c.RowID] = true
 				if rec := st.clients[c.ClientID]; rec != nil && rec.RowID == c.RowID {
 					delete(st.clients, c.ClientID)
+					st.clientsVersion++
 				}
 				st.notifyLocked()
 				st.mu.Unlock()
@@ -329,21 +428,20 @@ func (st *state) freshness() (time.Time, bool) {
 	return st.synced, st.healthy
 }
 
-// purgeExpired drops revocations and cached tokens past their exp.
+// purgeExpired drops revocations and cached tokens past their exp (exp <
+// now). It takes what has expired from the oldest expiry buckets, at most
+// purgeBatch keys per hold of the lock, so a Verify waits for one batch at
+// most, and never looks at what has not expired.
 func (st *state) purgeExpired(now int64) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for jti, r := range st.revoked {
-		if r.exp < now {
-			delete(st.revoked, jti)
-			if st.revokedBy[r.clientID]--; st.revokedBy[r.clientID] <= 0 {
-				delete(st.revokedBy, r.clientID)
-			}
-		}
+	dropRevoked, dropVerified := st.dropRevoked(now), st.dropVerified(now)
+	for more := true; more; {
+		st.mu.Lock()
+		more = st.revokedExp.sweep(now, purgeBatch, dropRevoked)
+		st.mu.Unlock()
 	}
-	for k, c := range st.verified {
-		if c.ExpiresAt < now {
-			delete(st.verified, k)
-		}
+	for more := true; more; {
+		st.mu.Lock()
+		more = st.verifiedExp.sweep(now, purgeBatch, dropVerified)
+		st.mu.Unlock()
 	}
 }

@@ -10,7 +10,7 @@ import (
 // (authd exports them to Prometheus). The library itself depends on no
 // metrics system.
 type Stats struct {
-	TokensIssued      uint64
+	TokensIssued      uint64 // tokens issued (a request refused for its scope or audience is none)
 	AuthFailures      uint64 // unknown client or wrong secret
 	Revocations       uint64 // tokens logged out or revoked by this instance
 	VerifyOK          uint64

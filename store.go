@@ -34,6 +34,8 @@ type Store interface {
 	client(ctx context.Context, clientID string) (*clientRecord, error)
 	// clients returns every client, ordered by client_id.
 	clients(ctx context.Context) ([]clientRecord, error)
+	// listClients returns a page of clients, in byte order of client_id.
+	listClients(ctx context.Context, prefix, after string, limit int) ([]clientRecord, error)
 	// updateClient reads the client, lets update change it, and writes it
 	// back, all in one transaction. If update returns an error nothing is
 	// written and that error is returned.

@@ -17,17 +17,18 @@ type clientRow struct {
 	OldSecretExpiresAt int64  `db:"old_secret_expires_at"`
 	IsAdmin            bool   `db:"is_admin"`
 	Scopes             string `db:"scopes"`
+	Audiences          string `db:"audiences"`
 	TokensValidAfter   int64  `db:"tokens_valid_after"`
 	CreatedAt          int64  `db:"created_at"`
 	UpdatedAt          int64  `db:"updated_at"`
 }
 
-const clientColumns = `id, client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, tokens_valid_after, created_at, updated_at`
+const clientColumns = `id, client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at`
 
 func (r *clientRow) record() *clientRecord {
 	c := &clientRecord{
 		Client: Client{
-			ID: r.ClientID, RowID: r.RowID, IsAdmin: r.IsAdmin, Scopes: ParseScope(r.Scopes),
+			ID: r.ClientID, RowID: r.RowID, IsAdmin: r.IsAdmin, Scopes: ParseScope(r.Scopes), Audiences: strings.Fields(r.Audiences),
 			CreatedAt: time.Unix(r.CreatedAt, 0).UTC(), UpdatedAt: time.Unix(r.UpdatedAt, 0).UTC(),
 		},
 		SecretHash:    r.SecretHash,
@@ -64,12 +65,13 @@ func (s *sqlStore) createClient(ctx context.Context, c *clientRecord) error {
 	}
 	defer tx.Rollback()
 	var id int64
-	args := []any{c.ID, c.SecretHash, c.OldSecretHash, unixOrZero(c.OldSecretExpiresAt), c.IsAdmin, strings.Join(c.Scopes, " "), unixOrZero(c.TokensValidAfter), created, updated}
-	q := `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, tokens_valid_after, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
-	if c.RowID != 0 {
-		q = `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, tokens_valid_after, created_at, updated_at, id)
+	args := []any{c.ID, c.SecretHash, c.OldSecretHash, unixOrZero(c.OldSecretExpiresAt), c.IsAdmin, strings.Join(c.Scopes, " "),
+		strings.Join(c.Audiences, " "), unixOrZero(c.TokensValidAfter), created, updated}
+	q := `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
+	if c.RowID != 0 {
+		q = `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at, id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
 		args = append(args, c.RowID)
 	}
 	err = tx.GetContext(ctx, &id, tx.Rebind(q), args...)
@@ -120,6 +122,47 @@ func (s *sqlStore) clients(ctx context.Context) ([]clientRecord, error) {
 	return out, nil
 }
 
+// listClients returns up to limit clients whose client_id starts with
+// prefix and comes after after, in byte order. The prefix is a range
+// [prefix, prefixEnd(prefix)), so that the index answers it.
+func (s *sqlStore) listClients(ctx context.Context, prefix, after string, limit int) ([]clientRecord, error) {
+	col := "client_id"
+	if s.postgres {
+		col = `client_id COLLATE "C"` // the authsvc_clients_client_id_bytes index
+	}
+	q := `SELECT ` + clientColumns + ` FROM authsvc_clients WHERE ` + col + ` > ? AND ` + col + ` >= ?`
+	args := []any{after, prefix}
+	if end := prefixEnd(prefix); end != "" {
+		q += ` AND ` + col + ` < ?`
+		args = append(args, end)
+	}
+	q += ` ORDER BY ` + col + ` LIMIT ?`
+	args = append(args, limit)
+	var rows []clientRow
+	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(q), args...); err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]clientRecord, len(rows))
+	for i := range rows {
+		out[i] = *rows[i].record()
+	}
+	return out, nil
+}
+
+// prefixEnd is the smallest string above every string that starts with
+// prefix, in byte order; "" when there is none (no prefix, or only 0xff
+// bytes).
+func prefixEnd(prefix string) string {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return ""
+}
+
 func (s *sqlStore) updateClient(ctx context.Context, clientID string, update func(*clientRecord) error) (*clientRecord, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
@@ -144,9 +187,9 @@ func (s *sqlStore) updateClient(ctx context.Context, clientID string, update fun
 	}
 	rec.UpdatedAt = time.Now().UTC().Truncate(time.Second)
 	_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE authsvc_clients SET secret_hash = ?, old_secret_hash = ?,
-		old_secret_expires_at = ?, is_admin = ?, scopes = ?, tokens_valid_after = ?, updated_at = ? WHERE id = ?`),
+		old_secret_expires_at = ?, is_admin = ?, scopes = ?, audiences = ?, tokens_valid_after = ?, updated_at = ? WHERE id = ?`),
 		rec.SecretHash, rec.OldSecretHash, unixOrZero(rec.OldSecretExpiresAt), rec.IsAdmin,
-		strings.Join(rec.Scopes, " "), unixOrZero(rec.TokensValidAfter), rec.UpdatedAt.Unix(), rec.RowID)
+		strings.Join(rec.Scopes, " "), strings.Join(rec.Audiences, " "), unixOrZero(rec.TokensValidAfter), rec.UpdatedAt.Unix(), rec.RowID)
 	if err != nil {
 		return nil, unavailable(err)
 	}

@@ -70,10 +70,20 @@ func (a *Authenticator) parse(token string, checkTime bool) (*Claims, error) {
 		return nil, fmt.Errorf("%w: empty or longer than %d bytes", ErrInvalidToken, MaxTokenLen)
 	}
 	ks := a.keys.Load()
+	var claims *Claims
+	var err error
 	if s := ks.byHeader[token[:max(strings.IndexByte(token, '.'), 0)]]; s != nil {
-		return a.parseOwn(s, token, checkTime)
+		claims, err = a.parseOwn(s, token, checkTime)
+	} else {
+		claims, err = a.parseJWT(ks, token, checkTime)
 	}
-	return a.parseJWT(ks, token, checkTime)
+	if err == nil && (!storableText(claims.ID) || !storableID(claims.Subject)) {
+		// Only a holder of the HS256 secret can sign such claims; they must
+		// not reach the store (a client lookup, a revocation) as text it
+		// cannot hold.
+		return nil, fmt.Errorf("%w: jti or sub is not storable text", ErrInvalidToken)
+	}
+	return claims, err
 }
 
 // parseJWT is parse through golang-jwt's parser: for any token whose header

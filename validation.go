@@ -13,10 +13,60 @@ const (
 	MaxTokenLen    = 8192 // bytes; our tokens are well under 1 KB
 	MaxScopes      = 100
 	MaxScopeLen    = 128
-	MaxAudiences   = 10
+	MaxAudiences   = 10 // in one token request
+	// MaxClientAudiences bounds the audiences a client may be allowed to
+	// request (Client.Audiences).
+	MaxClientAudiences = 100
 )
 
-// checkClientID accepts 1-128 bytes of printable UTF-8 without white space.
+// checkLookupID accepts what a stored client_id can be: 1 to MaxClientIDLen
+// bytes of UTF-8 without a NUL byte. Every operation that looks a client up
+// by an id the caller gave checks it first, so that text no store can hold
+// (PostgreSQL refuses a NUL byte and invalid UTF-8 in any text parameter)
+// is refused as malformed instead of reaching the store as an error that
+// looks like an outage. It is looser than the rules for new and imported
+// ids (checkNewClientID, checkClientID), so that no client already stored
+// is refused by it.
+func checkLookupID(id string) error {
+	if !storableID(id) {
+		return refuse(ErrInvalidArgument, "client_id must be 1 to %d bytes of UTF-8 without NUL", MaxClientIDLen)
+	}
+	return nil
+}
+
+// storableID reports whether id passes checkLookupID.
+func storableID(id string) bool {
+	return id != "" && len(id) <= MaxClientIDLen && storableText(id)
+}
+
+// storableText reports whether s can be a text parameter of either store:
+// valid UTF-8 without a NUL byte.
+func storableText(s string) bool {
+	return strings.IndexByte(s, 0) < 0 && utf8.ValidString(s)
+}
+
+// checkNewClientID is the rule for the id of a new client (CreateClient):
+// 1 to MaxClientIDLen characters of printable ASCII without spaces, that
+// is, letters, digits and the punctuation from '!' (0x21) to '~' (0x7e).
+// ASCII only, so that no id can pass for another it looks like (a Cyrillic
+// "і" in "admіn"). Clients imported from the seed service keep the older,
+// wider rule (checkClientID), and every stored client is still found
+// (checkLookupID).
+func checkNewClientID(id string) error {
+	if id == "" || len(id) > MaxClientIDLen {
+		return refuse(ErrInvalidArgument, "client_id must be 1 to %d characters", MaxClientIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x21 || c > 0x7e {
+			return refuse(ErrInvalidArgument, "client_id must be printable ASCII (letters, digits and punctuation) without spaces or control characters")
+		}
+	}
+	return nil
+}
+
+// checkClientID accepts 1-128 bytes of printable UTF-8 without white space:
+// the rule of ids imported from the seed service (ImportClient), which was
+// also the rule of new ids before checkNewClientID.
 func checkClientID(id string) error {
 	if id == "" || len(id) > MaxClientIDLen || !utf8.ValidString(id) {
 		return refuse(ErrInvalidArgument, "client_id must be 1 to %d bytes of UTF-8", MaxClientIDLen)
@@ -60,6 +110,45 @@ func NormalizeAudiences(auds []string) ([]string, error) {
 		return nil, refuse(ErrInvalidArgument, "at most %d audiences", MaxAudiences)
 	}
 	return out, nil
+}
+
+// normalizeClientAudiences checks the audiences a client may request as
+// NormalizeAudiences checks a request's, with room for MaxClientAudiences.
+func normalizeClientAudiences(auds []string) ([]string, error) {
+	out := make([]string, 0, len(auds))
+	for _, aud := range auds {
+		if err := checkAudience(aud); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, aud) {
+			out = append(out, aud)
+		}
+	}
+	if len(out) > MaxClientAudiences {
+		return nil, refuse(ErrInvalidArgument, "at most %d audiences a client", MaxClientAudiences)
+	}
+	return out, nil
+}
+
+// grantAudiences returns the aud claim of a token for c: the default
+// audience when none is requested, else the requested ones, each of which
+// must be among c's Audiences or the default audience (Hydra's rule: a
+// client may request only the audiences it is allowed). Errors are
+// ErrInvalidTarget (RFC 8707).
+func (a *Authenticator) grantAudiences(c *Client, requested []string) ([]string, error) {
+	if len(requested) == 0 {
+		return a.audience, nil
+	}
+	requested, err := NormalizeAudiences(requested)
+	if err != nil {
+		return nil, refuse(ErrInvalidTarget, "%s", ErrorMessage(err))
+	}
+	for _, r := range requested {
+		if !slices.Contains(c.Audiences, r) && !slices.Contains(a.audience, r) {
+			return nil, refuse(ErrInvalidTarget, "%q is not an audience this client may request", r)
+		}
+	}
+	return requested, nil
 }
 
 // NormalizeScopes checks each scope against RFC 6749 §3.3 (scope-token =

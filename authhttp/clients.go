@@ -1,8 +1,12 @@
 package authhttp
 
 import (
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,9 +24,11 @@ func (h *handler) clientRoutes(mux *http.ServeMux) {
 	mux.Handle("/clients", methods{http.MethodGet: h.listClients})
 }
 
-// requireAdmin lets the request through only for a valid token whose client
-// exists now and is an admin now: not on the strength of the token's
-// isAdmin claim, which outlives a deletion or a demotion.
+// requireAdmin lets the request through only for a valid token meant for
+// authd itself (its aud includes the issuer, or is the default audience:
+// authsvc.Authenticator.ForIssuer) whose client exists now and is an admin
+// now: not on the strength of the token's isAdmin claim, which outlives a
+// deletion or a demotion, nor with a token minted for another service.
 func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*authsvc.Claims, bool) {
 	tok, ok := bearer(w, r, http.StatusBadRequest)
 	if !ok {
@@ -34,6 +40,12 @@ func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*authsvc
 		return nil, false
 	}
 	setClient(r, claims.Subject)
+	if !h.auth.ForIssuer(claims) {
+		// RFC 9068 §4: a token whose aud is not this server is invalid here.
+		h.log.Warn("audit: admin route refused a token for another audience", "client_id", claims.Subject, "path", r.URL.Path)
+		h.fail(w, r, &authsvc.Error{Kind: authsvc.ErrInvalidToken, Message: "the token is not meant for this server (its aud lacks the issuer)"})
+		return nil, false
+	}
 	c, err := h.auth.Client(r.Context(), claims.Subject)
 	if errors.Is(err, authsvc.ErrClientNotFound) {
 		h.fail(w, r, authsvc.ErrInvalidToken)
@@ -52,13 +64,14 @@ func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*authsvc
 }
 
 // createClient: POST /client (admin). Fields client_id, client_secret
-// (optional: generated when absent), is_admin, scope.
+// (optional: generated when absent), is_admin, scope, audience (the
+// audiences the client may request, space-separated or a JSON array).
 func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 	caller, ok := h.requireAdmin(w, r)
 	if !ok {
 		return
 	}
-	p, ok := params(w, r, "client_id", "client_secret", "is_admin", "scope")
+	p, ok := params(w, r, "client_id", "client_secret", "is_admin", "scope", "audience")
 	if !ok {
 		return
 	}
@@ -73,6 +86,7 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 	}
 	c, secret, err := h.auth.CreateClient(r.Context(), authsvc.NewClient{
 		ID: p["client_id"], Secret: p["client_secret"], IsAdmin: isAdmin, Scopes: authsvc.ParseScope(p["scope"]),
+		Audiences: strings.Fields(p["audience"]),
 	})
 	if err != nil {
 		h.fail(w, r, err)
@@ -83,6 +97,7 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"success": true, "client_id": c.ID, "client_secret": secret,
 		"id": c.RowID, "is_admin": c.IsAdmin, "scope": strings.Join(c.Scopes, " "),
+		"audience": strings.Join(c.Audiences, " "),
 	})
 }
 
@@ -182,10 +197,13 @@ func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request) {
 // ClientJSON is a client as the API shows it (GET /clients, and the CLI's
 // --json): never a secret or a hash.
 type ClientJSON struct {
-	ClientID  string    `json:"client_id"`
-	ID        int64     `json:"id"` // the seed service's numeric id
-	IsAdmin   bool      `json:"is_admin"`
-	Scope     string    `json:"scope"` // space-separated
+	ClientID string `json:"client_id"`
+	ID       int64  `json:"id"` // the seed service's numeric id
+	IsAdmin  bool   `json:"is_admin"`
+	Scope    string `json:"scope"` // space-separated
+	// Audience is what the client may request besides the default
+	// audience, space-separated ("" : the default audience only).
+	Audience  string    `json:"audience"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 	// TokensValidAfter is the log-out-everywhere cut-off, or null.
@@ -195,7 +213,7 @@ type ClientJSON struct {
 // ClientToJSON returns c's JSON form.
 func ClientToJSON(c authsvc.Client) ClientJSON {
 	out := ClientJSON{ClientID: c.ID, ID: c.RowID, IsAdmin: c.IsAdmin, Scope: strings.Join(c.Scopes, " "),
-		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+		Audience: strings.Join(c.Audiences, " "), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 	if !c.TokensValidAfter.IsZero() {
 		t := c.TokensValidAfter.UTC()
 		out.TokensValidAfter = &t
@@ -204,18 +222,65 @@ func ClientToJSON(c authsvc.Client) ClientJSON {
 }
 
 // listClients: GET /clients (admin).
+//
+// A page at a time: ?limit= (default 100, at most 1000), ?prefix= (the
+// client_ids that start with it) and ?cursor= (the next_cursor of the page
+// before; opaque). next_cursor is "" on the last page.
 func (h *handler) listClients(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h.requireAdmin(w, r); !ok {
 		return
 	}
-	clients, err := h.auth.Clients(r.Context())
+	q, err := clientQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	page, err := h.auth.ListClients(r.Context(), q)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	out := make([]ClientJSON, len(clients))
-	for i, c := range clients {
+	out := make([]ClientJSON, len(page.Clients))
+	for i, c := range page.Clients {
 		out[i] = ClientToJSON(c)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "clients": out})
+	next := ""
+	if page.Next != "" {
+		next = base64.RawURLEncoding.EncodeToString([]byte(page.Next))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "clients": out, "next_cursor": next})
+}
+
+// clientQuery reads GET /clients' query; a parameter given twice, an
+// unknown one, or a malformed value is an error for the caller.
+func clientQuery(raw string) (authsvc.ClientQuery, error) {
+	var q authsvc.ClientQuery
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return q, errors.New("malformed query")
+	}
+	for k, vals := range v {
+		if len(vals) > 1 {
+			return q, fmt.Errorf("parameter %q given more than once", k)
+		}
+		switch k {
+		case "limit":
+			n, err := strconv.Atoi(vals[0])
+			if err != nil || n < 1 || n > authsvc.MaxClientPage {
+				return q, fmt.Errorf("limit must be a number from 1 to %d", authsvc.MaxClientPage)
+			}
+			q.Limit = n
+		case "prefix":
+			q.Prefix = vals[0]
+		case "cursor":
+			after, err := base64.RawURLEncoding.DecodeString(vals[0])
+			if err != nil || len(after) == 0 {
+				return q, errors.New("malformed cursor: pass next_cursor as it came")
+			}
+			q.After = string(after)
+		default:
+			return q, fmt.Errorf("unknown query parameter %q: GET /clients takes limit, prefix and cursor", k)
+		}
+	}
+	return q, nil
 }

@@ -2,6 +2,7 @@ package authhttp
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,5 +44,45 @@ func TestClientLogoutAndRotateRoutes(t *testing.T) {
 		expect(t, "bad flag", ts.do("POST", "/client/svc/rotate-secret", form, "logout_everywhere=perhaps", adminH), 400)
 		expect(t, "no admin", ts.do("POST", "/client/svc/logout", "", "", nil), 401)
 		expect(t, "GET logout", ts.do("GET", "/client/svc/logout", "", "", adminH), 405)
+	})
+}
+
+// TestListClientsHTTP: GET /clients pages with limit, cursor and prefix,
+// and refuses what it cannot use.
+func TestListClientsHTTP(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		admin := map[string]string{"Authorization": "Bearer " + ts.admin}
+		for _, id := range []string{"svc-a", "svc-b", "svc-c", "other"} {
+			ts.createClient(url.Values{"client_id": {id}})
+		}
+		var got []string
+		cursor := ""
+		for range 10 {
+			path := "/clients?prefix=svc-&limit=2"
+			if cursor != "" {
+				path += "&cursor=" + cursor
+			}
+			r := ts.do("GET", path, "", "", admin)
+			expect(t, "GET "+path, r, 200)
+			for _, c := range r.body["clients"].([]any) {
+				got = append(got, c.(map[string]any)["client_id"].(string))
+			}
+			cursor, _ = r.body["next_cursor"].(string)
+			if cursor == "" {
+				break
+			}
+		}
+		if strings.Join(got, " ") != "svc-a svc-b svc-c" {
+			t.Fatalf("paged listing: %q", got)
+		}
+		r := ts.do("GET", "/clients", "", "", admin)
+		expect(t, "GET /clients", r, 200)
+		if n := len(r.body["clients"].([]any)); n != 5 || r.body["next_cursor"] != "" {
+			t.Fatalf("default page: %d clients, next %v", n, r.body["next_cursor"])
+		}
+		for _, bad := range []string{"limit=0", "limit=1001", "limit=x", "cursor=%%%", "cursor=!!", "limit=1&limit=2", "page=2", "prefix=a%00"} {
+			expect(t, "GET /clients?"+bad, ts.do("GET", "/clients?"+bad, "", "", admin), 400)
+		}
 	})
 }

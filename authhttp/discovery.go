@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,26 +24,30 @@ func (h *handler) discoveryRoutes(mux *http.ServeMux) {
 // jwks: GET /.well-known/jwks.json; the bytes are computed once per key change.
 func (h *handler) jwks(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
-	hd.Set("Content-Type", "application/json")
+	hd.Set("Content-Type", "application/jwk-set+json") // RFC 7517 §8.5.1
 	// Key rotation waits this long between publishing a key and signing
 	// with it, so no verifier that honours max-age meets an unknown kid.
 	hd.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(h.auth.JWKSMaxAge()/time.Second)))
 	w.Write(h.auth.JWKS())
 }
 
-// discoveryDoc is the metadata document for one base URL.
+// discoveryDoc is the metadata document for one base URL and one set of
+// supported scopes.
 type discoveryDoc struct {
-	base string
-	doc  []byte
+	base   string
+	scopes []string // as Authenticator.ScopesSupported returned it
+	doc    []byte
 }
 
 // metadata: RFC 8414 metadata. The document depends only on the base URL
-// the routes are reached at, so the last one built is kept.
+// the routes are reached at and on the clients' scopes, so the last one
+// built is kept until either changes.
 func (h *handler) metadata(w http.ResponseWriter, r *http.Request) {
 	base := h.base(r)
+	scopes := h.auth.ScopesSupported()
 	d := h.discovery.Load()
-	if d == nil || d.base != base {
-		d = &discoveryDoc{base: base, doc: buildDiscovery(h.auth, base)}
+	if d == nil || d.base != base || !slices.Equal(d.scopes, scopes) {
+		d = &discoveryDoc{base: base, scopes: scopes, doc: buildDiscovery(h.auth, base, scopes)}
 		h.discovery.Store(d)
 	}
 	hd := w.Header()
@@ -77,7 +82,9 @@ func (h *handler) base(r *http.Request) string {
 }
 
 // buildDiscovery makes the RFC 8414 document for routes reached at base.
-func buildDiscovery(a *authsvc.Authenticator, base string) []byte {
+// scopes_supported is the union of the clients' scopes (RFC 8414 lets a
+// server list fewer than it supports; a client's own are in its record).
+func buildDiscovery(a *authsvc.Authenticator, base string, scopes []string) []byte {
 	auth := []string{"client_secret_basic", "client_secret_post"}
 	algs := a.SigningAlgorithms()
 	doc := map[string]any{
@@ -89,6 +96,7 @@ func buildDiscovery(a *authsvc.Authenticator, base string) []byte {
 		// authsvc's own: the feed RemoteVerifiers follow (not an RFC field).
 		"revocation_feed_endpoint":                      base + "/revocations",
 		"grant_types_supported":                         []string{"client_credentials"},
+		"scopes_supported":                              scopes,
 		"response_types_supported":                      []string{},
 		"token_endpoint_auth_methods_supported":         auth,
 		"introspection_endpoint_auth_methods_supported": auth,

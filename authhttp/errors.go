@@ -12,7 +12,7 @@ import (
 // status, the error code of the OAuth routes (RFC 6749 §5.2, RFC 7009,
 // RFC 7662) and the message callers get when the error carries none of its
 // own. The first kind the error is (errors.Is) decides; anything else is a
-// 500 that tells nothing.
+// 500 that tells nothing. invalid_target is RFC 8707's.
 var errorKinds = []struct {
 	kind   error
 	status int
@@ -23,6 +23,7 @@ var errorKinds = []struct {
 	{authsvc.ErrInvalidClient, http.StatusUnauthorized, "invalid_client", "invalid client credentials"},
 	{authsvc.ErrInvalidToken, http.StatusUnauthorized, "invalid_token", "invalid token"},
 	{authsvc.ErrInvalidScope, http.StatusBadRequest, "invalid_scope", "invalid scope"},
+	{authsvc.ErrInvalidTarget, http.StatusBadRequest, "invalid_target", "invalid target"},
 	{authsvc.ErrInvalidArgument, http.StatusBadRequest, "invalid_request", "invalid request"},
 	{authsvc.ErrClientExists, http.StatusConflict, "invalid_request", "client already exists"},
 	{authsvc.ErrClientNotFound, http.StatusNotFound, "invalid_request", "client not found"},

@@ -34,6 +34,8 @@ func TestErrorKinds(t *testing.T) {
 		{&authsvc.Error{Kind: authsvc.ErrInvalidScope, Message: `"x" is not granted to this client`}, 400, "invalid_scope", `"x" is not granted to this client`},
 		{&authsvc.Error{Kind: authsvc.ErrInvalidArgument, Message: "client secret must be at least 16 characters"}, 400, "invalid_request", "client secret must be at least 16 characters"},
 		{fmt.Errorf("creating: %w", &authsvc.Error{Kind: authsvc.ErrInvalidArgument, Message: "negative grace period"}), 400, "invalid_request", "negative grace period"},
+		{authsvc.ErrInvalidTarget, 400, "invalid_target", "invalid target"},
+		{&authsvc.Error{Kind: authsvc.ErrInvalidTarget, Message: `"https://x" is not an audience this client may request`}, 400, "invalid_target", `"https://x" is not an audience this client may request`},
 		{authsvc.ErrClientExists, 409, "invalid_request", "client already exists"},
 		{authsvc.ErrRowIDTaken, 409, "invalid_request", "client already exists"},
 		{authsvc.ErrClientNotFound, 404, "invalid_request", "client not found"},
@@ -61,7 +63,7 @@ func TestErrorAnswers(t *testing.T) {
 		msg              string
 	}{
 		{"short secret", "/client", "client_id=z&client_secret=short", adminH, 400, "client secret must be at least 16 characters"},
-		{"space in id", "/client", "client_id=a+b", adminH, 400, "client_id must not contain spaces or control characters"},
+		{"space in id", "/client", "client_id=a+b", adminH, 400, "client_id must be printable ASCII (letters, digits and punctuation) without spaces or control characters"},
 		{"bad scope", "/client", "client_id=z&scope=%22q", adminH, 400, `scope "\"q" has a character RFC 6749 forbids`},
 		{"taken id", "/client", "client_id=root", adminH, 409, "client already exists"},
 		{"wrong secret", "/auth", "client_id=root&client_secret=wrong-wrong-wrong", nil, 401, "invalid client credentials"},

@@ -169,7 +169,8 @@ func TestForwardAuthHeaders(t *testing.T) {
 // 400 whatever the token.
 func TestForwardAuthRequirements(t *testing.T) {
 	ts := newTestServer(t, testdb.SQLite(t))
-	_, secret := ts.createClient(url.Values{"client_id": {"notes"}, "scope": {"notes:read notes:write admin:x"}})
+	_, secret := ts.createClient(url.Values{"client_id": {"notes"}, "scope": {"notes:read notes:write admin:x"},
+		"audience": {"https://notes.example https://billing.example"}})
 	readOnly := ts.oauthToken("notes", secret, "notes:read", "")
 	readWrite := ts.oauthToken("notes", secret, "notes:read notes:write", "")
 	notesAud := ts.oauthToken("notes", secret, "notes:read", "https://notes.example")
@@ -284,9 +285,8 @@ func TestForwardAuthRefusals(t *testing.T) {
 			{"no Authorization", nil, 401, challengeNone},
 			{"Basic scheme", map[string]string{"Authorization": "Basic dXNlcjpwYXNz"}, 401, challengeNone},
 			{"token in another header", map[string]string{"X-Token": good}, 401, challengeNone},
-			// A gateway makes a 500 of a 400, so a malformed header is 401 here
-			// (POST /verify keeps its 400).
-			{"empty bearer", map[string]string{"Authorization": "Bearer "}, 401, `Bearer realm="authd", error="invalid_request"`},
+			// A blank credential is no credential (RFC 6750 §3.1).
+			{"empty bearer", map[string]string{"Authorization": "Bearer "}, 401, challengeNone},
 			{"junk", bearerHeader("junk"), 401, challengeInvalid},
 			{"not a b64token", map[string]string{"Authorization": "Bearer a,b"}, 401, challengeInvalid},
 			{"oversized", bearerHeader(strings.Repeat("a", authsvc.MaxTokenLen+1)), 401, challengeInvalid},

@@ -42,6 +42,26 @@ func (h *handler) revocations(w http.ResponseWriter, r *http.Request) {
 type clientCredentials struct {
 	id, secret string
 	basic      bool // sent as HTTP Basic
+	// raw, for HTTP Basic, is the id and secret as sent, when they differ
+	// from their form-decoding (id and secret): many clients do not
+	// form-encode (authlib 1.2, python-requests, curl -u), so a chosen
+	// secret with a "+" or a "%" would never match. try checks it when the
+	// decoded pair fails.
+	raw *clientCredentials
+}
+
+// try runs check with the form-decoded credentials and, when they are
+// refused as invalid and the raw ones differ, with the raw ones: one
+// attempt as far as the throttle goes (the caller brackets try with one
+// allowAttempt and one noteAttempt). It returns the client_id that passed.
+func (cc clientCredentials) try(check func(id, secret string) error) (string, error) {
+	err := check(cc.id, cc.secret)
+	if errors.Is(err, authsvc.ErrInvalidClient) && cc.raw != nil {
+		if err = check(cc.raw.id, cc.raw.secret); err == nil {
+			return cc.raw.id, nil
+		}
+	}
+	return cc.id, err
 }
 
 // readOAuthForm reads an RFC 6749 request body: form-urlencoded only, no
@@ -78,8 +98,9 @@ outer:
 }
 
 // readClientCredentials takes the client's credentials from HTTP Basic
-// (client_secret_basic, with the §2.3.1 form-encoding of id and secret) or
-// from the body (client_secret_post), and refuses a request that uses both.
+// (client_secret_basic, with the §2.3.1 form-encoding of id and secret, or
+// without it: see clientCredentials.raw) or from the body
+// (client_secret_post), and refuses a request that uses both.
 func readClientCredentials(w http.ResponseWriter, r *http.Request, v url.Values) (clientCredentials, bool) {
 	var cc clientCredentials
 	h := r.Header.Values("Authorization")
@@ -99,19 +120,25 @@ func readClientCredentials(w http.ResponseWriter, r *http.Request, v url.Values)
 			oauthError(w, http.StatusBadRequest, "invalid_request", "malformed HTTP Basic credentials")
 			return cc, false
 		}
-		if cc.id, err = url.QueryUnescape(id); err == nil {
+		// RFC 6749 §2.3.1 form-encodes both; a client that does not sends
+		// them as they are. Both readings are kept when they differ, and
+		// the raw one alone when the form-decoding fails ("50%off").
+		cc.id, err = url.QueryUnescape(id)
+		if err == nil {
 			cc.secret, err = url.QueryUnescape(secret)
 		}
-		if err != nil {
-			oauthError(w, http.StatusBadRequest, "invalid_request", "malformed form-encoding in HTTP Basic credentials")
-			return cc, false
+		switch {
+		case err != nil:
+			cc.id, cc.secret = id, secret
+		case cc.id != id || cc.secret != secret:
+			cc.raw = &clientCredentials{id: id, secret: secret, basic: true}
 		}
 		cc.basic = true
 		if v.Get("client_secret") != "" {
 			oauthError(w, http.StatusBadRequest, "invalid_request", "use one client authentication method, not both HTTP Basic and client_secret")
 			return cc, false
 		}
-		if bodyID := v.Get("client_id"); bodyID != "" && bodyID != cc.id {
+		if bodyID := v.Get("client_id"); bodyID != "" && bodyID != cc.id && (cc.raw == nil || bodyID != cc.raw.id) {
 			oauthError(w, http.StatusBadRequest, "invalid_request", "client_id in the body differs from HTTP Basic")
 			return cc, false
 		}
@@ -148,13 +175,40 @@ func (h *handler) authenticateClient(w http.ResponseWriter, r *http.Request, cc 
 	if !ok {
 		return nil, false
 	}
-	c, err := h.auth.AuthenticateClient(r.Context(), cc.id, cc.secret)
-	h.noteAttempt(r, att, cc.id, err)
+	var c *authsvc.Client
+	id, err := cc.try(func(id, secret string) (err error) {
+		c, err = h.auth.AuthenticateClient(r.Context(), id, secret)
+		return err
+	})
+	h.noteTried(r, att, cc, id, err)
 	if err != nil {
 		h.oauthFail(w, r, err)
 		return nil, false
 	}
 	return c, true
+}
+
+// errOtherID ends an attempt that passed with the raw client_id of HTTP
+// Basic when the attempt was keyed by its form-decoding, another id: for
+// noteAttempt it is neither a failure nor a success of the keyed id.
+var errOtherID = errors.New("authhttp: authenticated under the raw client_id")
+
+// noteTried ends an attempt made with clientCredentials.try, as
+// noteAttempt does, except when the raw client_id passed and differs from
+// the id the attempt was keyed by (cc.id): then the attempt is released
+// without crediting cc.id, which never logged in (a success would make its
+// address known, exempt from the address and client limits), and the
+// address is remembered for the id that did.
+func (h *handler) noteTried(r *http.Request, att attempt, cc clientCredentials, id string, err error) {
+	if err != nil || id == cc.id {
+		h.noteAttempt(r, att, cc.id, err)
+		return
+	}
+	h.noteAttempt(r, att, cc.id, errOtherID)
+	if h.throttle != nil && h.throttle.remember != nil {
+		h.throttle.remember(id, att.addr)
+	}
+	setClient(r, id)
 }
 
 // token: POST /oauth/token, grant_type=client_credentials (RFC 6749 §4.4).
@@ -193,8 +247,12 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	tok, err := h.auth.Authenticate(r.Context(), cc.id, cc.secret, req)
-	h.noteAttempt(r, att, cc.id, err)
+	var tok *authsvc.Token
+	id, err := cc.try(func(id, secret string) (err error) {
+		tok, err = h.auth.Authenticate(r.Context(), id, secret, req)
+		return err
+	})
+	h.noteTried(r, att, cc, id, err)
 	if err != nil {
 		h.oauthFail(w, r, err)
 		return
@@ -236,11 +294,26 @@ type introspection struct {
 var inactive = []byte("{\"active\":false}\n")
 
 // introspect: POST /oauth/introspect (RFC 7662). Any authenticated client
-// may introspect; every token that does not verify is {"active": false}.
+// may introspect, and so may the bearer of a valid access token meant for
+// authd (RFC 7662 §2.1 allows either); every token that does not verify is
+// {"active": false}.
 func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
-	v, _, ok := h.oauthCaller(w, r)
+	v, ok := readOAuthForm(w, r)
 	if !ok {
 		return
+	}
+	if hasBearerScheme(r) {
+		if !h.bearerCaller(w, r, v) {
+			return
+		}
+	} else {
+		cc, ok := readClientCredentials(w, r, v)
+		if !ok {
+			return
+		}
+		if _, ok := h.authenticateClient(w, r, cc); !ok {
+			return
+		}
 	}
 	tok := v.Get("token")
 	if tok == "" {
@@ -263,6 +336,49 @@ func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
 		ExpiresAt: claims.ExpiresAt, IssuedAt: claims.IssuedAt, NotBefore: claims.NotBefore, Issuer: claims.Issuer,
 		Audience: claims.Audience, ID: claims.ID, TokenType: "Bearer",
 	})
+}
+
+// hasBearerScheme reports whether the request's one Authorization header
+// is of the Bearer scheme (any letter case), blank or not.
+func hasBearerScheme(r *http.Request) bool {
+	h := r.Header.Values("Authorization")
+	if len(h) != 1 {
+		return false
+	}
+	const scheme = "bearer"
+	v := h[0]
+	return len(v) >= len(scheme) && strings.EqualFold(v[:len(scheme)], scheme) && (len(v) == len(scheme) || v[len(scheme)] == ' ')
+}
+
+// bearerCaller authorizes an introspection by the bearer of an access
+// token (RFC 7662 §2.1): one that verifies and is meant for authd
+// (authsvc.Authenticator.ForIssuer), so that a token minted for another
+// service does not open authd's endpoint. A bad token is 401 invalid_token,
+// a blank one 401 with a bare challenge; ok is false when it has answered.
+func (h *handler) bearerCaller(w http.ResponseWriter, r *http.Request, v url.Values) bool {
+	if v.Get("client_secret") != "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "use one authorization, not both a Bearer token and client_secret")
+		return false
+	}
+	tok, err := authsvc.BearerToken(r)
+	if errors.Is(err, authsvc.ErrNoToken) {
+		w.Header().Set("WWW-Authenticate", bearerChallenge)
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication or a Bearer access token is required")
+		return false
+	}
+	var claims *authsvc.Claims
+	if err == nil {
+		claims, err = h.auth.Verify(r.Context(), tok)
+	}
+	if err == nil && !h.auth.ForIssuer(claims) {
+		err = &authsvc.Error{Kind: authsvc.ErrInvalidToken, Message: "the token is not meant for this server (its aud lacks the issuer)"}
+	}
+	if err != nil {
+		h.oauthFail(w, r, err) // 401 invalid_token, or 503 when the store is down
+		return false
+	}
+	setClient(r, claims.Subject)
+	return true
 }
 
 // revoke: POST /oauth/revoke (RFC 7009). A client may revoke its own

@@ -7,8 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -34,7 +37,7 @@ func TestOAuthInterop(t *testing.T) {
 		// A secret with ':', '%', '+', spaces and non-ASCII, through Basic.
 		secret := "p:a%s+s wörd-ünïcode-€"
 		r := ts.do("POST", "/client", "application/json",
-			`{"client_id":"svc:one","client_secret":"`+secret+`","scope":"notes:read notes:write"}`,
+			`{"client_id":"svc:one","client_secret":"`+secret+`","scope":"notes:read notes:write","audience":["https://notes.test"]}`,
 			map[string]string{"Authorization": "Bearer " + ts.admin})
 		expect(t, "create", r, 201)
 		for _, style := range []oauth2.AuthStyle{oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams} {
@@ -107,7 +110,7 @@ func verifyWithJOSE(t *testing.T, base, token string) map[string]any {
 func TestTokenEndpointErrors(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dbURL string) {
 		ts := newTestServer(t, dbURL)
-		_, secret := ts.createClient(url.Values{"client_id": {"svc"}, "scope": {"a b"}})
+		_, secret := ts.createClient(url.Values{"client_id": {"svc"}, "scope": {"a b"}, "audience": {"https://api.test/x svc-b"}})
 		good := "grant_type=client_credentials&client_id=svc&client_secret=" + url.QueryEscape(secret)
 		basic := map[string]string{"Authorization": basicAuth("svc", secret)}
 		cases := []struct {
@@ -130,6 +133,9 @@ func TestTokenEndpointErrors(t *testing.T) {
 			{"malformed scope", form, good + "&scope=%22", nil, 400, "invalid_scope"},
 			{"bad resource", form, good + "&resource=not-absolute", nil, 400, "invalid_target"},
 			{"resource with fragment", form, good + "&resource=https://x.test/%23frag", nil, 400, "invalid_target"},
+			{"resource not allowed", form, good + "&resource=https://api.test/y", nil, 400, "invalid_target"},
+			{"audience not allowed", form, good + "&audience=svc-c", nil, 400, "invalid_target"},
+			{"malformed audience", form, good + "&audience=a%01b", nil, 400, "invalid_target"},
 			{"repeated grant_type", form, good + "&grant_type=client_credentials", nil, 400, "invalid_request"},
 			{"JSON body", "application/json", `{"grant_type":"client_credentials"}`, basic, 400, "invalid_request"},
 			{"oversized", form, good + "&scope=" + strings.Repeat("a", maxBodyBytes), nil, 413, "invalid_request"},
@@ -384,6 +390,180 @@ func TestRFCExamples(t *testing.T) {
 		r = ts.do("POST", "/oauth/introspect", "application/x-www-form-urlencoded", "token="+tok, basic)
 		if r.body["active"] != false {
 			t.Fatalf("revoked token still active: %s", r.raw)
+		}
+	})
+}
+
+// TestIntrospectionWithBearer: /oauth/introspect also takes a valid access
+// token meant for authd as the caller's authorization (RFC 7662 §2.1); a
+// bad one is 401 invalid_token, a blank one 401 with a bare challenge
+// (issue 14).
+func TestIntrospectionWithBearer(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		_, rsSecret := ts.createClient(url.Values{"client_id": {"resource-server"}, "audience": {"https://notes.internal"}})
+		_, secret := ts.createClient(url.Values{"client_id": {"svc"}, "scope": {"x"}})
+		rsToken := ts.token("resource-server", rsSecret)
+		live := ts.token("svc", secret)
+		introspect := func(header map[string]string, body string) reply {
+			return ts.do("POST", "/oauth/introspect", form, body, header)
+		}
+		r := introspect(bearerHeader(rsToken), "token="+live)
+		if r.status != 200 || r.body["active"] != true || r.body["client_id"] != "svc" || r.header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("bearer caller: %d %s", r.status, r.raw)
+		}
+		if r := introspect(bearerHeader(rsToken), "token=junk"); r.status != 200 || r.raw != "{\"active\":false}\n" {
+			t.Fatalf("bearer caller, junk token: %d %s", r.status, r.raw)
+		}
+
+		revoked := ts.token("resource-server", rsSecret)
+		expect(t, "logout", ts.form("/logout", url.Values{"token": {revoked}}, ""), 200)
+		forNotes := ts.oauthToken("resource-server", rsSecret, "", "https://notes.internal")
+		for name, tok := range map[string]string{
+			"junk": "junk", "revoked": revoked, "tampered": rsToken[:len(rsToken)-2] + "xx",
+			"for another audience": forNotes, "expired": ts.expiredToken("resource-server", rsSecret),
+		} {
+			r := introspect(bearerHeader(tok), "token="+live)
+			if r.status != 401 || r.body["error"] != "invalid_token" || r.body["active"] != nil {
+				t.Errorf("%s caller token: %d %s, want 401 invalid_token", name, r.status, r.raw)
+			}
+			if got := r.header.Get("WWW-Authenticate"); got != `Bearer realm="authd", error="invalid_token"` {
+				t.Errorf("%s caller token: WWW-Authenticate %q", name, got)
+			}
+		}
+		for _, h := range []string{"Bearer", "Bearer   "} {
+			r := introspect(map[string]string{"Authorization": h}, "token="+live)
+			if r.status != 401 || r.header.Get("WWW-Authenticate") != bearerChallenge {
+				t.Errorf("%q: %d %q %s, want 401 with a bare Bearer challenge", h, r.status, r.header.Get("WWW-Authenticate"), r.raw)
+			}
+		}
+		r = introspect(bearerHeader(rsToken), "token="+live+"&client_id=resource-server&client_secret="+url.QueryEscape(rsSecret))
+		if r.status != 400 || r.body["error"] != "invalid_request" {
+			t.Errorf("bearer and client_secret: %d %s, want 400 invalid_request", r.status, r.raw)
+		}
+		if r := introspect(bearerHeader(rsToken), ""); r.status != 400 || r.body["error"] != "invalid_request" {
+			t.Errorf("bearer caller, no token: %d %s", r.status, r.raw)
+		}
+		// Client authentication still works, and is still checked.
+		if r := introspect(map[string]string{"Authorization": basicAuth("resource-server", rsSecret)}, "token="+live); r.body["active"] != true {
+			t.Fatalf("basic caller: %d %s", r.status, r.raw)
+		}
+	})
+}
+
+// rawBasic is HTTP Basic as clients that do not form-encode send it
+// (authlib 1.2, python-requests, curl -u): id and secret as they are.
+func rawBasic(id, secret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))
+}
+
+// TestBasicRawCredentials: a chosen secret with "+" or "%" works through
+// HTTP Basic from a client that does not form-encode it, as one attempt
+// for the throttle; clients that do form-encode work as before (issue 14).
+func TestBasicRawCredentials(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		secrets := map[string]string{
+			"plus":    "a+b+c+d+e+f+g+h+i",       // decodes to spaces
+			"percent": "50%off-for-everyone-now", // "%of" does not decode
+			"escape":  "x%41yz-abcdefghijk",      // decodes to xAyz…
+			"both":    "p+ss%2Bw%rd-1234567",
+		}
+		for id, secret := range secrets {
+			r := ts.do("POST", "/client", "application/json", jsonObject(t, map[string]string{"client_id": id, "client_secret": secret}), bearerHeader(ts.admin))
+			expect(t, "create "+id, r, 201)
+		}
+		_, generated := ts.createClient(url.Values{"client_id": {"a+b"}}) // an id that form-decodes otherwise
+		secrets["a+b"] = generated
+		for id, secret := range secrets {
+			for name, h := range map[string]string{"raw": rawBasic(id, secret), "form-encoded": basicAuth(id, secret)} {
+				r := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials", map[string]string{"Authorization": h})
+				if r.status != 200 {
+					t.Errorf("%s %s: /oauth/token %d %s", name, id, r.status, r.raw)
+					continue
+				}
+				if c, err := ts.auth.Verify(context.Background(), r.body["access_token"].(string)); err != nil || c.Subject != id {
+					t.Errorf("%s %s: token of %v, %v", name, id, c, err)
+				}
+				r = ts.do("POST", "/oauth/introspect", form, "token=junk", map[string]string{"Authorization": h})
+				if r.status != 200 {
+					t.Errorf("%s %s: /oauth/introspect %d %s", name, id, r.status, r.raw)
+				}
+			}
+			// A body client_id naming the raw id agrees with HTTP Basic.
+			r := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials&client_id="+url.QueryEscape(id), map[string]string{"Authorization": rawBasic(id, secret)})
+			expect(t, "raw basic with the body's client_id "+id, r, 200)
+		}
+		// Wrong secrets are still wrong, either way. (The form-encoding of
+		// "a b c d e f g h i" is the real secret's bytes, and passes.)
+		for _, h := range []string{rawBasic("plus", "a+b+c+d+e+f+g+h+j"), rawBasic("percent", "50%off-for-everyone-nox"), basicAuth("plus", "a+b+c+d+e+f+g+h+j")} {
+			r := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials", map[string]string{"Authorization": h})
+			if r.status != 401 || r.body["error"] != "invalid_client" {
+				t.Errorf("wrong secret: %d %s", r.status, r.raw)
+			}
+		}
+		if strings.Contains(ts.logs.String(), "50%off") || strings.Contains(ts.logs.String(), "a+b+c+d") {
+			t.Fatal("a secret reached the log")
+		}
+	})
+}
+
+// TestBasicRawFallbackIsOneAttempt: a wrong secret whose raw and decoded
+// readings differ costs the throttle one attempt, as any wrong secret does.
+func TestBasicRawFallbackIsOneAttempt(t *testing.T) {
+	refusedAfter := func(header func(i int) string) int {
+		ts := opsServer(t, "")
+		ts.createClient(url.Values{"client_id": {"svc"}})
+		for i := 1; i <= 1000; i++ {
+			r := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials", map[string]string{"Authorization": header(i)})
+			if r.status == http.StatusTooManyRequests {
+				return i
+			}
+			if r.status != 401 {
+				t.Fatalf("attempt %d: %d %s", i, r.status, r.raw)
+			}
+		}
+		t.Fatal("never throttled")
+		return 0
+	}
+	plain := refusedAfter(func(i int) string { return rawBasic("svc", fmt.Sprintf("wrong-secret-%04d", i)) })
+	twoReadings := refusedAfter(func(i int) string { return rawBasic("svc", fmt.Sprintf("wrong+secret+%04d", i)) })
+	if plain != twoReadings {
+		t.Fatalf("throttled after %d plain wrong secrets but %d with two readings each", plain, twoReadings)
+	}
+}
+
+// TestBasicRawIDRemembered: when the raw client_id passes and its
+// form-decoding was another id, the throttle remembers the address for
+// the id that passed, not for the decoded one (which would then be exempt
+// there from the address and client limits without ever having logged in),
+// and never hands the store an id it cannot hold.
+func TestBasicRawIDRemembered(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		srv := httptest.NewServer(NewHandler(ts.auth, Options{Logger: slog.New(slog.NewJSONHandler(ts.logs, nil))}))
+		t.Cleanup(srv.Close)
+		ts.url = srv.URL
+		secrets := map[string]string{}
+		for _, id := range []string{"a%00b", "c+d", "e%41f"} {
+			_, secrets[id] = ts.createClient(url.Values{"client_id": {id}})
+		}
+		decoded := map[string]string{"a%00b": "a\x00b", "c+d": "c d", "e%41f": "eAf"}
+		ts.createClient(url.Values{"client_id": {"eAf"}}) // the decoded id of one of them exists too
+		for id, secret := range secrets {
+			r := ts.do("POST", "/oauth/token", form, "grant_type=client_credentials", map[string]string{"Authorization": rawBasic(id, secret)})
+			if r.status != 200 {
+				t.Fatalf("%s: %d %s", id, r.status, r.raw)
+			}
+			if !ts.auth.KnownAddress(id, "127.0.0.1") {
+				t.Errorf("%s: the address is not remembered for the client that logged in", id)
+			}
+			if ts.auth.KnownAddress(decoded[id], "127.0.0.1") {
+				t.Errorf("%s: the address is remembered for %q, which never logged in", id, decoded[id])
+			}
+		}
+		if n := ts.auth.Stats().StoreErrors; n != 0 {
+			t.Errorf("%d store errors", n)
 		}
 	})
 }

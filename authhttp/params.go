@@ -144,22 +144,39 @@ func mediaType(ct string) (string, error) {
 	return mt, err
 }
 
+// readJSONParams reads a JSON object of parameters: each value a string, a
+// boolean, a number, null (the parameter is absent) or an array of strings
+// (one space-separated value, for "scope"). A name given twice is refused,
+// as in a form (param): RFC 8259 §4 leaves the meaning of duplicate names
+// to each parser, and taking the last one let a body say two things.
+// It reads token by token, since decoding into a map would keep only the
+// last value.
 func readJSONParams(body io.Reader) (url.Values, error) {
 	dec := json.NewDecoder(body)
 	dec.UseNumber()
-	var obj map[string]any
-	if err := dec.Decode(&obj); err != nil {
+	tok, err := dec.Token()
+	if err != nil {
 		return nil, bodyError(err)
 	}
-	if dec.More() {
-		return nil, &errBody{http.StatusBadRequest, "malformed JSON body: trailing data"}
-	}
-	if obj == nil {
+	if tok != json.Delim('{') {
 		return nil, &errBody{http.StatusBadRequest, "malformed JSON body: want an object"}
 	}
 	v := url.Values{}
-	for k, val := range obj {
-		switch x := val.(type) {
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		k, _ := tok.(string) // an object's names are strings, or Token fails
+		if seen[k] {
+			return nil, &errBody{http.StatusBadRequest, fmt.Sprintf("parameter %s given more than once", quoteName(k))}
+		}
+		seen[k] = true
+		if tok, err = dec.Token(); err != nil {
+			return nil, bodyError(err)
+		}
+		switch x := tok.(type) {
 		case nil:
 		case string:
 			v.Set(k, x)
@@ -167,21 +184,49 @@ func readJSONParams(body io.Reader) (url.Values, error) {
 			v.Set(k, strconv.FormatBool(x))
 		case json.Number:
 			v.Set(k, x.String())
-		case []any:
-			parts := make([]string, 0, len(x))
-			for _, e := range x {
+		case json.Delim:
+			if x != '[' {
+				return nil, &errBody{http.StatusBadRequest, fmt.Sprintf("malformed JSON body: %s has an unsupported type", quoteName(k))}
+			}
+			parts := []string{}
+			for dec.More() {
+				e, err := dec.Token()
+				if err != nil {
+					return nil, bodyError(err)
+				}
 				s, ok := e.(string)
 				if !ok {
-					return nil, &errBody{http.StatusBadRequest, fmt.Sprintf("malformed JSON body: %q must be a string or an array of strings", k)}
+					return nil, &errBody{http.StatusBadRequest, fmt.Sprintf("malformed JSON body: %s must be a string or an array of strings", quoteName(k))}
 				}
 				parts = append(parts, s)
 			}
+			if _, err := dec.Token(); err != nil { // the closing ]
+				return nil, bodyError(err)
+			}
 			v.Set(k, strings.Join(parts, " "))
-		default:
-			return nil, &errBody{http.StatusBadRequest, fmt.Sprintf("malformed JSON body: %q has an unsupported type", k)}
 		}
 	}
+	if _, err := dec.Token(); err != nil { // the closing }
+		return nil, bodyError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, bodyError(err)
+		}
+		return nil, &errBody{http.StatusBadRequest, "malformed JSON body: trailing data"}
+	}
 	return v, nil
+}
+
+// quoteName quotes a parameter name for an error message, cut short: the
+// name is the caller's and may be as long as the body.
+func quoteName(k string) string {
+	const most = 64 // bytes
+	if len(k) > most {
+		return strconv.Quote(strings.ToValidUTF8(k[:most], "")) + "…"
+	}
+	return strconv.Quote(k)
 }
 
 func bodyError(err error) error {

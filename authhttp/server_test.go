@@ -334,7 +334,7 @@ func TestBadInput(t *testing.T) {
 		{"auth: GET", "GET", "/auth", "", "", nil, 405},
 		{"verify: no header", "POST", "/verify", "", "", nil, 401},
 		{"verify: basic scheme", "POST", "/verify", "", "", map[string]string{"Authorization": "Basic dXNlcjpwYXNz"}, 401},
-		{"verify: empty bearer", "POST", "/verify", "", "", map[string]string{"Authorization": "Bearer "}, 400},
+		{"verify: empty bearer", "POST", "/verify", "", "", map[string]string{"Authorization": "Bearer "}, 401},
 		{"verify: junk", "POST", "/verify", "", "", map[string]string{"Authorization": "Bearer junk"}, 401},
 		{"verify: oversize token", "POST", "/verify", "", "", map[string]string{"Authorization": "Bearer " + strings.Repeat("a", 9000)}, 401},
 		{"verify: PUT", "PUT", "/verify", "", "", nil, 405},

@@ -56,12 +56,12 @@ type commandSpec struct {
 // commands is every command, in the order usage lists them.
 var commands = []commandSpec{
 	{"serve", "", "Run the server (the default command). Configured by the environment only."},
-	{"client create", `--id ID [--admin] [--scope "a b"] [--secret-stdin] [--json]`,
+	{"client create", `--id ID [--admin] [--scope "a b"] [--audience "a b"] [--secret-stdin] [--json]`,
 		"Register a client. Its secret is generated (or read from standard input) and shown once."},
-	{"client list", "[--json]", "List the clients (never their secrets)."},
+	{"client list", "[--prefix P] [--json]", "List the clients (never their secrets), a page at a time from the store."},
 	{"client show", "ID [--json]", "Show one client, with its log-out-everywhere cut-off if any."},
-	{"client update", `ID [--admin=true|false] [--scope "a b"] [--json]`,
-		"Change a client's admin flag or scopes; only the flags given change. Tokens already issued keep their claims."},
+	{"client update", `ID [--admin=true|false] [--scope "a b"] [--audience "a b"] [--json]`,
+		"Change a client's admin flag, scopes or audiences; only the flags given change. Tokens already issued keep their claims."},
 	{"client delete", "ID [--json]", "Delete a client. Its tokens are refused at once, even those not yet expired."},
 	{"client rotate-secret", "ID [--grace 24h] [--logout-everywhere] [--secret-stdin] [--json]",
 		"Give a client a new secret, shown once. With --grace the previous secret keeps working that long,\nso its callers can switch without an outage."},
@@ -304,6 +304,7 @@ func printClient(w io.Writer, c authsvc.Client) error {
 	fmt.Fprintf(tw, "id:\t%d\n", c.RowID)
 	fmt.Fprintf(tw, "admin:\t%t\n", c.IsAdmin)
 	fmt.Fprintf(tw, "scope:\t%s\n", orDash(strings.Join(c.Scopes, " ")))
+	fmt.Fprintf(tw, "audience:\t%s\n", audienceText(c))
 	cut := "none"
 	if !c.TokensValidAfter.IsZero() {
 		cut = "tokens issued before " + stamp(c.TokensValidAfter) + " are refused"
@@ -312,6 +313,14 @@ func printClient(w io.Writer, c authsvc.Client) error {
 	fmt.Fprintf(tw, "created:\t%s\n", stamp(c.CreatedAt))
 	fmt.Fprintf(tw, "updated:\t%s\n", stamp(c.UpdatedAt))
 	return tw.Flush()
+}
+
+// audienceText describes what audiences a client may request.
+func audienceText(c authsvc.Client) string {
+	if len(c.Audiences) == 0 {
+		return "- (the default audience only)"
+	}
+	return strings.Join(c.Audiences, " ") + " (and the default audience)"
 }
 
 // readSecret reads a chosen secret, the first line of stdin.
@@ -330,8 +339,9 @@ func readSecret(stdin io.Reader) (string, error) {
 func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 	id := c.fs.String("id", "", "client_id (required)")
 	scope := c.fs.String("scope", "", "space-separated scopes the client may request")
+	audience := c.fs.String("audience", "", "space-separated audiences (aud values, resource URIs) the client may request besides the default one")
 	admin := c.fs.Bool("admin", false, "make it an admin (may manage clients over HTTP)")
-	secretStdin := c.fs.Bool("secret-stdin", false, "read a chosen secret (16+ characters) from the first line of standard input instead of generating one")
+	secretStdin := c.fs.Bool("secret-stdin", false, "read a chosen secret from the first line of standard input instead of generating one\n(16+ characters, 5+ different ones, not blank, not a shorter string repeated)")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	if _, err := c.parse(args, 0, 0, ""); err != nil {
 		return err
@@ -351,7 +361,8 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 		return err
 	}
 	defer done()
-	cl, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: *id, Secret: secret, IsAdmin: *admin, Scopes: authsvc.ParseScope(*scope)})
+	cl, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: *id, Secret: secret, IsAdmin: *admin, Scopes: authsvc.ParseScope(*scope),
+		Audiences: strings.Fields(*audience)})
 	if err != nil {
 		return fmt.Errorf("client create %q: %w", *id, err)
 	}
@@ -361,8 +372,8 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 			ClientSecret string `json:"client_secret"`
 		}{authhttp.ClientToJSON(*cl), secret})
 	}
-	fmt.Fprintf(c.stdout, "client_id:     %s\nclient_secret: %s\nid:            %d\nadmin:         %t\nscope:         %s\n",
-		cl.ID, secret, cl.RowID, cl.IsAdmin, orDash(strings.Join(cl.Scopes, " ")))
+	fmt.Fprintf(c.stdout, "client_id:     %s\nclient_secret: %s\nid:            %d\nadmin:         %t\nscope:         %s\naudience:      %s\n",
+		cl.ID, secret, cl.RowID, cl.IsAdmin, orDash(strings.Join(cl.Scopes, " ")), audienceText(*cl))
 	if !*secretStdin {
 		fmt.Fprintln(c.stdout, "\nThe secret is shown only now: store it safely.")
 	}
@@ -370,6 +381,7 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 }
 
 func cmdClientList(ctx context.Context, c *command, args []string) error {
+	prefix := c.fs.String("prefix", "", "only the clients whose client_id starts with this")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	if _, err := c.parse(args, 0, 0, ""); err != nil {
 		return err
@@ -379,22 +391,48 @@ func cmdClientList(ctx context.Context, c *command, args []string) error {
 		return err
 	}
 	defer done()
-	clients, err := a.Clients(ctx)
-	if err != nil {
-		return fmt.Errorf("client list: %w", err)
+	// Page by page, printed as it comes: millions of clients never sit in
+	// memory at once. The JSON form is one array all the same.
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	if *asJSON {
+		fmt.Fprint(c.stdout, "[")
+	} else {
+		fmt.Fprintln(tw, "CLIENT_ID\tID\tADMIN\tSCOPE\tAUDIENCE\tCREATED\tLOGGED_OUT_BEFORE")
+	}
+	q := authsvc.ClientQuery{Prefix: *prefix, Limit: authsvc.MaxClientPage}
+	for first := true; ; {
+		page, err := a.ListClients(ctx, q)
+		if err != nil {
+			return fmt.Errorf("client list: %w", err)
+		}
+		for _, cl := range page.Clients {
+			if *asJSON {
+				b, err := json.MarshalIndent(authhttp.ClientToJSON(cl), "  ", "  ")
+				if err != nil {
+					return err
+				}
+				sep := ","
+				if first {
+					sep = ""
+				}
+				fmt.Fprintf(c.stdout, "%s\n  %s", sep, b)
+				first = false
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%t\t%s\t%s\t%s\t%s\n", cl.ID, cl.RowID, cl.IsAdmin, orDash(strings.Join(cl.Scopes, " ")),
+				orDash(strings.Join(cl.Audiences, " ")), stamp(cl.CreatedAt), stamp(cl.TokensValidAfter))
+		}
+		if err := tw.Flush(); err != nil { // a page's columns line up
+			return err
+		}
+		if page.Next == "" {
+			break
+		}
+		q.After = page.Next
 	}
 	if *asJSON {
-		out := make([]authhttp.ClientJSON, len(clients))
-		for i, cl := range clients {
-			out[i] = authhttp.ClientToJSON(cl)
-		}
-		return printJSON(c.stdout, out)
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLIENT_ID\tID\tADMIN\tSCOPE\tCREATED\tLOGGED_OUT_BEFORE")
-	for _, cl := range clients {
-		fmt.Fprintf(tw, "%s\t%d\t%t\t%s\t%s\t%s\n", cl.ID, cl.RowID, cl.IsAdmin, orDash(strings.Join(cl.Scopes, " ")),
-			stamp(cl.CreatedAt), stamp(cl.TokensValidAfter))
+		_, err := fmt.Fprint(c.stdout, "\n]\n")
+		return err
 	}
 	return tw.Flush()
 }
@@ -432,6 +470,7 @@ func cmdClientShow(ctx context.Context, c *command, args []string) error {
 func cmdClientUpdate(ctx context.Context, c *command, args []string) error {
 	admin := c.fs.Bool("admin", false, "make the client an admin (--admin or --admin=true) or not (--admin=false)")
 	scope := c.fs.String("scope", "", `replace the client's scopes (space-separated; "" removes them all)`)
+	audience := c.fs.String("audience", "", `replace the audiences the client may request besides the default one (space-separated; "" removes them all)`)
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	pos, err := c.parse(args, 1, 1, "one client_id")
 	if err != nil {
@@ -445,10 +484,13 @@ func cmdClientUpdate(ctx context.Context, c *command, args []string) error {
 		case "scope":
 			scopes := authsvc.ParseScope(*scope)
 			u.Scopes = &scopes
+		case "audience":
+			audiences := strings.Fields(*audience)
+			u.Audiences = &audiences
 		}
 	})
-	if u.IsAdmin == nil && u.Scopes == nil {
-		return c.usageError("nothing to change: give --admin=true|false or --scope")
+	if u.IsAdmin == nil && u.Scopes == nil && u.Audiences == nil {
+		return c.usageError("nothing to change: give --admin=true|false, --scope or --audience")
 	}
 	return c.onClient(ctx, pos[0], *asJSON, func(a *authsvc.Authenticator) (*authsvc.Client, error) {
 		return a.UpdateClient(ctx, pos[0], u)
@@ -482,7 +524,7 @@ func cmdClientDelete(ctx context.Context, c *command, args []string) error {
 func cmdClientRotateSecret(ctx context.Context, c *command, args []string) error {
 	grace := c.fs.Duration("grace", 0, "keep the previous secret valid this long (e.g. 24h); 0 ends it at once")
 	logout := c.fs.Bool("logout-everywhere", false, "also refuse every token issued to the client so far")
-	secretStdin := c.fs.Bool("secret-stdin", false, "read the new secret (16+ characters) from the first line of standard input instead of generating one")
+	secretStdin := c.fs.Bool("secret-stdin", false, "read the new secret from the first line of standard input instead of generating one\n(16+ characters, 5+ different ones, not blank, not a shorter string repeated)")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	pos, err := c.parse(args, 1, 1, "one client_id")
 	if err != nil {

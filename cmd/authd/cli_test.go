@@ -102,6 +102,7 @@ type cliClientOut struct {
 	ID                       int64      `json:"id"`
 	IsAdmin                  bool       `json:"is_admin"`
 	Scope                    string     `json:"scope"`
+	Audience                 string     `json:"audience"`
 	CreatedAt                time.Time  `json:"created_at"`
 	UpdatedAt                time.Time  `json:"updated_at"`
 	TokensValidAfter         *time.Time `json:"tokens_valid_after"`
@@ -210,8 +211,10 @@ func TestCLIClients(t *testing.T) {
 		})
 		// A chosen secret from standard input; flags after the rest work too.
 		step(t, "create --secret-stdin", func(t *testing.T) {
-			r := authd(t, "chosen-secret-0123456789\n", "client", "create", "--secret-stdin", "--id", "notes", "--scope", "notes:read")
-			if r.code != 0 || !strings.Contains(r.stdout, "client_secret: chosen-secret-0123456789") || strings.Contains(r.stdout, "shown only now") {
+			r := authd(t, "chosen-secret-0123456789\n", "client", "create", "--secret-stdin", "--id", "notes", "--scope", "notes:read",
+				"--audience", "https://notes.internal https://billing.internal")
+			if r.code != 0 || !strings.Contains(r.stdout, "client_secret: chosen-secret-0123456789") || strings.Contains(r.stdout, "shown only now") ||
+				!strings.Contains(r.stdout, "audience:      https://notes.internal https://billing.internal (and the default audience)") {
 				t.Fatalf("create --secret-stdin: %+v", r)
 			}
 		})
@@ -228,6 +231,17 @@ func TestCLIClients(t *testing.T) {
 				t.Errorf("short chosen secret: %+v", r)
 			}
 			fails(t, 1, "invalid argument", "client", "create", "--id", "has space")
+			fails(t, 1, "client_id must be printable ASCII", "client", "create", "--id", "adm\u0456n")
+			for secret, why := range map[string]string{
+				strings.Repeat("a", 16): "at least 5 different characters",
+				strings.Repeat(" ", 16): "only white space",
+				"passwordpassword":      "a shorter string repeated",
+			} {
+				if r := authd(t, secret+"\n", "client", "create", "--id", "weak", "--secret-stdin"); r.code != 1 || !strings.Contains(r.stderr, why) {
+					t.Errorf("chosen secret %q: %+v", secret, r)
+				}
+			}
+			fails(t, 1, "audience must not contain spaces or control characters", "client", "create", "--id", "q", "--audience", "a\x01b")
 			fails(t, 1, "invalid scope", "client", "create", "--id", "q", "--scope", `bad"scope`)
 		})
 
@@ -253,12 +267,13 @@ func TestCLIClients(t *testing.T) {
 		step(t, "show --json", func(t *testing.T) {
 			var shown cliClientOut
 			okJSON(t, &shown, "client", "show", "notes", "--json")
-			if shown.ClientID != "notes" || shown.Scope != "notes:read" || shown.IsAdmin {
+			if shown.ClientID != "notes" || shown.Scope != "notes:read" || shown.IsAdmin || shown.Audience != "https://notes.internal https://billing.internal" {
 				t.Fatalf("show --json: %+v", shown)
 			}
 		})
 		step(t, "show", func(t *testing.T) {
-			if out := ok(t, "client", "show", "ops"); !strings.Contains(out, "admin:      true") || !strings.Contains(out, "logged out: none") {
+			if out := ok(t, "client", "show", "ops"); !strings.Contains(out, "admin:      true") || !strings.Contains(out, "logged out: none") ||
+				!strings.Contains(out, "audience:   - (the default audience only)") {
 				t.Fatalf("show:\n%s", out)
 			}
 			fails(t, 1, `client show "ghost": authsvc: client not found`, "client", "show", "ghost")
@@ -275,9 +290,20 @@ func TestCLIClients(t *testing.T) {
 		step(t, "update --scope", func(t *testing.T) {
 			var upd cliClientOut
 			okJSON(t, &upd, "client", "update", "--scope", "notes:write x", "notes", "--json")
-			if !upd.IsAdmin || upd.Scope != "notes:write x" {
+			if !upd.IsAdmin || upd.Scope != "notes:write x" || upd.Audience != "https://notes.internal https://billing.internal" {
 				t.Fatalf("update --scope: %+v", upd)
 			}
+		})
+		step(t, "update --audience", func(t *testing.T) {
+			var upd cliClientOut
+			okJSON(t, &upd, "client", "update", "notes", "--audience", "https://notes.internal", "--json")
+			if upd.Audience != "https://notes.internal" || upd.Scope != "notes:write x" {
+				t.Fatalf("update --audience: %+v", upd)
+			}
+			if out := ok(t, "client", "update", "notes", "--audience="); !strings.Contains(out, "audience:   - (the default audience only)") {
+				t.Fatalf("update --audience=:\n%s", out)
+			}
+			okJSON(t, &upd, "client", "update", "notes", "--audience", "https://notes.internal", "--json")
 		})
 		step(t, "update --admin=false --scope=", func(t *testing.T) {
 			if out := ok(t, "client", "update", "notes", "--admin=false", "--scope="); !strings.Contains(out, "updated notes") || !strings.Contains(out, "admin:      false") || !strings.Contains(out, "scope:      -") {

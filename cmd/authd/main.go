@@ -228,10 +228,16 @@ func redactedStore(u string) string {
 }
 
 // bootstrap creates the configured admin client if it does not exist yet.
-// An existing client of that id is left alone (its secret is not reset).
+// An existing client of that id is left alone (its secret is not reset),
+// and is looked up first: it may have been created under older rules for
+// ids and secrets than CreateClient's, and must not stop authd starting.
 func (ap *app) bootstrap(ctx context.Context) error {
 	id := ap.cfg.BootstrapClientID
 	if id == "" {
+		return nil
+	}
+	if _, err := ap.auth.Client(ctx, id); err == nil {
+		ap.log.Info("bootstrap admin client exists", "client_id", id)
 		return nil
 	}
 	_, _, err := ap.auth.CreateClient(ctx, authsvc.NewClient{ID: id, Secret: ap.cfg.BootstrapClientSecret, IsAdmin: true})

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -196,6 +198,47 @@ func expect(t *testing.T, name string, r reply, status int) {
 
 func basicAuth(id, secret string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
+}
+
+// TestBootstrapExistingClientUnderOlderRules: an existing bootstrap client
+// is left alone even when today's rules would refuse its id or its
+// secret as new ones (a client imported from the seed service, a secret
+// chosen before the repetition rule): authd starts, and the client logs in.
+func TestBootstrapExistingClientUnderOlderRules(t *testing.T) {
+	for _, c := range []struct{ id, secret string }{
+		{"café-admin", "bootstrap-admin-secret-0123456789"},
+		{"admin", strings.Repeat("a", 16)},
+	} {
+		dbURL := "sqlite:" + t.TempDir() + "/authd.db"
+		cfg := config{
+			Addr: "127.0.0.1:0", DatabaseURL: dbURL, Issuer: "http://authd.test", TokenTTL: time.Hour, SigningAlg: "EdDSA",
+			BootstrapClientID: c.id, BootstrapClientSecret: c.secret, LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second,
+		}
+		ctx := context.Background()
+		store, a, err := openAuthenticator(ctx, cfg, newLogger(cfg, io.Discard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha1.Sum([]byte(c.secret))
+		if _, err := a.ImportClient(ctx, authsvc.ImportedClient{ID: c.id, LegacyHash: hex.EncodeToString(sum[:]), IsAdmin: true}); err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+		store.Close()
+		logs := &logBuffer{}
+		ap, err := start(ctx, cfg, newLogger(cfg, logs))
+		if err != nil {
+			t.Fatalf("%q: start: %v", c.id, err)
+		}
+		if !strings.Contains(logs.String(), "bootstrap admin client exists") {
+			t.Errorf("%q: log lacks the bootstrap line:\n%s", c.id, logs)
+		}
+		if _, err := ap.auth.Authenticate(ctx, c.id, c.secret, authsvc.TokenRequest{}); err != nil {
+			t.Errorf("%q: %v", c.id, err)
+		}
+		ap.ln.Close()
+		ap.close()
+	}
 }
 
 // TestServeThrottleConfig: the AUTHSVC_THROTTLE* settings reach the running

@@ -3,6 +3,7 @@ package authsvc
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,6 +89,63 @@ func TestDeletedClientFromMemory(t *testing.T) {
 		for i := range 3 {
 			if _, err := b.Verify(ctx, tok.AccessToken); !errors.Is(err, ErrTokenRevoked) {
 				t.Fatalf("verification %d of a deleted client's token: %v, want ErrTokenRevoked from memory", i, err)
+			}
+		}
+	})
+}
+
+// TestListClients: pages in byte order, of the size asked, that follow each
+// other without a gap or a repeat, filtered by prefix as a range.
+func TestListClients(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		a := newAuth(t, openStore(t, url), Config{})
+		ids := []string{"a", "a-1", "a-2", "a.b", "aa", "ab", "b", "B", "app~", "a\u00e9", "z"}
+		for _, id := range ids {
+			if _, err := a.ImportClient(ctx, ImportedClient{ID: id, LegacyHash: "0123456789abcdef0123456789abcdef01234567"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all := func(q ClientQuery) []string {
+			t.Helper()
+			var got []string
+			for range 100 {
+				page, err := a.ListClients(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page.Clients) > max(q.Limit, 1) && q.Limit != 0 {
+					t.Fatalf("a page of %d, asked %d", len(page.Clients), q.Limit)
+				}
+				for _, c := range page.Clients {
+					got = append(got, c.ID)
+				}
+				if page.Next == "" {
+					return got
+				}
+				q.After = page.Next
+			}
+			t.Fatal("pages never end")
+			return nil
+		}
+		want := []string{"B", "a", "a-1", "a-2", "a.b", "aa", "ab", "app~", "a\u00e9", "b", "z"} // bytes
+		for _, limit := range []int{1, 2, 3, 100} {
+			if got := all(ClientQuery{Limit: limit}); !slices.Equal(got, want) {
+				t.Errorf("limit %d: %q, want %q", limit, got, want)
+			}
+		}
+		if got := all(ClientQuery{Prefix: "a", Limit: 2}); !slices.Equal(got, want[1:9]) {
+			t.Errorf("prefix a: %q", got)
+		}
+		if got := all(ClientQuery{Prefix: "a-", Limit: 1}); !slices.Equal(got, []string{"a-1", "a-2"}) {
+			t.Errorf("prefix a-: %q", got)
+		}
+		if got := all(ClientQuery{Prefix: "nobody"}); len(got) != 0 {
+			t.Errorf("prefix nobody: %q", got)
+		}
+		for _, q := range []ClientQuery{{Limit: -1}, {Limit: MaxClientPage + 1}, {Prefix: "a\x00"}, {After: string([]byte{0xff, 0xfe})}} {
+			if _, err := a.ListClients(ctx, q); !errors.Is(err, ErrInvalidArgument) {
+				t.Errorf("ListClients(%+v): %v, want ErrInvalidArgument", q, err)
 			}
 		}
 	})
