@@ -95,6 +95,11 @@ func TestChangeLogOutOfOrderCommits(t *testing.T) {
 	if !catchUp() || st.applied() != (logPos{}) {
 		t.Fatalf("catch-up moved the cursor to %v past a change in flight", st.applied())
 	}
+	// …but applied at once: a revocation does not wait for another
+	// transaction (perhaps another program's) to end.
+	if _, ok := st.revoked["b"]; !ok {
+		t.Fatal("a committed change held back behind a transaction in flight was not applied")
+	}
 	commit(txA)
 	settle()
 	if p := read(0); fmt.Sprint(jtis(p)) != "[a b]" {

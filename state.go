@@ -356,7 +356,10 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 			return false, errFellBehind
 		}
 		keys := false
-		for _, c := range page.Changes {
+		// Held changes are applied now (a transaction of another program
+		// on the same server may hold them back for long: a revocation
+		// must not wait for it), but only page.Changes move the cursor.
+		for i, c := range append(page.Changes, page.Held...) {
 			switch c.Kind {
 			case changeRevoke:
 				st.revoke(c.JTI, c.ClientID, c.ExpiresAt)
@@ -384,7 +387,9 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 			case changeKey:
 				keys = true
 			}
-			cursor = c.pos()
+			if i < len(page.Changes) {
+				cursor = c.pos()
+			}
 		}
 		if keys {
 			if err := reloadKeys(ctx); err != nil {
@@ -397,7 +402,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 			st.cursor = cursor
 		}
 		st.synced, st.healthy = now, true
-		if len(page.Changes) > 0 {
+		if len(page.Changes) > 0 || len(page.Held) > 0 {
 			st.notifyLocked() // wake long-polling feeds (key changes too)
 		}
 		st.mu.Unlock()

@@ -79,6 +79,11 @@ type changePage struct {
 	// Pending: committed changes after these are held back behind a
 	// transaction still in flight; ask again shortly.
 	Pending bool
+	// Held are (up to the page's size) those committed changes: visible
+	// and final, so a follower may apply them at once (applying a change
+	// twice is harmless), but its cursor must not pass them until they are
+	// no longer held.
+	Held []change
 	// Gone: the cursor names no change the log keeps (it was purged, or the
 	// store was replaced): the follower must take a snapshot.
 	Gone bool
@@ -259,9 +264,10 @@ func (s *sqlStore) changes(ctx context.Context, after int64, limit int) (changeP
 			return page, unavailable(err)
 		}
 		for _, r := range rows {
-			if r.Xact >= r.Horizon {
+			if page.Pending || r.Xact >= r.Horizon {
 				page.Pending = true // and so is every row after it
-				break
+				page.Held = append(page.Held, r.change)
+				continue
 			}
 			page.Changes = append(page.Changes, r.change)
 		}

@@ -20,6 +20,7 @@ func (a *Authenticator) follow(ctx context.Context) {
 	known := time.NewTicker(knownRefreshEvery)
 	defer known.Stop()
 	down := false
+	var retry time.Duration // the pending retry's delay, doubled while changes stay held
 	for {
 		select {
 		case <-ctx.Done():
@@ -60,8 +61,13 @@ func (a *Authenticator) follow(ctx context.Context) {
 				err = a.state.load(ctx, a.store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys)
 			} else if pending && err == nil {
 				// Committed changes wait behind a transaction in flight,
-				// whose commit may not notify (it need not be ours).
-				time.AfterFunc(pendingRetry, a.catchUpNow)
+				// whose commit may not notify (it need not be ours): ask
+				// again soon, backing off up to the poll interval, since
+				// another program's transaction may last long.
+				retry = min(max(2*retry, pendingRetry), a.cfg.PollInterval)
+				time.AfterFunc(retry, a.catchUpNow)
+			} else {
+				retry = 0
 			}
 		}
 		if err != nil {
