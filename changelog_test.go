@@ -118,10 +118,16 @@ func TestChangeLogOutOfOrderCommits(t *testing.T) {
 	logIn(t, s, txD, "d")
 	logIn(t, s, txC, "c")
 	commit(txC)
-	waitFor(t, 10*time.Second, "C's change applied", func() bool {
+	var idC int64
+	if err := s.db.GetContext(ctx, &idC, `SELECT id FROM authsvc_changes WHERE jti = 'c'`); err != nil {
+		t.Fatal(err)
+	}
+	// Held changes are applied before they are final; wait until C is
+	// final (other sessions' transactions on the server may hold it back
+	// for a while), i.e. the cursor has passed it.
+	waitFor(t, 10*time.Second, "C's change final", func() bool {
 		catchUp()
-		_, ok := st.revoked["c"]
-		return ok
+		return st.applied().ID == idC
 	})
 	if _, ok := st.revoked["c"]; !ok {
 		t.Fatal("C's change, final, was not applied")
