@@ -97,24 +97,18 @@ func checkAudience(aud string) error {
 // MaxAudiences) and removes duplicates, keeping order. Errors are
 // ErrInvalidArgument with a message for the caller (ErrorMessage).
 func NormalizeAudiences(auds []string) ([]string, error) {
-	out := make([]string, 0, len(auds))
-	for _, aud := range auds {
-		if err := checkAudience(aud); err != nil {
-			return nil, err
-		}
-		if !slices.Contains(out, aud) {
-			out = append(out, aud)
-		}
-	}
-	if len(out) > MaxAudiences {
-		return nil, refuse(ErrInvalidArgument, "at most %d audiences", MaxAudiences)
-	}
-	return out, nil
+	return normalizeAudiences(auds, MaxAudiences, "at most %d audiences")
 }
 
 // normalizeClientAudiences checks the audiences a client may request as
 // NormalizeAudiences checks a request's, with room for MaxClientAudiences.
 func normalizeClientAudiences(auds []string) ([]string, error) {
+	return normalizeAudiences(auds, MaxClientAudiences, "at most %d audiences a client")
+}
+
+// normalizeAudiences is NormalizeAudiences with a bound of most, refused
+// with tooMany (a format taking the bound).
+func normalizeAudiences(auds []string, most int, tooMany string) ([]string, error) {
 	out := make([]string, 0, len(auds))
 	for _, aud := range auds {
 		if err := checkAudience(aud); err != nil {
@@ -124,8 +118,8 @@ func normalizeClientAudiences(auds []string) ([]string, error) {
 			out = append(out, aud)
 		}
 	}
-	if len(out) > MaxClientAudiences {
-		return nil, refuse(ErrInvalidArgument, "at most %d audiences a client", MaxClientAudiences)
+	if len(out) > most {
+		return nil, refuse(ErrInvalidArgument, tooMany, most)
 	}
 	return out, nil
 }
