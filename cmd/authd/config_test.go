@@ -82,6 +82,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxStaleness:    30 * time.Second,
 		StoreTimeout:    5 * time.Second,
 		MaxRevocations:  10000,
+		MaxChanges:      1000000,
 		Throttle:        "on",
 	}
 	tests := []struct {
@@ -401,6 +402,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"AUTHSVC_SHUTDOWN_TIMEOUT": "0s"}, "AUTHSVC_SHUTDOWN_TIMEOUT"},
 		{map[string]string{"AUTHSVC_STORE_TIMEOUT": "0s"}, "AUTHSVC_STORE_TIMEOUT"},
 		{map[string]string{"AUTHSVC_MAX_REVOCATIONS_PER_CLIENT": "0"}, "AUTHSVC_MAX_REVOCATIONS_PER_CLIENT"},
+		{map[string]string{"AUTHSVC_MAX_CHANGES": "-1"}, "AUTHSVC_MAX_CHANGES"},
 		{map[string]string{"AUTHSVC_MAX_REVOCATIONS_PER_CLIENT": "many"}, "AUTHSVC_MAX_REVOCATIONS_PER_CLIENT"},
 		{map[string]string{"AUTHSVC_SIGNING_ALG": "none"}, "AUTHSVC_SIGNING_ALG"},
 		{map[string]string{"AUTHSVC_SIGNING_ALG": "hs256"}, "AUTHSVC_SIGNING_ALG"},

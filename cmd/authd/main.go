@@ -91,6 +91,7 @@ func libraryConfig(cfg config, log *slog.Logger) authsvc.Config {
 		StoreTimeout:      cfg.StoreTimeout,
 
 		MaxRevocationsPerClient: cfg.MaxRevocations,
+		MaxChanges:              cfg.MaxChanges,
 	}
 	if cfg.SigningAlg == authsvc.AlgHS256 {
 		c.HMACSecret = []byte(cfg.HMACSecret)
