@@ -1,6 +1,7 @@
 package authsvc
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -179,11 +180,18 @@ func (v *RemoteVerifier) Close() error {
 	return nil
 }
 
+// maxDocument bounds the discovery and JWKS documents (a few kilobytes in
+// practice). The feed has no such bound: its snapshot grows with the live
+// revocations, and a verifier that cannot read it cannot start.
+const maxDocument = 1 << 20
+
 func (v *RemoteVerifier) getJSON(ctx context.Context, u string, auth bool, into any) error {
-	return v.get(ctx, v.client, u, auth, into)
+	return v.get(ctx, v.client, u, auth, into, maxDocument)
 }
 
-func (v *RemoteVerifier) get(ctx context.Context, client *http.Client, u string, auth bool, into any) error {
+// get fetches u and decodes its JSON into into, reading at most limit
+// bytes (0: no limit).
+func (v *RemoteVerifier) get(ctx context.Context, client *http.Client, u string, auth bool, into any, limit int64) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
@@ -196,14 +204,23 @@ func (v *RemoteVerifier) get(ctx context.Context, client *http.Client, u string,
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("authsvc: GET %s: %s", u, resp.Status)
 	}
-	if err := json.Unmarshal(body, into); err != nil {
+	var body io.Reader = resp.Body
+	if limit > 0 {
+		// One byte more than allowed tells a document too large from one
+		// cut short.
+		b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		if err != nil {
+			return err
+		}
+		if int64(len(b)) > limit {
+			return fmt.Errorf("authsvc: GET %s: the answer is larger than %d bytes", u, limit)
+		}
+		body = bytes.NewReader(b)
+	}
+	if err := json.NewDecoder(body).Decode(into); err != nil {
 		return fmt.Errorf("authsvc: GET %s: %w", u, err)
 	}
 	return nil
@@ -409,7 +426,7 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 		u += "&wait=" + strconv.Itoa(max(1, int(v.feedWait/time.Second)))
 	}
 	var page feedPage
-	if err := v.get(ctx, v.feed, u, true, &page); err != nil {
+	if err := v.get(ctx, v.feed, u, true, &page, 0); err != nil {
 		return fmt.Errorf("authsvc: revocation feed: %w", err)
 	}
 	if page.KeysChanged {

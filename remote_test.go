@@ -280,3 +280,41 @@ func TestRemoteVerifierResultIsACopy(t *testing.T) {
 	m := newMiniAuthd(t, Config{})
 	checkVerifyResultIsACopy(t, m.a, newRemote(t, m).Verify)
 }
+
+// TestRemoteVerifierLargeSnapshot: a snapshot larger than any fixed read
+// cap (about 18 MB of JSON; 16 MiB, some 335,000 revocations of real
+// tokens, used to stop NewRemoteVerifier with "unexpected end of JSON
+// input") is read whole. Long jtis make the size with few rows.
+func TestRemoteVerifierLargeSnapshot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a store with 18 MB of revocations")
+	}
+	m := newMiniAuthd(t, Config{})
+	const n = 17_500 // × ~1,030 bytes: just over the old 16 MiB
+	pad := strings.Repeat("j", 1000)
+	s := m.a.store.(*sqlStore)
+	tx, err := s.db.Beginx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins, err := tx.Preparex(`INSERT INTO authsvc_revoked_tokens (jti, client_id, expires_at) VALUES (?, ?, ?)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	for i := range n {
+		if _, err := ins.Exec(fmt.Sprintf("%s-%06d", pad, i), "bulk", exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	v := newRemote(t, m)
+	v.mu.RLock()
+	got := len(v.revoked)
+	v.mu.RUnlock()
+	if got != n {
+		t.Fatalf("the verifier holds %d revocations, want %d", got, n)
+	}
+}
