@@ -303,3 +303,36 @@ func TestChangeLogCountBound(t *testing.T) {
 		})
 	})
 }
+
+// TestChangeLogPurgeUnderHeldHorizon: a write transaction left open on the
+// server holds every change back; a purge then must not delete what
+// followers still need for a cursor, or each would reload at every
+// catch-up until the transaction ended.
+func TestChangeLogPurgeUnderHeldHorizon(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, testdb.Postgres(t)).(*sqlStore)
+	tx := begin(t, s)
+	logIn(t, s, tx, "a") // stays in flight
+	for _, j := range []string{"b", "c", "d"} {
+		tx2 := begin(t, s)
+		logIn(t, s, tx2, j)
+		if err := tx2.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.purge(ctx, time.Now(), time.Now().Add(-time.Hour), 1); err != nil {
+		t.Fatal(err)
+	}
+	st := newState()
+	if err := st.load(ctx, s, time.Now(), time.Now().Add(-time.Hour), noKeys); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.catchUp(ctx, s, time.Now(), noKeys); err != nil {
+		t.Fatalf("a catch-up after a purge under a held horizon: %v", err)
+	}
+	for _, j := range []string{"b", "c", "d"} {
+		if _, ok := st.revoked[j]; !ok {
+			t.Errorf("held change %s not applied", j)
+		}
+	}
+}

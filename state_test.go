@@ -56,10 +56,23 @@ func TestRevocationsBounded(t *testing.T) {
 		if _, err := a.Verify(ctx, other.AccessToken); err != nil {
 			t.Fatalf("another client's token: %v", err)
 		}
-		// New tokens (issued after the cut-off) work.
+		// New tokens (issued after the cut-off) work…
 		clock.Add(2 * time.Second)
-		if _, err := a.Verify(ctx, mustToken(t, a, "churner", secret).AccessToken); err != nil {
+		fresh := mustToken(t, a, "churner", secret)
+		if _, err := a.Verify(ctx, fresh.AccessToken); err != nil {
 			t.Fatalf("a new token after the fold: %v", err)
+		}
+		// …and replaying old tokens at /logout (revoked, or cut off) does
+		// not fold again: anyone holding an old token could otherwise log
+		// the client out over and over.
+		clock.Add(5 * time.Second)
+		for _, old := range toks {
+			if err := a.Logout(ctx, old.AccessToken); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := a.Verify(ctx, fresh.AccessToken); err != nil {
+			t.Fatalf("a fresh token after old ones were logged out again: %v", err)
 		}
 		// Expired revocations stop counting.
 		clock.Add(2 * time.Hour)
@@ -100,7 +113,7 @@ func TestListClients(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		a := newAuth(t, openStore(t, url), Config{})
-		ids := []string{"a", "a-1", "a-2", "a.b", "aa", "ab", "b", "B", "app~", "a\u00e9", "z"}
+		ids := []string{"a", "a-1", "a-2", "a.b", "aa", "ab", "b", "B", "app~", "a\u00e9", "z", "\u043f1", "\u043f2", "\u0440"}
 		for _, id := range ids {
 			if _, err := a.ImportClient(ctx, ImportedClient{ID: id, LegacyHash: "0123456789abcdef0123456789abcdef01234567"}); err != nil {
 				t.Fatal(err)
@@ -128,7 +141,7 @@ func TestListClients(t *testing.T) {
 			t.Fatal("pages never end")
 			return nil
 		}
-		want := []string{"B", "a", "a-1", "a-2", "a.b", "aa", "ab", "app~", "a\u00e9", "b", "z"} // bytes
+		want := []string{"B", "a", "a-1", "a-2", "a.b", "aa", "ab", "app~", "a\u00e9", "b", "z", "\u043f1", "\u043f2", "\u0440"} // bytes
 		for _, limit := range []int{1, 2, 3, 100} {
 			if got := all(ClientQuery{Limit: limit}); !slices.Equal(got, want) {
 				t.Errorf("limit %d: %q, want %q", limit, got, want)
@@ -139,6 +152,11 @@ func TestListClients(t *testing.T) {
 		}
 		if got := all(ClientQuery{Prefix: "a-", Limit: 1}); !slices.Equal(got, []string{"a-1", "a-2"}) {
 			t.Errorf("prefix a-: %q", got)
+		}
+		// A prefix whose last character is not ASCII: its range's bound
+		// must be valid UTF-8 (PostgreSQL refuses other text).
+		if got := all(ClientQuery{Prefix: "\u043f"}); !slices.Equal(got, []string{"\u043f1", "\u043f2"}) {
+			t.Errorf("prefix \u043f: %q", got)
 		}
 		if got := all(ClientQuery{Prefix: "nobody"}); len(got) != 0 {
 			t.Errorf("prefix nobody: %q", got)

@@ -340,13 +340,15 @@ func (s *sqlStore) purge(ctx context.Context, now, keepChangesAfter time.Time, m
 	// The change log loses a prefix (in log order), so that a follower whose
 	// cursor is still kept has missed nothing (see changes): everything up
 	// to the newest change that is too old, or beyond the newest
-	// maxChanges, whichever is further; never the newest change, so that a
-	// follower that is up to date keeps its cursor.
+	// maxChanges, whichever is further; never the newest final change
+	// (nor what follows it), so that a follower that is up to date keeps
+	// its cursor even while a transaction in flight holds the horizon back
+	// (else every follower would reload at every catch-up until it ended).
 	cols, order := `xact, id`, `ORDER BY xact DESC, id DESC`
 	if !s.postgres {
 		cols, order = `id AS xact, id`, `ORDER BY id DESC`
 	}
-	newest, err := s.logPosition(ctx, `SELECT `+cols+` FROM authsvc_changes `+order+` LIMIT 1`)
+	newest, err := s.lastChange(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -368,6 +370,9 @@ func (s *sqlStore) purge(ctx context.Context, now, keepChangesAfter time.Time, m
 	op := "<="
 	if !newest.after(upTo) {
 		upTo, op = newest, "<" // keep the newest
+	}
+	if upTo == (logPos{}) {
+		return n, nil // no final change yet: nothing can go
 	}
 	// Recorded first, so that a follower that finds changes gone from the
 	// start of the log also finds this (see changes).

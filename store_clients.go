@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // clientRow is the clients table's row.
@@ -150,14 +151,19 @@ func (s *sqlStore) listClients(ctx context.Context, prefix, after string, limit 
 }
 
 // prefixEnd is the smallest string above every string that starts with
-// prefix, in byte order; "" when there is none (no prefix, or only 0xff
-// bytes).
+// prefix, in byte order; "" when there is none. It steps the last
+// character, not the last byte, so that the bound stays valid UTF-8
+// (PostgreSQL refuses any other text), and UTF-8's byte order is its code
+// points' order, so the range is the same.
 func prefixEnd(prefix string) string {
-	b := []byte(prefix)
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] < 0xff {
-			b[i]++
-			return string(b[:i+1])
+	r := []rune(prefix)
+	for i := len(r) - 1; i >= 0; i-- {
+		if r[i] < utf8.MaxRune {
+			next := r[i] + 1
+			if next >= 0xD800 && next <= 0xDFFF { // surrogates are not characters
+				next = 0xE000
+			}
+			return string(r[:i]) + string(next)
 		}
 	}
 	return ""

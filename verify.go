@@ -110,6 +110,12 @@ func (a *Authenticator) revoke(ctx context.Context, claims *Claims) error {
 	if !exp.After(a.now()) {
 		return nil // expired: refused anyway, nothing to store
 	}
+	if _, err := a.state.check(claims); err != nil {
+		// Revoked already, cut off, or of a deleted client: refused
+		// anyway. Above all no second fold below: replaying an old token
+		// (/logout needs nothing else) must not log its client out again.
+		return nil
+	}
 	if n := a.state.liveRevocations(claims.Subject); n >= a.cfg.MaxRevocationsPerClient {
 		// Bounded growth: past the bound the client's revocations fold into
 		// a log-out-everywhere, which refuses this token and every other it

@@ -98,7 +98,7 @@ func (t Throttle) limits() [numLimits]ThrottleLimit {
 
 const (
 	throttleLimit = 100_000 // buckets per dimension before idle ones are swept
-	knownInflight = 256     // attempts in flight at once for a known pair
+	knownInflight = 64      // attempts in flight at once for a known pair with no recent failure
 	maxKeyLen     = 64      // longer addresses are keyed by their hash
 )
 
@@ -226,9 +226,13 @@ func (t *throttle) allow(clientID, addr string) (attempt, *refusal) {
 		bs[d] = b
 		need := 1 + float64(b.inflight) // in-flight attempts may all fail
 		ok := lim.level(b, now) >= need
-		if d == limitPair && att.known {
-			need = 1
-			ok = lim.level(b, now) >= 1 && b.inflight < knownInflight
+		if d == limitPair && att.known && !ok {
+			// A busy known client may have more logins in flight than
+			// its pair allows failures, but only while none has failed
+			// lately (a full bucket): whoever shares its address and
+			// guesses gets at most knownInflight tries once, then owes
+			// them.
+			ok = lim.level(b, now) >= float64(lim.Burst) && b.inflight < knownInflight
 		}
 		if ok {
 			return
@@ -286,7 +290,11 @@ func (t *throttle) finish(att attempt, failed, succeeded bool) {
 		switch {
 		case failed:
 			b.tokens, b.at = t.limits[d].level(b, now)-1, now
-		case succeeded && d == limitPair:
+		case succeeded && d == limitPair && b.inflight == 0 && t.limits[d].level(b, now) >= 0:
+			// Consecutive failures are forgiven by a success, but not a
+			// debt, nor failures of attempts that ran beside it: a guesser
+			// sharing the address must not be forgiven by the real
+			// client's logins.
 			b.tokens, b.at = float64(t.limits[d].Burst), now
 		}
 	}

@@ -325,3 +325,41 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestThrottleKnownPairGuesser: someone sharing a known client's address
+// and guessing its secret alongside the client's real logins gets no more
+// than the pair's burst, the in-flight allowance of a quiet known pair
+// once, and the refill after: the client's successes do not forgive the
+// guesser's failures.
+func TestThrottleKnownPairGuesser(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	th := newThrottle(Throttle{})
+	th.now = func() time.Time { return now }
+	th.known = func(id, addr string) bool { return true }
+	lim := th.limits[limitPair]
+	guesses := 0
+	const rounds = 60
+	for range rounds {
+		legit, ref := th.allow("victim", "10.0.0.1") // a real login starts…
+		var atts []attempt
+		for {
+			att, r := th.allow("victim", "10.0.0.1")
+			if r != nil {
+				break
+			}
+			atts = append(atts, att)
+		}
+		for _, a := range atts { // …the guesses beside it fail…
+			th.finish(a, true, false)
+		}
+		guesses += len(atts)
+		if ref == nil {
+			th.finish(legit, false, true) // …and it succeeds last
+		}
+		now = now.Add(time.Minute)
+	}
+	refill := int(time.Duration(rounds) * time.Minute / lim.Every)
+	if most := knownInflight + lim.Burst + refill; guesses > most {
+		t.Fatalf("%d guesses in %d minutes, want at most %d", guesses, rounds, most)
+	}
+}
