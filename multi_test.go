@@ -426,6 +426,13 @@ func TestLongOutageReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustClient(t, b, NewClient{ID: "other"})
+	// Housekeeping keeps the newest final change; another session's
+	// transaction on the server can hold B's changes back for a moment.
+	waitFor(t, 10*time.Second, "B's changes final", func() bool {
+		var newest int64
+		last, err := b.store.lastChange(ctx)
+		return err == nil && admin.Get(&newest, `SELECT MAX(id) FROM authsvc_changes`) == nil && last.ID == newest
+	})
 	clockB.Add(3 * time.Hour)
 	if err := b.housekeep(ctx); err != nil {
 		t.Fatal(err)
