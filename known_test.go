@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -103,30 +102,12 @@ func TestKnownAddress(t *testing.T) {
 	})
 }
 
-// lockedBuffer is a log destination tests read while the library writes.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestKnownAddressWriteFails: with the store gone, RememberAddress still
 // returns at once, the address is still known in memory, and the failure
 // is logged and counted; the pair's next success tries the write again.
 func TestKnownAddressWriteFails(t *testing.T) {
 	clock := &fakeClock{t: time.Now()}
-	logs := &lockedBuffer{}
+	logs := &testdb.LogBuffer{}
 	s := openStore(t, testdb.SQLite(t))
 	a := newAuth(t, s, Config{Now: clock.Now, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	s.Close()

@@ -171,21 +171,30 @@ func (h *handler) oauthCaller(w http.ResponseWriter, r *http.Request) (url.Value
 // authenticateClient checks the caller's credentials, answering the error
 // itself; ok is false when it has.
 func (h *handler) authenticateClient(w http.ResponseWriter, r *http.Request, cc clientCredentials) (*authsvc.Client, bool) {
-	att, ok := h.allowAttempt(w, r, cc.id, true)
-	if !ok {
-		return nil, false
-	}
 	var c *authsvc.Client
-	id, err := cc.try(func(id, secret string) (err error) {
+	ok := h.attempt(w, r, cc, func(id, secret string) (err error) {
 		c, err = h.auth.AuthenticateClient(r.Context(), id, secret)
 		return err
 	})
+	return c, ok
+}
+
+// attempt is one client authentication at an OAuth route: through the
+// throttle, with the raw-credentials retry (clientCredentials.try), ended
+// in the throttle and the audit log, and answered itself when it fails
+// (ok false).
+func (h *handler) attempt(w http.ResponseWriter, r *http.Request, cc clientCredentials, check func(id, secret string) error) bool {
+	att, ok := h.allowAttempt(w, r, cc.id, true)
+	if !ok {
+		return false
+	}
+	id, err := cc.try(check)
 	h.noteTried(r, att, cc, id, err)
 	if err != nil {
 		h.oauthFail(w, r, err)
-		return nil, false
+		return false
 	}
-	return c, true
+	return true
 }
 
 // errOtherID ends an attempt that passed with the raw client_id of HTTP
@@ -243,18 +252,11 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 		req.Audience = append(req.Audience, res)
 	}
 	req.Audience = append(req.Audience, strings.Fields(v.Get("audience"))...)
-	att, ok := h.allowAttempt(w, r, cc.id, true)
-	if !ok {
-		return
-	}
 	var tok *authsvc.Token
-	id, err := cc.try(func(id, secret string) (err error) {
+	if !h.attempt(w, r, cc, func(id, secret string) (err error) {
 		tok, err = h.auth.Authenticate(r.Context(), id, secret, req)
 		return err
-	})
-	h.noteTried(r, att, cc, id, err)
-	if err != nil {
-		h.oauthFail(w, r, err)
+	}) {
 		return
 	}
 	noStore(w)

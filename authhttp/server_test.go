@@ -11,32 +11,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/authsvc/authsvc"
 	"github.com/authsvc/authsvc/internal/testdb"
 )
-
-// logBuffer collects log lines so tests can check that nothing secret is
-// written.
-type logBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // testServer is authd's handler on a real store behind httptest.
 type testServer struct {
@@ -45,7 +25,7 @@ type testServer struct {
 	auth   *authsvc.Authenticator
 	store  authsvc.Store
 	dbURL  string // the store's URL, for testdb's SQL reads
-	logs   *logBuffer
+	logs   *testdb.LogBuffer
 	admin  string // an admin's token
 	secret string // the admin's secret
 }
@@ -67,7 +47,7 @@ func newTestServerWith(t *testing.T, dbURL string, cfg authsvc.Config) *testServ
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	logs := &logBuffer{}
+	logs := &testdb.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.Issuer, cfg.Logger = "http://authd.test", log
 	a, err := authsvc.New(ctx, store, cfg)

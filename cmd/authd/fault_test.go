@@ -42,7 +42,7 @@ func TestStoreOutage(t *testing.T) {
 		ShutdownTimeout: 5 * time.Second, JWKSMaxAge: time.Minute, PollInterval: 100 * time.Millisecond, MaxStaleness: time.Second,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ap, err := start(ctx, cfg, newLogger(cfg, &logBuffer{}))
+	ap, err := start(ctx, cfg, newLogger(cfg, &testdb.LogBuffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}

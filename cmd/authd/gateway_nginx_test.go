@@ -232,7 +232,7 @@ func TestNginxGateway(t *testing.T) {
 		TokenTTL: time.Hour, SigningAlg: "EdDSA", BootstrapClientID: "root", BootstrapClientSecret: adminSecret,
 		LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second,
 	}
-	logs := &logBuffer{}
+	logs := &testdb.LogBuffer{}
 	ctx, stopAuthd := context.WithCancel(context.Background())
 	ap, err := start(ctx, cfg, newLogger(cfg, logs))
 	if err != nil {

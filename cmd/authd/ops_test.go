@@ -51,7 +51,7 @@ func TestTLSAndReload(t *testing.T) {
 		SigningAlg: "EdDSA", LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second,
 		TLSCertFile: certFile, TLSKeyFile: keyFile, JWKSMaxAge: time.Minute, PollInterval: time.Second, MaxStaleness: 30 * time.Second,
 	}
-	logs := &logBuffer{}
+	logs := &testdb.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ap, err := start(ctx, cfg, newLogger(cfg, logs))
@@ -98,7 +98,7 @@ func TestPlainHTTPWarning(t *testing.T) {
 		SigningAlg: "EdDSA", LogFormat: "json", LogLevel: "info", ShutdownTimeout: time.Second,
 		JWKSMaxAge: time.Minute, PollInterval: time.Second, MaxStaleness: 30 * time.Second,
 	}
-	logs := &logBuffer{}
+	logs := &testdb.LogBuffer{}
 	ap, err := start(context.Background(), cfg, newLogger(cfg, logs))
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +131,7 @@ func TestSeparateMetricsAddr(t *testing.T) {
 		JWKSMaxAge: time.Minute, PollInterval: time.Second, MaxStaleness: 30 * time.Second,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ap, err := start(ctx, cfg, newLogger(cfg, &logBuffer{}))
+	ap, err := start(ctx, cfg, newLogger(cfg, &testdb.LogBuffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/base64"
@@ -11,31 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/authsvc/authsvc"
+	"github.com/authsvc/authsvc/internal/testdb"
 )
-
-// logBuffer collects log lines so tests can check that nothing secret is
-// written.
-type logBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 const adminSecret = "bootstrap-admin-secret-0123456789"
 
@@ -48,7 +28,7 @@ func TestServeProcess(t *testing.T) {
 		TokenTTL: time.Hour, SigningAlg: "EdDSA", BootstrapClientID: "root", BootstrapClientSecret: adminSecret,
 		LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second,
 	}
-	logs := &logBuffer{}
+	logs := &testdb.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ap, err := start(ctx, cfg, newLogger(cfg, logs))
 	if err != nil {
@@ -225,7 +205,7 @@ func TestBootstrapExistingClientUnderOlderRules(t *testing.T) {
 		}
 		a.Close()
 		store.Close()
-		logs := &logBuffer{}
+		logs := &testdb.LogBuffer{}
 		ap, err := start(ctx, cfg, newLogger(cfg, logs))
 		if err != nil {
 			t.Fatalf("%q: start: %v", c.id, err)
@@ -245,14 +225,14 @@ func TestBootstrapExistingClientUnderOlderRules(t *testing.T) {
 // server: a pair limit of 2/1h refuses the third wrong secret (and says so
 // in /metrics), and AUTHSVC_THROTTLE=off refuses none, with a warning.
 func TestServeThrottleConfig(t *testing.T) {
-	serve := func(t *testing.T, throttle, pair string) (string, *logBuffer) {
+	serve := func(t *testing.T, throttle, pair string) (string, *testdb.LogBuffer) {
 		t.Helper()
 		cfg := config{
 			Addr: "127.0.0.1:0", DatabaseURL: "sqlite:" + t.TempDir() + "/authd.db", Issuer: "http://authd.test",
 			TokenTTL: time.Hour, SigningAlg: "EdDSA", BootstrapClientID: "root", BootstrapClientSecret: adminSecret,
 			LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second, Throttle: throttle, ThrottlePair: pair,
 		}
-		logs := &logBuffer{}
+		logs := &testdb.LogBuffer{}
 		ctx, cancel := context.WithCancel(context.Background())
 		ap, err := start(ctx, cfg, newLogger(cfg, logs))
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,4 +176,24 @@ func LastChange(t testing.TB, dbURL string) int64 {
 	var id int64
 	queryRow(t, dbURL, "the last change", `SELECT COALESCE(MAX(id), 0) FROM authsvc_changes`, nil, &id)
 	return id
+}
+
+// LogBuffer collects a logger's lines for tests that search them (for a
+// credential that must not be there, or an audit line that must); safe for
+// the concurrent writes of a server's handlers.
+type LogBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf strings.Builder
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
