@@ -142,7 +142,8 @@ func (a *Authenticator) upgradeHash(ctx context.Context, rec *clientRecord, secr
 	}
 	if err == nil {
 		var updated *clientRecord
-		updated, err = a.store.updateClient(ctx, rec.ID, func(cur *clientRecord) error {
+		// The client's own doing: its login upgraded the hash.
+		updated, err = a.store.updateClient(WithActor(ctx, rec.ID), rec.ID, ActionSecretRehashed, func(cur *clientRecord) error {
 			if cur.SecretHash != rec.SecretHash {
 				return errStale // rotated meanwhile: leave the new secret alone
 			}

@@ -21,6 +21,12 @@ type Claims struct {
 	ClientID  string   `json:"client_id"`
 	Scope     string   `json:"scope,omitempty"` // space-separated
 
+	// A session token's (IssueSession): when the client last proved its
+	// secret (RFC 9068 §2.2.1, OpenID Connect's auth_time) and the
+	// session's id (sid), both kept as the session is renewed.
+	AuthTime  int64  `json:"auth_time,omitempty"`
+	SessionID string `json:"sid,omitempty"`
+
 	ClientRowID    int64  `json:"id"`       // the seed service's numeric client id
 	IsAdmin        bool   `json:"isAdmin"`  // the seed service's admin flag
 	LegacyClientID string `json:"clientId"` // = sub; the seed's code names it so

@@ -201,7 +201,7 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 			return nil, err
 		}
 	}
-	return a.updateClient(ctx, clientID, func(rec *clientRecord) error {
+	return a.updateClient(ctx, clientID, ActionClientUpdated, func(rec *clientRecord) error {
 		if u.IsAdmin != nil {
 			rec.IsAdmin = *u.IsAdmin
 		}
@@ -215,12 +215,12 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 	})
 }
 
-// updateClient applies f in the store and in memory.
-func (a *Authenticator) updateClient(ctx context.Context, clientID string, f func(*clientRecord) error) (*Client, error) {
+// updateClient applies f in the store and in memory, logged as action.
+func (a *Authenticator) updateClient(ctx context.Context, clientID, action string, f func(*clientRecord) error) (*Client, error) {
 	if err := checkLookupID(clientID); err != nil {
 		return nil, err
 	}
-	rec, err := a.store.updateClient(ctx, clientID, f)
+	rec, err := a.store.updateClient(ctx, clientID, action, f)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +236,7 @@ func (a *Authenticator) updateClient(ctx context.Context, clientID string, f fun
 // second, and refusing a few too many is the safe side).
 func (a *Authenticator) LogoutClient(ctx context.Context, clientID string) (*Client, error) {
 	cutoff := a.now().Truncate(time.Second).Add(time.Second)
-	return a.updateClient(ctx, clientID, func(rec *clientRecord) error {
+	return a.updateClient(ctx, clientID, ActionClientLoggedOut, func(rec *clientRecord) error {
 		if cutoff.After(rec.TokensValidAfter) {
 			rec.TokensValidAfter = cutoff
 		}
@@ -270,7 +270,7 @@ func (a *Authenticator) RotateSecret(ctx context.Context, clientID string, opt R
 		return nil, "", err
 	}
 	now := a.now()
-	c, err := a.updateClient(ctx, clientID, func(rec *clientRecord) error {
+	c, err := a.updateClient(ctx, clientID, ActionSecretRotated, func(rec *clientRecord) error {
 		rec.OldSecretHash, rec.OldSecretExpiresAt = "", time.Time{}
 		if opt.Grace > 0 {
 			rec.OldSecretHash, rec.OldSecretExpiresAt = rec.SecretHash, now.Add(opt.Grace).UTC()

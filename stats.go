@@ -22,6 +22,10 @@ type Stats struct {
 	VerifyCacheMisses uint64
 	StoreErrors       uint64 // operations refused because the store was unreachable
 	SigningKeyAge     time.Duration
+	// LastSync is when the in-memory state last caught up with the store
+	// (on the real clock): Verify fails closed once it is older than
+	// Config.MaxStaleness.
+	LastSync time.Time
 
 	// Known addresses (see KnownAddress): pairs in memory, and the store
 	// writes of RememberAddress done, failed, and dropped (queue full).
@@ -66,6 +70,7 @@ func (a *Authenticator) Stats() Stats {
 		KnownAddresses: a.known.count(), KnownAddressWrites: c.knownWrites.Load(),
 		KnownAddressWriteErrors: c.knownWriteErrors.Load(), KnownAddressWritesDropped: c.knownDropped.Load(),
 	}
+	s.LastSync, _ = a.state.freshness()
 	if a.cfg.SigningAlg != AlgHS256 {
 		s.SigningKeyAge = a.now().Sub(a.keys.Load().current(a.now()).createdAt)
 	}

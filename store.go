@@ -37,9 +37,9 @@ type Store interface {
 	// listClients returns a page of clients, in byte order of client_id.
 	listClients(ctx context.Context, prefix, after string, limit int) ([]clientRecord, error)
 	// updateClient reads the client, lets update change it, and writes it
-	// back, all in one transaction. If update returns an error nothing is
-	// written and that error is returned.
-	updateClient(ctx context.Context, clientID string, update func(*clientRecord) error) (*clientRecord, error)
+	// back, all in one transaction, logging the change as action. If update
+	// returns an error nothing is written and that error is returned.
+	updateClient(ctx context.Context, clientID, action string, update func(*clientRecord) error) (*clientRecord, error)
 	// deleteClient removes a client, or returns ErrClientNotFound.
 	deleteClient(ctx context.Context, clientID string) error
 	// revokeToken records jti as revoked until expiresAt. Revoking twice is
@@ -51,6 +51,9 @@ type Store interface {
 	// is after (0: from the start of the log), in log order, or Gone when
 	// the log no longer keeps that change (see store_changes.go).
 	changes(ctx context.Context, after int64, limit int) (changePage, error)
+	// activity returns up to limit changes, newest (by id) first: those of
+	// clientID ("" : all) with an id below before (0: any).
+	activity(ctx context.Context, clientID string, before int64, limit int) ([]change, error)
 	// deletions returns the client deletions logged since (their ClientID
 	// and RowID), for the revocation feed's snapshot.
 	deletions(ctx context.Context, since time.Time) ([]change, error)
@@ -123,6 +126,9 @@ type change struct {
 	ExpiresAt int64  `db:"expires_at"`
 	At        int64  `db:"at"`
 	Xact      int64  `db:"xact"` // the writing transaction (PostgreSQL; the id on SQLite): see logPos
+	// What it was and who asked (see Activity); followers need neither.
+	Action string `db:"action"`
+	Actor  string `db:"actor"`
 }
 
 // clientRecord is a client as the store keeps it, with its secret's hash.

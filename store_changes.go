@@ -90,14 +90,15 @@ type changePage struct {
 }
 
 // logChange appends a change inside tx (without any lock: see above) and,
-// on PostgreSQL, announces it with NOTIFY, delivered at commit.
+// on PostgreSQL, announces it with NOTIFY, delivered at commit. Its actor
+// is ctx's (WithActor).
 func (s *sqlStore) logChange(ctx context.Context, tx *sqlx.Tx, c change) error {
 	if c.At == 0 {
 		c.At = time.Now().Unix()
 	}
 	var id int64
-	err := tx.GetContext(ctx, &id, tx.Rebind(`INSERT INTO authsvc_changes (kind, client_id, row_id, jti, expires_at, at)
-		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`), c.Kind, c.ClientID, c.RowID, c.JTI, c.ExpiresAt, c.At)
+	err := tx.GetContext(ctx, &id, tx.Rebind(`INSERT INTO authsvc_changes (kind, client_id, row_id, jti, expires_at, at, action, actor)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), c.Kind, c.ClientID, c.RowID, c.JTI, c.ExpiresAt, c.At, c.Action, actorOf(ctx))
 	if err != nil {
 		return unavailable(err)
 	}
@@ -120,7 +121,7 @@ func (s *sqlStore) revokeToken(ctx context.Context, jti, clientID string, expire
 		if err != nil {
 			return err
 		}
-		res, err := stmt.ExecContext(ctx, jti, clientID, expiresAt.Unix(), changeRevoke, time.Now().Unix())
+		res, err := stmt.ExecContext(ctx, jti, clientID, expiresAt.Unix(), changeRevoke, time.Now().Unix(), ActionTokenRevoked, actorOf(ctx))
 		if err != nil {
 			return unavailable(err)
 		}
@@ -144,7 +145,7 @@ func (s *sqlStore) revokeToken(ctx context.Context, jti, clientID string, expire
 	} else if n == 0 {
 		return nil // revoked already
 	}
-	if err := s.logChange(ctx, tx, change{Kind: changeRevoke, ClientID: clientID, JTI: jti, ExpiresAt: expiresAt.Unix()}); err != nil {
+	if err := s.logChange(ctx, tx, change{Kind: changeRevoke, Action: ActionTokenRevoked, ClientID: clientID, JTI: jti, ExpiresAt: expiresAt.Unix()}); err != nil {
 		return err
 	}
 	return unavailable(tx.Commit())
@@ -154,8 +155,8 @@ func (s *sqlStore) revokeToken(ctx context.Context, jti, clientID string, expire
 const revokeSQL = `WITH r AS (
 		INSERT INTO authsvc_revoked_tokens (jti, client_id, expires_at) VALUES ($1, $2, $3)
 		ON CONFLICT (jti) DO NOTHING RETURNING jti, client_id, expires_at)
-	INSERT INTO authsvc_changes (kind, client_id, jti, expires_at, at)
-	SELECT $4, client_id, jti, expires_at, $5 FROM r`
+	INSERT INTO authsvc_changes (kind, client_id, jti, expires_at, at, action, actor)
+	SELECT $4, client_id, jti, expires_at, $5, $6, $7 FROM r`
 
 // revokeStatement prepares revokeSQL once (database/sql prepares it again
 // on each connection that runs it).
@@ -295,6 +296,24 @@ func (s *sqlStore) changes(ctx context.Context, after int64, limit int) (changeP
 		}
 	}
 	return page, nil
+}
+
+func (s *sqlStore) activity(ctx context.Context, clientID string, before int64, limit int) ([]change, error) {
+	q := `SELECT id, kind, client_id, at, action, actor FROM authsvc_changes WHERE 1 = 1`
+	var args []any
+	if clientID != "" {
+		q += ` AND client_id = ?`
+		args = append(args, clientID)
+	}
+	if before > 0 {
+		q += ` AND id < ?`
+		args = append(args, before)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit)
+	var out []change
+	err := s.db.SelectContext(ctx, &out, s.db.Rebind(q), args...)
+	return out, unavailable(err)
 }
 
 func (s *sqlStore) deletions(ctx context.Context, since time.Time) ([]change, error) {

@@ -88,7 +88,7 @@ func (s *sqlStore) createClient(ctx context.Context, c *clientRecord) error {
 			return unavailable(err)
 		}
 	}
-	if err := s.logChange(ctx, tx, change{Kind: changeClient, ClientID: c.ID, RowID: id}); err != nil {
+	if err := s.logChange(ctx, tx, change{Kind: changeClient, Action: ActionClientCreated, ClientID: c.ID, RowID: id}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -169,7 +169,7 @@ func prefixEnd(prefix string) string {
 	return ""
 }
 
-func (s *sqlStore) updateClient(ctx context.Context, clientID string, update func(*clientRecord) error) (*clientRecord, error) {
+func (s *sqlStore) updateClient(ctx context.Context, clientID, action string, update func(*clientRecord) error) (*clientRecord, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return nil, unavailable(err)
@@ -199,7 +199,7 @@ func (s *sqlStore) updateClient(ctx context.Context, clientID string, update fun
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if err := s.logChange(ctx, tx, change{Kind: changeClient, ClientID: rec.ID, RowID: rec.RowID}); err != nil {
+	if err := s.logChange(ctx, tx, change{Kind: changeClient, Action: action, ClientID: rec.ID, RowID: rec.RowID}); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -222,7 +222,7 @@ func (s *sqlStore) deleteClient(ctx context.Context, clientID string) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	if err := s.logChange(ctx, tx, change{Kind: changeClientDeleted, ClientID: clientID, RowID: rowID}); err != nil {
+	if err := s.logChange(ctx, tx, change{Kind: changeClientDeleted, Action: ActionClientDeleted, ClientID: clientID, RowID: rowID}); err != nil {
 		return err
 	}
 	return unavailable(tx.Commit())

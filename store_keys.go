@@ -42,7 +42,7 @@ func (s *sqlStore) ensureSigningKey(ctx context.Context, alg string, generate fu
 		if err != nil {
 			return nil, err
 		}
-		if err := s.insertKey(ctx, tx, k); err != nil {
+		if err := s.insertKey(ctx, tx, k, ActionKeyCreated); err != nil {
 			return nil, err
 		}
 	}
@@ -53,12 +53,12 @@ func (s *sqlStore) ensureSigningKey(ctx context.Context, alg string, generate fu
 	return keys, unavailable(tx.Commit())
 }
 
-func (s *sqlStore) insertKey(ctx context.Context, tx *sqlx.Tx, k signingKey) error {
+func (s *sqlStore) insertKey(ctx context.Context, tx *sqlx.Tx, k signingKey, action string) error {
 	if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO authsvc_signing_keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?)`),
 		k.ID, k.Alg, k.PrivateKey, k.CreatedAt.Unix(), k.ActivateAt.Unix()); err != nil {
 		return unavailable(err)
 	}
-	return s.logChange(ctx, tx, change{Kind: changeKey})
+	return s.logChange(ctx, tx, change{Kind: changeKey, Action: action})
 }
 
 func selectKeys(ctx context.Context, q sqlx.QueryerContext) ([]signingKey, error) {
@@ -83,7 +83,7 @@ func (s *sqlStore) addSigningKey(ctx context.Context, k signingKey) error {
 		return unavailable(err)
 	}
 	defer tx.Rollback()
-	if err := s.insertKey(ctx, tx, k); err != nil {
+	if err := s.insertKey(ctx, tx, k, ActionKeyRotated); err != nil {
 		return err
 	}
 	return unavailable(tx.Commit())
@@ -103,7 +103,7 @@ func (s *sqlStore) deleteSigningKeys(ctx context.Context, kids []string) error {
 			return unavailable(err)
 		}
 	}
-	if err := s.logChange(ctx, tx, change{Kind: changeKey}); err != nil {
+	if err := s.logChange(ctx, tx, change{Kind: changeKey, Action: ActionKeysRetired}); err != nil {
 		return err
 	}
 	return unavailable(tx.Commit())

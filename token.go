@@ -14,12 +14,18 @@ import (
 
 // issue signs a token for client c.
 func (a *Authenticator) issue(c *Client, scopes, aud []string) (*Token, error) {
+	return a.issueWith(c, scopes, aud, a.cfg.TokenTTL, nil)
+}
+
+// issueWith signs a token for client c that lives ttl, with the claims
+// session (when not nil) sets besides.
+func (a *Authenticator) issueWith(c *Client, scopes, aud []string, ttl time.Duration, session func(*Claims)) (*Token, error) {
 	jtiBytes := make([]byte, 16) // 128 bits, RFC 9068 §2.2
 	if _, err := rand.Read(jtiBytes); err != nil {
 		return nil, err
 	}
 	now := a.now()
-	exp := now.Add(a.cfg.TokenTTL)
+	exp := now.Add(ttl)
 	claims := &Claims{
 		Issuer:         a.cfg.Issuer,
 		Subject:        c.ID,
@@ -33,6 +39,9 @@ func (a *Authenticator) issue(c *Client, scopes, aud []string) (*Token, error) {
 		ClientRowID:    c.RowID,
 		IsAdmin:        c.IsAdmin,
 		LegacyClientID: c.ID,
+	}
+	if session != nil {
+		session(claims)
 	}
 	s := a.keys.Load().current(now)
 	// What jwt.Token.SignedString makes, without encoding the same header
@@ -56,7 +65,7 @@ func (a *Authenticator) issue(c *Client, scopes, aud []string) (*Token, error) {
 		AccessToken: string(buf),
 		TokenType:   "Bearer",
 		ExpiresAt:   time.Unix(exp.Unix(), 0),
-		ExpiresIn:   a.cfg.TokenTTL,
+		ExpiresIn:   ttl,
 		Scopes:      scopes,
 		ClientID:    c.ID,
 		IsAdmin:     c.IsAdmin,

@@ -101,6 +101,9 @@ func (a *Authenticator) Logout(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
+	if actorOf(ctx) == "" {
+		ctx = WithActor(ctx, claims.Subject) // the token's holder logged it out
+	}
 	return a.revoke(ctx, claims)
 }
 
@@ -152,6 +155,9 @@ func (a *Authenticator) Revoke(ctx context.Context, by *Client, token string) er
 	}
 	if claims.Subject != by.ID && !by.IsAdmin {
 		return ErrForbidden
+	}
+	if actorOf(ctx) == "" {
+		ctx = WithActor(ctx, by.ID)
 	}
 	return a.revoke(ctx, claims)
 }
