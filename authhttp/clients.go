@@ -1,6 +1,7 @@
 package authhttp
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -18,7 +19,7 @@ import (
 
 func (h *handler) clientRoutes(mux *http.ServeMux) {
 	mux.Handle("/client", methods{http.MethodPost: h.createClient, http.MethodDelete: h.deleteClient})
-	mux.Handle("/client/{id}", methods{http.MethodDelete: h.deleteClient})
+	mux.Handle("/client/{id}", methods{http.MethodDelete: h.deleteClient, http.MethodPatch: h.updateClient})
 	mux.Handle("/client/{id}/logout", methods{http.MethodPost: h.logoutClient})
 	mux.Handle("/client/{id}/rotate-secret", methods{http.MethodPost: h.rotateSecret})
 	mux.Handle("/clients", methods{http.MethodGet: h.listClients})
@@ -28,46 +29,60 @@ func (h *handler) clientRoutes(mux *http.ServeMux) {
 // authd itself (its aud includes the issuer, or is the default audience:
 // authsvc.Authenticator.ForIssuer) whose client exists now and is an admin
 // now: not on the strength of the token's isAdmin claim, which outlives a
-// deletion or a demotion, nor with a token minted for another service.
-func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*authsvc.Claims, bool) {
+// deletion or a demotion, nor with a token minted for another service. The
+// request it returns carries the admin as the actor of the changes made
+// with its context (authsvc.WithActor).
+func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*http.Request, *authsvc.Claims, bool) {
 	tok, ok := bearer(w, r, http.StatusBadRequest)
 	if !ok {
-		return nil, false
+		return r, nil, false
 	}
 	claims, err := h.auth.Verify(r.Context(), tok)
 	if err != nil {
 		h.fail(w, r, err)
-		return nil, false
+		return r, nil, false
 	}
 	setClient(r, claims.Subject)
 	if !h.auth.ForIssuer(claims) {
 		// RFC 9068 §4: a token whose aud is not this server is invalid here.
 		h.log.Warn("audit: admin route refused a token for another audience", "client_id", claims.Subject, "path", r.URL.Path)
 		h.fail(w, r, &authsvc.Error{Kind: authsvc.ErrInvalidToken, Message: "the token is not meant for this server (its aud lacks the issuer)"})
-		return nil, false
+		return r, nil, false
 	}
-	c, err := h.auth.Client(r.Context(), claims.Subject)
+	if err := h.adminNow(r.Context(), claims.Subject); err != nil {
+		if errors.Is(err, authsvc.ErrForbidden) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="authd", error="insufficient_scope"`)
+			writeError(w, http.StatusForbidden, "admin rights required")
+		} else {
+			h.fail(w, r, err)
+		}
+		return r, nil, false
+	}
+	return r.WithContext(authsvc.WithActor(r.Context(), claims.Subject)), claims, true
+}
+
+// adminNow checks that clientID is an admin now (the console checks its
+// sessions with it too): ErrInvalidToken when the client is gone,
+// ErrForbidden when it is no admin, or the store's error.
+func (h *handler) adminNow(ctx context.Context, clientID string) error {
+	c, err := h.auth.Client(ctx, clientID)
 	if errors.Is(err, authsvc.ErrClientNotFound) {
-		h.fail(w, r, authsvc.ErrInvalidToken)
-		return nil, false
+		return authsvc.ErrInvalidToken
 	}
 	if err != nil {
-		h.fail(w, r, err)
-		return nil, false
+		return err
 	}
 	if !c.IsAdmin {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="authd", error="insufficient_scope"`)
-		writeError(w, http.StatusForbidden, "admin rights required")
-		return nil, false
+		return authsvc.ErrForbidden
 	}
-	return claims, true
+	return nil
 }
 
 // createClient: POST /client (admin). Fields client_id, client_secret
 // (optional: generated when absent), is_admin, scope, audience (the
 // audiences the client may request, space-separated or a JSON array).
 func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
-	caller, ok := h.requireAdmin(w, r)
+	r, caller, ok := h.requireAdmin(w, r)
 	if !ok {
 		return
 	}
@@ -101,10 +116,88 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// updateClient: PATCH /client/{id} (admin) changes a client's scopes,
+// admin flag or audiences, with the fields POST /client takes: scope,
+// is_admin, audience (JSON or form). A field that is absent (or JSON null)
+// is left as it is; an empty scope or audience removes them all. Any other
+// field is refused, so that a misspelt one does not pass for a change.
+func (h *handler) updateClient(w http.ResponseWriter, r *http.Request) {
+	r, caller, ok := h.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	v, err := readParams(w, r)
+	if err != nil {
+		writeBodyError(w, err)
+		return
+	}
+	var u authsvc.ClientUpdate
+	for k := range v {
+		val, err := param(v, k)
+		if err != nil {
+			writeBodyError(w, err)
+			return
+		}
+		switch k {
+		case "scope":
+			scopes := authsvc.ParseScope(val)
+			u.Scopes = &scopes
+		case "audience":
+			auds := strings.Fields(val)
+			u.Audiences = &auds
+		case "is_admin":
+			b, err := parseBool(val)
+			if err != nil || strings.TrimSpace(val) == "" {
+				writeError(w, http.StatusBadRequest, "is_admin must be true or false")
+				return
+			}
+			u.IsAdmin = &b
+		case "client_id":
+			writeError(w, http.StatusBadRequest, "a client_id cannot be changed: create a client and delete this one")
+			return
+		case "client_secret":
+			writeError(w, http.StatusBadRequest, "a secret is changed with POST /client/{id}/rotate-secret")
+			return
+		default:
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %s: PATCH /client/{id} takes scope, is_admin and audience", quoteName(k)))
+			return
+		}
+	}
+	if u.Scopes == nil && u.Audiences == nil && u.IsAdmin == nil {
+		writeError(w, http.StatusBadRequest, "nothing to change: give scope, is_admin or audience")
+		return
+	}
+	c, err := h.auth.UpdateClient(r.Context(), r.PathValue("id"), u)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.auditUpdate(c, u, caller.Subject)
+	writeJSON(w, http.StatusOK, struct {
+		Success bool `json:"success"`
+		ClientJSON
+	}{true, ClientToJSON(*c)})
+}
+
+// auditUpdate logs a client update: what it set, and by whom.
+func (h *handler) auditUpdate(c *authsvc.Client, u authsvc.ClientUpdate, by string) {
+	attrs := []any{"client_id", c.ID, "by", by}
+	if u.IsAdmin != nil {
+		attrs = append(attrs, "is_admin", c.IsAdmin)
+	}
+	if u.Scopes != nil {
+		attrs = append(attrs, "scope", strings.Join(c.Scopes, " "))
+	}
+	if u.Audiences != nil {
+		attrs = append(attrs, "audience", strings.Join(c.Audiences, " "))
+	}
+	h.log.Info("audit: client updated", attrs...)
+}
+
 // deleteClient: DELETE /client (client_id in the body or query) or
 // DELETE /client/{id} (admin).
 func (h *handler) deleteClient(w http.ResponseWriter, r *http.Request) {
-	caller, ok := h.requireAdmin(w, r)
+	r, caller, ok := h.requireAdmin(w, r)
 	if !ok {
 		return
 	}
@@ -139,7 +232,7 @@ func (h *handler) deleteClient(w http.ResponseWriter, r *http.Request) {
 // logoutClient: POST /client/{id}/logout (admin) logs a client out
 // everywhere: every token it was issued so far is refused, on every instance.
 func (h *handler) logoutClient(w http.ResponseWriter, r *http.Request) {
-	caller, ok := h.requireAdmin(w, r)
+	r, caller, ok := h.requireAdmin(w, r)
 	if !ok {
 		return
 	}
@@ -157,7 +250,7 @@ func (h *handler) logoutClient(w http.ResponseWriter, r *http.Request) {
 // the old secret still works), logout_everywhere (also refuse every token
 // issued so far).
 func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request) {
-	caller, ok := h.requireAdmin(w, r)
+	r, caller, ok := h.requireAdmin(w, r)
 	if !ok {
 		return
 	}
@@ -227,7 +320,8 @@ func ClientToJSON(c authsvc.Client) ClientJSON {
 // client_ids that start with it) and ?cursor= (the next_cursor of the page
 // before; opaque). next_cursor is "" on the last page.
 func (h *handler) listClients(w http.ResponseWriter, r *http.Request) {
-	if _, ok := h.requireAdmin(w, r); !ok {
+	r, _, ok := h.requireAdmin(w, r)
+	if !ok {
 		return
 	}
 	q, err := clientQuery(r.URL.RawQuery)

@@ -1,11 +1,14 @@
 package authhttp
 
 import (
+	"context"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/authsvc/authsvc"
 	"github.com/authsvc/authsvc/internal/testdb"
 )
 
@@ -85,4 +88,97 @@ func TestListClientsHTTP(t *testing.T) {
 			expect(t, "GET /clients?"+bad, ts.do("GET", "/clients?"+bad, "", "", admin), 400)
 		}
 	})
+}
+
+// TestUpdateClientRoute: PATCH /client/{id} changes scopes, the admin flag
+// and audiences (JSON or form, a field left out is left alone), and every
+// bad input is refused with a clear message and changes nothing.
+func TestUpdateClientRoute(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		adminH := map[string]string{"Authorization": "Bearer " + ts.admin}
+		ts.createClient(url.Values{"client_id": {"svc"}, "scope": {"a b"}, "audience": {"https://x.test"}})
+		show := func() string {
+			t.Helper()
+			c, err := ts.auth.Client(context.Background(), "svc")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fmt.Sprintf("admin=%t scope=%q aud=%q", c.IsAdmin, strings.Join(c.Scopes, " "), strings.Join(c.Audiences, " "))
+		}
+		r := ts.do("PATCH", "/client/svc", "application/json", `{"scope":["c","a"],"is_admin":true}`, adminH)
+		expect(t, "PATCH JSON", r, 200)
+		if r.body["success"] != true || r.body["client_id"] != "svc" || r.body["scope"] != "c a" || r.body["is_admin"] != true || r.body["audience"] != "https://x.test" {
+			t.Fatalf("PATCH JSON body %s", r.raw)
+		}
+		if got := show(); got != `admin=true scope="c a" aud="https://x.test"` {
+			t.Fatalf("after PATCH JSON: %s", got)
+		}
+		expect(t, "PATCH form", ts.do("PATCH", "/client/svc", form, "is_admin=false&audience=", adminH), 200)
+		if got := show(); got != `admin=false scope="c a" aud=""` {
+			t.Fatalf("after PATCH form: %s", got)
+		}
+		expect(t, "PATCH empty scope", ts.do("PATCH", "/client/svc", form, "scope=", adminH), 200)
+		expect(t, "PATCH null is absent", ts.do("PATCH", "/client/svc", "application/json", `{"scope":"z","is_admin":null}`, adminH), 200)
+		before := show()
+		if before != `admin=false scope="z" aud=""` {
+			t.Fatalf("after PATCH null: %s", before)
+		}
+		if !strings.Contains(ts.logs.String(), `"msg":"audit: client updated","client_id":"svc","by":"root","scope":"z"`) {
+			t.Fatalf("no audit line for the update:\n%s", ts.logs)
+		}
+		for _, bad := range []struct {
+			name, ct, body string
+			status         int
+			msg            string
+		}{
+			{"nothing", form, "", 400, "nothing to change: give scope, is_admin or audience"},
+			{"only null", "application/json", `{"scope":null}`, 400, "nothing to change: give scope, is_admin or audience"},
+			{"misspelt", form, "scopes=a", 400, `unknown parameter "scopes": PATCH /client/{id} takes scope, is_admin and audience`},
+			{"client_id", form, "client_id=other", 400, "a client_id cannot be changed: create a client and delete this one"},
+			{"secret", form, "client_secret=a%20new%20secret%20of%20length", 400, "a secret is changed with POST /client/{id}/rotate-secret"},
+			{"bad flag", form, "is_admin=perhaps", 400, "is_admin must be true or false"},
+			{"empty flag", form, "is_admin=", 400, "is_admin must be true or false"},
+			{"twice", form, "scope=a&scope=b", 400, `parameter "scope" given more than once`},
+			{"JSON twice", "application/json", `{"scope":"a","scope":"b"}`, 400, `parameter "scope" given more than once`},
+			{"bad scope", form, "scope=" + url.QueryEscape("a\x01"), 400, ""},
+			{"bad audience", form, "audience=" + url.QueryEscape("\x7f"), 400, ""},
+			{"too many audiences", form, "audience=" + url.QueryEscape(manyWords(101)), 400, ""},
+			{"malformed JSON", "application/json", `{"scope":`, 400, "malformed request body"},
+			{"JSON array", "application/json", `["scope"]`, 400, "malformed JSON body: want an object"},
+			{"bad type", "text/plain", "scope=a", 415, ""},
+			{"too large", form, "scope=" + strings.Repeat("a", 70<<10), 413, ""},
+			{"partly bad", form, "scope=ok&is_admin=maybe", 400, "is_admin must be true or false"},
+		} {
+			r := ts.do("PATCH", "/client/svc", bad.ct, bad.body, adminH)
+			expect(t, "PATCH "+bad.name, r, bad.status)
+			if bad.msg != "" && r.body["error"] != bad.msg {
+				t.Errorf("PATCH %s: error %q, want %q", bad.name, r.body["error"], bad.msg)
+			}
+			if got := show(); got != before {
+				t.Fatalf("PATCH %s changed the client: %s", bad.name, got)
+			}
+		}
+		expect(t, "PATCH unknown client", ts.do("PATCH", "/client/ghost", form, "scope=a", adminH), 404)
+		expect(t, "PATCH no admin", ts.do("PATCH", "/client/svc", form, "scope=a", nil), 401)
+		_, plain := ts.createClient(url.Values{"client_id": {"plain"}})
+		expect(t, "PATCH by a non-admin", ts.do("PATCH", "/client/svc", form, "scope=a", map[string]string{"Authorization": "Bearer " + ts.token("plain", plain)}), 403)
+		if got := show(); got != before {
+			t.Fatalf("refused PATCHes changed the client: %s", got)
+		}
+		// The change log says who did it.
+		page, err := ts.auth.Activity(context.Background(), authsvc.ActivityQuery{ClientID: "svc", Limit: 1})
+		if err != nil || len(page.Changes) != 1 || page.Changes[0].Action != authsvc.ActionClientUpdated || page.Changes[0].Actor != "root" {
+			t.Fatalf("activity: %+v %v", page, err)
+		}
+	})
+}
+
+// manyWords returns n distinct words separated by spaces.
+func manyWords(n int) string {
+	w := make([]string, n)
+	for i := range w {
+		w[i] = fmt.Sprintf("aud-%d", i)
+	}
+	return strings.Join(w, " ")
 }

@@ -269,13 +269,18 @@ func params(w http.ResponseWriter, r *http.Request, keys ...string) (map[string]
 			return out, true
 		}
 	}
+	writeBodyError(w, err)
+	return nil, false
+}
+
+// writeBodyError answers an error of readParams or param.
+func writeBodyError(w http.ResponseWriter, err error) {
 	var eb *errBody
 	if errors.As(err, &eb) {
 		writeError(w, eb.status, eb.msg)
 	} else {
 		writeError(w, http.StatusBadRequest, "malformed request body")
 	}
-	return nil, false
 }
 
 // parseBool accepts what PostgreSQL accepts for a boolean, as the seed
