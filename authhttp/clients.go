@@ -179,9 +179,10 @@ func (h *handler) updateClient(w http.ResponseWriter, r *http.Request) {
 	}{true, ClientToJSON(*c)})
 }
 
-// auditUpdate logs a client update: what it set, and by whom.
-func (h *handler) auditUpdate(c *authsvc.Client, u authsvc.ClientUpdate, by string) {
-	attrs := []any{"client_id", c.ID, "by", by}
+// auditUpdate logs a client update: what it set, and by whom (and more
+// attributes, such as via=console).
+func (h *handler) auditUpdate(c *authsvc.Client, u authsvc.ClientUpdate, by string, more ...any) {
+	attrs := append([]any{"client_id", c.ID, "by", by}, more...)
 	if u.IsAdmin != nil {
 		attrs = append(attrs, "is_admin", c.IsAdmin)
 	}
@@ -260,15 +261,11 @@ func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request) {
 	}
 	var opt authsvc.RotateSecret
 	opt.Secret = p["client_secret"]
-	if g := p["grace"]; g != "" {
-		d, err := time.ParseDuration(g)
-		if err != nil || d < 0 || d > 30*24*time.Hour {
-			writeError(w, http.StatusBadRequest, "grace must be a duration such as 24h, at most 720h")
-			return
-		}
-		opt.Grace = d
-	}
 	var err error
+	if opt.Grace, err = parseGrace(p["grace"]); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if opt.LogoutEverywhere, err = parseBool(p["logout_everywhere"]); err != nil {
 		writeError(w, http.StatusBadRequest, "logout_everywhere must be true or false")
 		return
@@ -285,6 +282,22 @@ func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request) {
 		out["old_secret_valid_until"] = time.Now().Add(opt.Grace).Unix()
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// maxGrace bounds a secret rotation's grace period.
+const maxGrace = 30 * 24 * time.Hour
+
+// parseGrace reads a rotation's grace period: a duration such as 24h, at
+// most maxGrace; "" is none.
+func parseGrace(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > maxGrace {
+		return 0, errors.New("grace must be a duration such as 24h, at most 720h")
+	}
+	return d, nil
 }
 
 // ClientJSON is a client as the API shows it (GET /clients, and the CLI's

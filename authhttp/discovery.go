@@ -58,19 +58,15 @@ func (h *handler) metadata(w http.ResponseWriter, r *http.Request) {
 
 // base is the URL the routes are reached at: Options.BaseURL, else the
 // issuer followed by the prefix http.StripPrefix removed from this request
-// (the part of the path the client sent that the handler did not see),
-// unless the issuer's path already ends with it, segment for segment.
+// (mountPrefix), unless the issuer's path already ends with it, segment
+// for segment.
 func (h *handler) base(r *http.Request) string {
 	if h.baseURL != "" {
 		return h.baseURL
 	}
 	iss := strings.TrimSuffix(h.auth.Issuer(), "/")
-	sent, err := url.ParseRequestURI(r.RequestURI)
-	if err != nil || r.URL.Path == "" || !strings.HasSuffix(sent.Path, r.URL.Path) {
-		return iss
-	}
-	prefix := strings.TrimSuffix(strings.TrimSuffix(sent.Path, r.URL.Path), "/")
-	if prefix == "" || !strings.HasPrefix(prefix, "/") {
+	prefix := mountPrefix(r)
+	if prefix == "" {
 		return iss
 	}
 	// The issuer's path, not its text: "http://auth" does not end in /auth.
@@ -79,6 +75,21 @@ func (h *handler) base(r *http.Request) string {
 		return iss
 	}
 	return iss + prefix
+}
+
+// mountPrefix is the prefix http.StripPrefix removed from this request:
+// the part of the path the client sent that the handler did not see, such
+// as "/auth"; "" when none was.
+func mountPrefix(r *http.Request) string {
+	sent, err := url.ParseRequestURI(r.RequestURI)
+	if err != nil || r.URL.Path == "" || !strings.HasSuffix(sent.Path, r.URL.Path) {
+		return ""
+	}
+	prefix := strings.TrimSuffix(strings.TrimSuffix(sent.Path, r.URL.Path), "/")
+	if !strings.HasPrefix(prefix, "/") {
+		return ""
+	}
+	return prefix
 }
 
 // buildDiscovery makes the RFC 8414 document for routes reached at base.

@@ -73,6 +73,10 @@ type Options struct {
 	// that a load balancer stops sending requests before shutdown.
 	Draining func() bool
 
+	// Console configures the admin console served under /admin (the zero
+	// value: on, with its defaults); Console{Off: true} removes it.
+	Console ConsoleOptions
+
 	// BaseURL is the URL the routes are reached at from outside, as
 	// discovery advertises them (token_endpoint = BaseURL + "/oauth/token").
 	// Empty means the Authenticator's issuer, followed by the prefix the
@@ -131,6 +135,7 @@ func newHandler(a *authsvc.Authenticator, opts Options) (*handler, http.Handler)
 	h.clientRoutes(mux)
 	h.oauthRoutes(mux)
 	h.gatewayRoutes(mux)
+	h.consoleRoutes(mux, opts.Console)
 	mux.Handle("/healthz", methods{http.MethodGet: h.healthz})
 	mux.Handle("/readyz", methods{http.MethodGet: h.readyz})
 	if opts.MetricsHandler != nil {

@@ -343,19 +343,11 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 // allowAttempt applies the throttle before a client's secret is checked;
 // false means a 429 has been written. The attempt goes to noteAttempt.
 func (h *handler) allowAttempt(w http.ResponseWriter, r *http.Request, clientID string, oauth bool) (attempt, bool) {
-	if h.throttle == nil {
-		return attempt{}, true
-	}
-	att, ref := h.throttle.allow(clientID, info(r).addr)
-	if ref == nil {
+	att, wait, ok := h.admit(r, clientID)
+	if ok {
 		return att, true
 	}
-	secs := max(1, int((ref.retry+time.Second-1)/time.Second)) // whole seconds, rounded up
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	h.log.Warn("authentication throttled", "limit", ref.limit, "client_id", clip(clientID), "remote", clip(info(r).addr), "retry_after_s", secs)
-	if h.metrics != nil {
-		h.metrics.throttled.WithLabelValues(ref.limit).Inc()
-	}
+	w.Header().Set("Retry-After", strconv.Itoa(wait))
 	msg := "too many failed authentications: retry later"
 	if oauth {
 		oauthError(w, http.StatusTooManyRequests, "too_many_requests", msg)
@@ -363,6 +355,26 @@ func (h *handler) allowAttempt(w http.ResponseWriter, r *http.Request, clientID 
 		writeError(w, http.StatusTooManyRequests, msg)
 	}
 	return att, false
+}
+
+// admit is the throttle's check before a secret is checked, for every
+// route where a client authenticates (the console's sign-in too): false
+// means refused, logged and counted here, with the whole seconds to wait;
+// the caller answers. An attempt let through goes to noteAttempt.
+func (h *handler) admit(r *http.Request, clientID string) (attempt, int, bool) {
+	if h.throttle == nil {
+		return attempt{}, 0, true
+	}
+	att, ref := h.throttle.allow(clientID, info(r).addr)
+	if ref == nil {
+		return att, 0, true
+	}
+	secs := max(1, int((ref.retry+time.Second-1)/time.Second)) // whole seconds, rounded up
+	h.log.Warn("authentication throttled", "limit", ref.limit, "client_id", clip(clientID), "remote", clip(info(r).addr), "retry_after_s", secs)
+	if h.metrics != nil {
+		h.metrics.throttled.WithLabelValues(ref.limit).Inc()
+	}
+	return att, secs, false
 }
 
 // noteAttempt ends an attempt allowAttempt let through: it feeds the
