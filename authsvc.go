@@ -304,6 +304,11 @@ func (a *Authenticator) Ping(ctx context.Context) error {
 	return a.store.Ping(ctx)
 }
 
+// Now returns the time on the Authenticator's clock (Config.Now): the
+// clock of token times, for programs that reason about them (authhttp's
+// console renews and ends sessions by it).
+func (a *Authenticator) Now() time.Time { return a.now() }
+
 // Issuer returns the configured issuer.
 func (a *Authenticator) Issuer() string { return a.cfg.Issuer }
 

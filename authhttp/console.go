@@ -141,6 +141,17 @@ func (h *handler) consoleRoutes(mux *http.ServeMux, opts ConsoleOptions) {
 	in.HandleFunc("GET /admin/activity", c.authed(c.activityPage))
 	in.HandleFunc("GET /admin/health", c.authed(c.healthPage))
 	in.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+		// A form's address opened as a page (a bookmark, a reload): 405,
+		// saying so, rather than "no such page".
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := in.Handler(probe); m != r.Method && pattern != "/admin/" {
+				w.Header().Set("Allow", m)
+				c.message(w, r, http.StatusMethodNotAllowed, "Not a page", "This address takes a form the console's pages send; it is not a page to open.")
+				return
+			}
+		}
 		c.message(w, r, http.StatusNotFound, "Not found", "There is no such page in the console.")
 	})
 	safe := c.safe(in)
@@ -255,7 +266,8 @@ func (c *console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 	}
 	setClient(r, claims.Subject)
 	ctx = authsvc.WithActor(ctx, claims.Subject)
-	if time.Since(time.Unix(claims.AuthTime, 0)) > c.maxAge {
+	now := c.h.auth.Now() // the clock of the token's times
+	if now.Sub(time.Unix(claims.AuthTime, 0)) > c.maxAge {
 		c.endSession(w, r.WithContext(ctx), ck.Value, "expired")
 		return nil, false
 	}
@@ -269,7 +281,7 @@ func (c *console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 		return nil, false
 	}
 	token := ck.Value
-	if time.Since(time.Unix(claims.IssuedAt, 0)) >= c.idle/3 {
+	if now.Sub(time.Unix(claims.IssuedAt, 0)) >= c.idle/3 {
 		token = c.renew(w, r.WithContext(ctx), claims, token)
 	}
 	return &session{claims: claims, token: token, admin: claims.Subject, csrf: csrfToken(claims.SessionID)}, true
@@ -545,7 +557,7 @@ func (c *console) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if id == "" {
-		v.Errors["client_id"] = "Enter the admin client's ID."
+		v.Errors["client_id"] = "Enter the client ID of an admin."
 	}
 	if secret == "" {
 		v.Errors["client_secret"] = "Enter its secret."

@@ -41,6 +41,13 @@ func newTestServer(t *testing.T, dbURL string) *testServer {
 // set here).
 func newTestServerWith(t *testing.T, dbURL string, cfg authsvc.Config) *testServer {
 	t.Helper()
+	return newTestServerOpts(t, dbURL, cfg, Options{Throttle: Throttle{Off: true}})
+}
+
+// newTestServerOpts starts authd's handler with cfg and opts (Issuer and
+// Logger are set here).
+func newTestServerOpts(t *testing.T, dbURL string, cfg authsvc.Config, opts Options) *testServer {
+	t.Helper()
 	ctx := context.Background()
 	store, err := authsvc.OpenStore(ctx, dbURL)
 	if err != nil {
@@ -58,7 +65,8 @@ func newTestServerWith(t *testing.T, dbURL string, cfg authsvc.Config) *testServ
 	if _, _, err := a.CreateClient(ctx, authsvc.NewClient{ID: "root", Secret: adminSecret, IsAdmin: true}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(NewHandler(a, Options{Logger: log, Throttle: Throttle{Off: true}}))
+	opts.Logger = log
+	srv := httptest.NewServer(NewHandler(a, opts))
 	t.Cleanup(srv.Close)
 	ts := &testServer{t: t, url: srv.URL, auth: a, store: store, dbURL: dbURL, logs: logs, secret: adminSecret}
 	ts.admin = ts.token("root", adminSecret)
