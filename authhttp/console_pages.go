@@ -347,6 +347,7 @@ func (c *console) deleteClient(w http.ResponseWriter, r *http.Request, s *sessio
 type keyRow struct {
 	authsvc.KeyInfo
 	State string
+	Age   time.Duration
 }
 
 type keysData struct {
@@ -372,7 +373,7 @@ func (c *console) renderKeys(w http.ResponseWriter, r *http.Request, status int,
 	now := time.Now()
 	seen := false // past the key that signs now
 	for _, k := range keys {
-		row := keyRow{KeyInfo: k}
+		row := keyRow{KeyInfo: k, Age: now.Sub(k.CreatedAt)}
 		switch {
 		case k.Signing:
 			row.State, seen = "signing now", true

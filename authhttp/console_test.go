@@ -265,7 +265,7 @@ func TestConsoleWalkthrough(t *testing.T) {
 		// Activity: what happened to svc, by whom.
 		p = u.get("/admin/activity?client=svc")
 		want(t, "activity", p, 200, `data-action="client_deleted"`, `data-action="client_logged_out"`, `data-action="secret_rotated"`,
-			`data-action="client_updated"`, `data-action="client_created"`, "<td>root</td>")
+			`data-action="client_updated"`, `data-action="client_created"`, `<td data-label="By">root</td>`)
 		want(t, "activity bad filter", u.get("/admin/activity?client="+strings.Repeat("x", 129)), 400, `id="client-error"`)
 		want(t, "activity bad position", u.get("/admin/activity?before=x"), 400)
 

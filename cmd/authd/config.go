@@ -51,6 +51,7 @@ type config struct {
 	ThrottlePair          string        `envconfig:"THROTTLE_PAIR"`                              // BURST/INTERVAL or off; "" is authhttp's default, 10/30s
 	ThrottleAddress       string        `envconfig:"THROTTLE_ADDRESS"`                           // BURST/INTERVAL or off; "" is 100/6s
 	ThrottleClient        string        `envconfig:"THROTTLE_CLIENT"`                            // BURST/INTERVAL or off; "" is 50/1s
+	AdminConsole          string        `envconfig:"ADMIN_CONSOLE" default:"on"`                 // on or off: the admin console under /admin
 }
 
 const (
@@ -280,6 +281,9 @@ func (c *config) resolve(socketDir string) error {
 		return fmt.Errorf("config: %s_TRUSTED_PROXIES: %w", envPrefix, err)
 	}
 	if _, err := c.throttle(); err != nil {
+		return err
+	}
+	if err := oneOf(envPrefix+"_ADMIN_CONSOLE", c.AdminConsole, "on", "off"); err != nil {
 		return err
 	}
 	if c.MetricsAddr != "" {

@@ -84,6 +84,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxRevocations:  10000,
 		MaxChanges:      1000000,
 		Throttle:        "on",
+		AdminConsole:    "on",
 	}
 	tests := []struct {
 		name   string
@@ -435,6 +436,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"AUTHSVC_THROTTLE_CLIENT": "-1/1s"}, "AUTHSVC_THROTTLE_CLIENT"},
 		{map[string]string{"AUTHSVC_THROTTLE_CLIENT": "50/48h"}, "AUTHSVC_THROTTLE_CLIENT"},
 		{map[string]string{"AUTHSVC_THROTTLE_CLIENT": "on"}, "AUTHSVC_THROTTLE_CLIENT"},
+		{map[string]string{"AUTHSVC_ADMIN_CONSOLE": "no"}, "AUTHSVC_ADMIN_CONSOLE"},
+		{map[string]string{"AUTHSVC_ADMIN_CONSOLE": ""}, "AUTHSVC_ADMIN_CONSOLE"},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {

@@ -162,7 +162,8 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	opts := authhttp.Options{Logger: log, TrustedProxies: trusted, Metrics: reg, Draining: ap.draining.Load, Throttle: throttle}
+	opts := authhttp.Options{Logger: log, TrustedProxies: trusted, Metrics: reg, Draining: ap.draining.Load, Throttle: throttle,
+		Console: authhttp.ConsoleOptions{Off: cfg.AdminConsole == "off", Version: version}}
 	if cfg.MetricsAddr == "" {
 		opts.MetricsHandler = metrics
 	}
