@@ -284,3 +284,36 @@ func TestServeThrottleConfig(t *testing.T) {
 		t.Fatal("no warning that the throttle is off")
 	}
 }
+
+// TestServeAdminConsoleConfig: AUTHSVC_ADMIN_CONSOLE=off removes the
+// console's routes from the running server; on (the default) serves it.
+func TestServeAdminConsoleConfig(t *testing.T) {
+	for _, setting := range []string{"on", "off"} {
+		t.Run(setting, func(t *testing.T) {
+			cfg := config{
+				Addr: "127.0.0.1:0", DatabaseURL: testdb.SQLite(t), Issuer: "http://authd.test", TokenTTL: time.Hour, SigningAlg: "EdDSA",
+				LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second, AdminConsole: setting,
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			ap, err := start(ctx, cfg, newLogger(cfg, &testdb.LogBuffer{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- ap.serve(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+			resp, err := http.Get("http://" + ap.ln.Addr().String() + "/admin/signin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			ct := resp.Header.Get("Content-Type")
+			switch {
+			case setting == "on" && (resp.StatusCode != 200 || !strings.HasPrefix(ct, "text/html")):
+				t.Fatalf("console on: %d %s", resp.StatusCode, ct)
+			case setting == "off" && (resp.StatusCode != 404 || ct != "application/json"):
+				t.Fatalf("console off: %d %s", resp.StatusCode, ct)
+			}
+		})
+	}
+}
