@@ -281,7 +281,9 @@ func (c *console) session(w http.ResponseWriter, r *http.Request) (*session, boo
 		return nil, false
 	}
 	token := ck.Value
-	if now.Sub(time.Unix(claims.IssuedAt, 0)) >= c.idle/3 {
+	// A third of the token's own lifetime: IdleTimeout, or less when the
+	// Authenticator's token lifetime is shorter.
+	if life := claims.ExpiresAt - claims.IssuedAt; now.Unix()-claims.IssuedAt >= life/3 {
 		token = c.renew(w, r.WithContext(ctx), claims, token)
 	}
 	return &session{claims: claims, token: token, admin: claims.Subject, csrf: csrfToken(claims.SessionID)}, true
@@ -296,7 +298,7 @@ func isSessionToken(c *authsvc.Claims) bool {
 // renew replaces a session's token with a fresh one (the same session id
 // and sign-in time), so that the session ends only after IdleTimeout
 // without a request, and revokes the one it replaces, so that a copy of
-// an old cookie is worth nothing. A third of the idle time must have
+// an old cookie is worth nothing. A third of its lifetime must have
 // passed: renewing on every request would revoke a token per click. A
 // failure keeps the current token, which is still valid. It returns the
 // session's token from now on.

@@ -370,8 +370,8 @@ func (c *console) renderKeys(w http.ResponseWriter, r *http.Request, status int,
 			alg = k.Alg
 		}
 	}
-	now := time.Now()
-	seen := false // past the key that signs now
+	now := c.h.auth.Now() // the clock Keys decides what signs by
+	seen := false         // past the key that signs now
 	for _, k := range keys {
 		row := keyRow{KeyInfo: k, Age: now.Sub(k.CreatedAt)}
 		switch {
