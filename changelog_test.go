@@ -50,7 +50,7 @@ func jtis(p changePage) []string {
 func TestChangeLogOutOfOrderCommits(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, testdb.Postgres(t)).(*sqlStore)
-	st := newState()
+	st := newState(0)
 	if err := st.load(ctx, s, time.Now(), time.Now().Add(-time.Hour), noKeys); err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestChangeLogConcurrentWriters(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		s := openStore(t, url).(*sqlStore)
-		st := newState()
+		st := newState(0)
 		if err := st.load(ctx, s, time.Now(), time.Now().Add(-time.Hour), noKeys); err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +248,7 @@ func TestChangeLogCountBound(t *testing.T) {
 		})
 		// A follower loaded now has a cursor (not "from the start": see
 		// the limitation in docs/design.md §9).
-		st := newState()
+		st := newState(0)
 		if err := st.load(ctx, a.store, time.Now(), time.Now().Add(-time.Hour), noKeys); err != nil || st.applied().ID == 0 {
 			t.Fatalf("load: cursor %v, %v", st.applied(), err)
 		}
@@ -323,7 +323,7 @@ func TestChangeLogPurgeUnderHeldHorizon(t *testing.T) {
 	if _, err := s.purge(ctx, time.Now(), time.Now().Add(-time.Hour), 1); err != nil {
 		t.Fatal(err)
 	}
-	st := newState()
+	st := newState(0)
 	if err := st.load(ctx, s, time.Now(), time.Now().Add(-time.Hour), noKeys); err != nil {
 		t.Fatal(err)
 	}

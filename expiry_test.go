@@ -52,7 +52,7 @@ func (m *revModel) check(t *testing.T, st *state, now int64) {
 // past when revoked, some revoked twice or again after their purge.
 func TestPurgeExpiredExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
-	st := newState()
+	st := newState(0)
 	m := &revModel{exp: map[string]int64{}, client: map[string]string{}}
 	const base = 1_700_000_000
 	now := int64(base)
@@ -105,7 +105,7 @@ func TestPurgeExpiredExact(t *testing.T) {
 // checked, never lets a live revocation through and keeps the counts (run
 // with -race).
 func TestPurgeConcurrent(t *testing.T) {
-	st := newState()
+	st := newState(0)
 	const now = int64(1_700_000_000)
 	const n = 20_000
 	for i := range n {
@@ -140,7 +140,7 @@ func TestPurgeConcurrent(t *testing.T) {
 // TestVerifiedCacheExpiry: cached tokens leave at their exp; a full cache
 // drops the tokens that expire first, a few at a time.
 func TestVerifiedCacheExpiry(t *testing.T) {
-	st := newState()
+	st := newState(0)
 	const now = int64(1_700_000_000)
 	for i := range maxVerifiedTokens {
 		c := &Claims{ID: fmt.Sprint(i), ExpiresAt: now + int64(i%3600)}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"math"
-	"slices"
 	"sync"
 	"time"
 )
@@ -17,10 +16,15 @@ import (
 // within milliseconds through PostgreSQL's NOTIFY, and within PollInterval
 // in any case.
 type state struct {
-	mu      sync.RWMutex // guards every field below
-	clients map[string]*clientRecord
-	deleted map[int64]bool // row ids of clients deleted within a token's lifetime before start, or since: never stored again
-	revoked *revocationSet // each revocation's owner is its client's number in revokers
+	mu sync.RWMutex // guards every field below
+	// clients is a bounded cache of client records (maxClients), filled
+	// from the store on a miss and kept current by the change log: with
+	// ten million clients, holding them all made start take a minute and
+	// seven gigabytes (issue 15).
+	clients    map[string]*clientRecord
+	maxClients int
+	deleted    map[int64]bool // row ids of clients deleted within a token's lifetime before start, or since: never stored again
+	revoked    *revocationSet // each revocation's owner is its client's number in revokers
 	// revokers counts each client's live revocations, so that no client
 	// can grow them without bound (Config.MaxRevocationsPerClient).
 	revokers revokers
@@ -28,8 +32,10 @@ type state struct {
 	// verifiedExp: the keys of verified, by the tokens' exp.
 	verifiedExp expiryIndex[[32]byte]
 	cursor      logPos // the last change applied (its ID is the feed's cursor)
-	// clientsVersion changes whenever clients does, so that what is derived
-	// from every client (ScopesSupported) is computed once per change.
+	// clientsVersion counts the client changes applied (this instance's
+	// own writes, and the change log's), not cache fills: a fill that read
+	// the store before a change must not cache what it read, and what is
+	// derived from every client (ScopesSupported) is read again after one.
 	clientsVersion uint64
 	synced         time.Time // when the store last answered a catch-up
 	healthy        bool      // the last catch-up succeeded
@@ -42,13 +48,21 @@ type state struct {
 // maxVerifiedTokens bounds the verified-token cache.
 const maxVerifiedTokens = 100_000
 
-func newState() *state {
+// defaultMaxClients is the client cache's size when Config.ClientCacheSize
+// is zero.
+const defaultMaxClients = 100_000
+
+func newState(maxClients int) *state {
+	if maxClients <= 0 {
+		maxClients = defaultMaxClients
+	}
 	return &state{
-		clients:  make(map[string]*clientRecord),
-		deleted:  make(map[int64]bool),
-		revoked:  newRevocationSet(0, true),
-		verified: make(map[[32]byte]*Claims),
-		changed:  make(chan struct{}),
+		clients:    make(map[string]*clientRecord),
+		maxClients: maxClients,
+		deleted:    make(map[int64]bool),
+		revoked:    newRevocationSet(0, true),
+		verified:   make(map[[32]byte]*Claims),
+		changed:    make(chan struct{}),
 	}
 }
 
@@ -69,10 +83,6 @@ func (st *state) load(ctx context.Context, store Store, now, deletedSince time.T
 	if err := reloadKeys(ctx); err != nil {
 		return err
 	}
-	clients, err := store.clients(ctx)
-	if err != nil {
-		return err
-	}
 	revoked, revokers := newRevocationSet(0, true), revokers{}
 	if _, err := store.revocations(ctx, now, func(jti, clientID []byte, exp int64) {
 		if k := revocationKeyOf(string(jti)); !revoked.has(k) {
@@ -85,16 +95,13 @@ func (st *state) load(ctx context.Context, store Store, now, deletedSince time.T
 	if err != nil {
 		return err
 	}
-	fresh := make(map[string]*clientRecord, len(clients))
-	for i := range clients {
-		fresh[clients[i].ID] = &clients[i]
-	}
 	// Replace, not merge: load also serves to recover after an outage long
 	// enough that the change log may have been purged of what was missed
 	// (a deletion, a rotation), so nothing of the old state may survive.
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.clients, st.revoked, st.revokers = fresh, revoked, revokers
+	// The client cache starts empty: clients are read as they are used.
+	st.clients, st.revoked, st.revokers = make(map[string]*clientRecord), revoked, revokers
 	st.clientsVersion++
 	for _, d := range deletions {
 		st.deleted[d.RowID] = true
@@ -118,9 +125,10 @@ func (st *state) client(id string) *clientRecord {
 	return st.clients[id]
 }
 
-// putClient stores a client's newest record (nil: it was deleted). A
-// record of a client known to be deleted is not stored again: a lookup that
-// read the store just before the deletion must not bring it back.
+// putClient stores a client's newest record, written by this instance
+// (nil: it was deleted). A record of a client known to be deleted is not
+// stored again: a lookup that read the store just before the deletion must
+// not bring it back.
 func (st *state) putClient(id string, rec *clientRecord) {
 	st.mu.Lock()
 	switch {
@@ -130,39 +138,46 @@ func (st *state) putClient(id string, rec *clientRecord) {
 		}
 		delete(st.clients, id)
 	case !st.deleted[rec.RowID]:
-		st.clients[id] = rec
+		st.cacheLocked(id, rec)
 	}
 	st.clientsVersion++
 	st.notifyLocked()
 	st.mu.Unlock()
 }
 
-// scopeUnion returns the sorted union of every client's scopes, and the
-// clientsVersion it was computed at. It reuses last when that is current.
-func (st *state) scopeUnion(last *scopeSet) *scopeSet {
-	st.mu.RLock()
-	defer st.mu.RUnlock()
-	if last != nil && last.version == st.clientsVersion {
-		return last
+// fillClient caches a record read from the store on a miss, unless a
+// client change was applied since the read began (at version): the record
+// may predate it, and the change's catch-up did not refresh a client that
+// was not cached.
+func (st *state) fillClient(id string, rec *clientRecord, version uint64) {
+	st.mu.Lock()
+	if st.clientsVersion == version && !st.deleted[rec.RowID] {
+		st.cacheLocked(id, rec)
 	}
-	seen := map[string]bool{}
-	for _, c := range st.clients {
-		for _, s := range c.Scopes {
-			seen[s] = true
-		}
-	}
-	scopes := make([]string, 0, len(seen))
-	for s := range seen {
-		scopes = append(scopes, s)
-	}
-	slices.Sort(scopes)
-	return &scopeSet{version: st.clientsVersion, scopes: scopes}
+	st.mu.Unlock()
 }
 
-// scopeSet is a scopeUnion result.
-type scopeSet struct {
-	version uint64
-	scopes  []string
+// cacheLocked puts a record in the cache, making room when it is full by
+// dropping a few records at random (map order): a client dropped is read
+// again on its next use.
+func (st *state) cacheLocked(id string, rec *clientRecord) {
+	if _, ok := st.clients[id]; !ok && len(st.clients) >= st.maxClients {
+		drop := max(1, st.maxClients/100)
+		for k := range st.clients {
+			delete(st.clients, k)
+			if drop--; drop == 0 {
+				break
+			}
+		}
+	}
+	st.clients[id] = rec
+}
+
+// versionOfClients is clientsVersion (see fillClient).
+func (st *state) versionOfClients() uint64 {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.clientsVersion
 }
 
 // revokers numbers the clients that have live revocations, so that a
@@ -365,6 +380,13 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 			case changeRevoke:
 				st.revoke(c.JTI, c.ClientID, c.ExpiresAt)
 			case changeClient:
+				if st.client(c.ClientID) == nil {
+					// Not cached: its next use reads it from the store.
+					st.mu.Lock()
+					st.clientsVersion++
+					st.mu.Unlock()
+					break
+				}
 				rec, err := store.client(ctx, c.ClientID)
 				if errors.Is(err, ErrClientNotFound) {
 					rec, err = nil, nil // deleted since: a later change says so
@@ -381,8 +403,8 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 				st.deleted[c.RowID] = true
 				if rec := st.clients[c.ClientID]; rec != nil && rec.RowID == c.RowID {
 					delete(st.clients, c.ClientID)
-					st.clientsVersion++
 				}
+				st.clientsVersion++
 				st.notifyLocked()
 				st.mu.Unlock()
 			case changeKey:

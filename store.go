@@ -55,6 +55,9 @@ type Store interface {
 	// deletions returns the client deletions logged since (their ClientID
 	// and RowID), for the revocation feed's snapshot.
 	deletions(ctx context.Context, since time.Time) ([]change, error)
+	// scopeLists returns the distinct scope lists (space-separated) of
+	// every client.
+	scopeLists(ctx context.Context) ([]string, error)
 	// cutoffs returns the clients whose cut-off (tokens_valid_after) is
 	// after since, as changes with ClientID and At (the cut-off), through
 	// an index: for the revocation feed's snapshot.
