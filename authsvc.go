@@ -198,12 +198,45 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	bg, stop := context.WithCancel(context.Background())
 	a.stop = stop
 	a.kick = make(chan struct{}, 1)
-	a.done.Add(3)
+	a.done.Add(4)
 	go a.follow(bg)
 	go a.watch(bg)
 	go a.writeKnown(bg)
+	go a.warmClients(bg)
 	return a, nil
 }
+
+// warmClients fills the client cache from the store after start, a page at
+// a time, until it is full or every client is in: an instance with fewer
+// clients than the cache holds serves them all from memory, as if it had
+// loaded them at start, without making start wait for them.
+func (a *Authenticator) warmClients(ctx context.Context) {
+	defer a.done.Done()
+	after := ""
+	for room := a.state.maxClients; room > 0 && ctx.Err() == nil; {
+		version := a.state.versionOfClients()
+		rctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
+		page, err := a.store.listClients(rctx, "", after, min(room, warmPage))
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Debug("authsvc: warming the client cache stopped; clients are read on use", "err", err)
+			}
+			return
+		}
+		for i := range page {
+			a.state.fillClient(page[i].ID, &page[i], version)
+		}
+		if len(page) < warmPage {
+			return
+		}
+		room -= len(page)
+		after = page[len(page)-1].ID
+	}
+}
+
+// warmPage is how many clients warmClients reads at once.
+const warmPage = 1000
 
 // tokenLifetimeAgo is the earliest a token still alive can have been issued.
 func (a *Authenticator) tokenLifetimeAgo() time.Time {
