@@ -182,3 +182,57 @@ func manyWords(n int) string {
 	}
 	return strings.Join(w, " ")
 }
+
+// TestKeysAndActivityRoutes: GET /keys, POST /keys/rotate and GET
+// /activity do for scripts what the console's pages do.
+func TestKeysAndActivityRoutes(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		adminH := map[string]string{"Authorization": "Bearer " + ts.admin}
+		r := ts.do("GET", "/keys", "", "", adminH)
+		expect(t, "GET /keys", r, 200)
+		keys := r.body["keys"].([]any)
+		if len(keys) != 1 || keys[0].(map[string]any)["state"] != "signing" || keys[0].(map[string]any)["alg"] != "EdDSA" {
+			t.Fatalf("GET /keys: %s", r.raw)
+		}
+		r = ts.do("POST", "/keys/rotate", "", "", adminH)
+		expect(t, "POST /keys/rotate", r, 200)
+		kid := r.body["kid"]
+		r = ts.do("GET", "/keys", "", "", adminH)
+		keys = r.body["keys"].([]any)
+		if len(keys) != 2 || keys[1].(map[string]any)["kid"] != kid || keys[1].(map[string]any)["state"] != "next" || keys[1].(map[string]any)["signing"] != false {
+			t.Fatalf("GET /keys after a rotation: %s", r.raw)
+		}
+		if !strings.Contains(ts.logs.String(), `"msg":"audit: signing key rotation started","kid":"`) {
+			t.Fatal("the rotation is not in the audit log")
+		}
+		ts.createClient(url.Values{"client_id": {"svc"}})
+		expect(t, "logout", ts.do("POST", "/client/svc/logout", "", "", adminH), 200)
+		r = ts.do("GET", "/activity?client=svc", "", "", adminH)
+		expect(t, "GET /activity", r, 200)
+		changes := r.body["changes"].([]any)
+		if len(changes) != 2 || changes[0].(map[string]any)["action"] != "client_logged_out" || changes[0].(map[string]any)["actor"] != "root" ||
+			changes[1].(map[string]any)["action"] != "client_created" || r.body["next_before"] != float64(0) {
+			t.Fatalf("GET /activity?client=svc: %s", r.raw)
+		}
+		r = ts.do("GET", "/activity?limit=1", "", "", adminH)
+		if n := len(r.body["changes"].([]any)); n != 1 || r.body["next_before"] == float64(0) {
+			t.Fatalf("GET /activity?limit=1: %s", r.raw)
+		}
+		next := int64(r.body["next_before"].(float64))
+		r = ts.do("GET", fmt.Sprintf("/activity?limit=1&before=%d", next), "", "", adminH)
+		expect(t, "GET /activity, page 2", r, 200)
+		if id := r.body["changes"].([]any)[0].(map[string]any)["id"].(float64); int64(id) >= next {
+			t.Fatalf("page 2 is not older: %s", r.raw)
+		}
+		for _, bad := range []string{"limit=0", "limit=501", "limit=x", "before=0", "before=x", "client=a%00b", "client=" + strings.Repeat("x", 129), "client=a&client=b", "page=2", "%zz"} {
+			expect(t, "GET /activity?"+bad, ts.do("GET", "/activity?"+bad, "", "", adminH), 400)
+		}
+		for _, route := range []struct{ method, path string }{{"GET", "/keys"}, {"POST", "/keys/rotate"}, {"GET", "/activity"}} {
+			expect(t, route.path+" without a token", ts.do(route.method, route.path, "", "", nil), 401)
+		}
+		_, plain := ts.createClient(url.Values{"client_id": {"plain"}})
+		expect(t, "rotate by a non-admin", ts.do("POST", "/keys/rotate", "", "", map[string]string{"Authorization": "Bearer " + ts.token("plain", plain)}), 403)
+		expect(t, "GET /keys/rotate", ts.do("GET", "/keys/rotate", "", "", adminH), 405)
+	})
+}

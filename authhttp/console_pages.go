@@ -361,30 +361,20 @@ func (c *console) keysPage(w http.ResponseWriter, r *http.Request, s *session, _
 	c.renderKeys(w, r, http.StatusOK, v)
 }
 
+// keyStateLabels say keyState's states for people.
+var keyStateLabels = map[string]string{
+	"signing":         "signing now",
+	"next":            "next: published, signs from its activation",
+	"retired":         "retired: verifies the tokens it signed until they expire",
+	"other-algorithm": "verifies only: its algorithm is no longer configured",
+}
+
 func (c *console) renderKeys(w http.ResponseWriter, r *http.Request, status int, v *view) {
 	keys := c.h.auth.Keys()
 	d := &keysData{HS: len(keys) == 0}
-	alg := ""
+	now := c.h.auth.Now()
 	for _, k := range keys {
-		if k.Signing {
-			alg = k.Alg
-		}
-	}
-	now := c.h.auth.Now() // the clock Keys decides what signs by
-	seen := false         // past the key that signs now
-	for _, k := range keys {
-		row := keyRow{KeyInfo: k, Age: now.Sub(k.CreatedAt)}
-		switch {
-		case k.Signing:
-			row.State, seen = "signing now", true
-		case k.Alg != alg:
-			row.State = "verifies only (" + k.Alg + " is no longer configured)"
-		case k.ActivateAt.After(now) || seen:
-			row.State = "next: published, signs from its activation"
-		default:
-			row.State = "retired: verifies the tokens it signed until they expire"
-		}
-		d.Keys = append(d.Keys, row)
+		d.Keys = append(d.Keys, keyRow{KeyInfo: k, State: keyStateLabels[keyState(k, keys, now)], Age: now.Sub(k.CreatedAt)})
 	}
 	v.Data = d
 	c.render(w, r, status, "keys", v)
