@@ -54,8 +54,7 @@ func keyState(k authsvc.KeyInfo, keys []authsvc.KeyInfo, now time.Time) string {
 
 // listKeys: GET /keys (admin). With HS256 the list is empty.
 func (h *handler) listKeys(w http.ResponseWriter, r *http.Request) {
-	r, _, ok := h.requireAdmin(w, r)
-	if !ok {
+	if _, _, ok := h.requireAdmin(w, r); !ok {
 		return
 	}
 	keys := h.auth.Keys()

@@ -453,11 +453,14 @@ func (c *console) healthPage(w http.ResponseWriter, r *http.Request, s *session,
 // Template functions.
 
 // ago says how long ago (or how soon) t is, in words.
-func ago(t time.Time) string {
+func ago(t time.Time) string { return agoFrom(t, time.Now()) }
+
+// agoFrom says how long before (or after) now t is.
+func agoFrom(t, now time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	d := time.Until(t)
+	d := t.Sub(now)
 	switch {
 	case d > 5*time.Second:
 		return "in " + humanDuration(d)
