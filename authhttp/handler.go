@@ -32,7 +32,8 @@ import (
 )
 
 // Options configures NewHandler. The zero value gives authd's behaviour:
-// the throttle on, no proxy trusted, no logging, no metrics.
+// the throttle on, the admin console on (under /admin), no proxy trusted,
+// no logging, no metrics.
 type Options struct {
 	// Logger receives one access line per request and the audit lines
 	// (authentications refused, clients created or deleted, tokens
