@@ -809,3 +809,33 @@ func TestHumanTimes(t *testing.T) {
 		t.Errorf("absTime = %q", got)
 	}
 }
+
+// TestConsoleEscapes: a client_id may hold <, >, &, quotes and slashes
+// (printable ASCII): every page shows it as text and links to it intact.
+func TestConsoleEscapes(t *testing.T) {
+	ts := newTestServer(t, testdb.SQLite(t))
+	id := `<i>x</i>&"'/?#%`
+	ts.createClient(url.Values{"client_id": {id}, "scope": {"<b>"}})
+	u := newConsoleUser(t, ts.url)
+	u.signIn("root", adminSecret)
+	for _, path := range []string{"/admin/clients", "/admin/client?id=" + url.QueryEscape(id), "/admin/activity?client=" + url.QueryEscape(id),
+		"/admin/client/delete?id=" + url.QueryEscape(id)} {
+		p := u.get(path)
+		want(t, path, p, 200, "&lt;i&gt;x&lt;/i&gt;&amp;")
+		if strings.Contains(p.body, "<i>x</i>") || strings.Contains(p.body, "<b>") {
+			t.Fatalf("%s: markup from a client_id or scope is not escaped:\n%s", path, p.body)
+		}
+	}
+	// The list's link reaches the client.
+	link := regexp.MustCompile(`<a href="(/admin/client\?id=[^"]*)">&lt;i&gt;`).FindStringSubmatch(u.get("/admin/clients").body)
+	if link == nil {
+		t.Fatal("no link to the client")
+	}
+	want(t, "the link", u.get(html.UnescapeString(link[1])), 200, `data-client-id="&lt;i&gt;x&lt;/i&gt;&amp;&#34;&#39;/?#%"`)
+	// And an action on it works.
+	p := u.post("/admin/client/logout", url.Values{"client_id": {id}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("logout of %q: %d", id, p.status)
+	}
+	want(t, "after the action", u.get(p.header.Get("Location")), 200, "Logged out everywhere")
+}
