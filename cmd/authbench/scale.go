@@ -32,7 +32,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	_ "github.com/lib/pq" // the "postgres" driver the seeding COPY runs on
+	_ "github.com/lib/pq"  // the "postgres" driver the seeding COPY runs on
 	_ "modernc.org/sqlite" // to seed the benchmark's SQLite store
 
 	"github.com/authsvc/authsvc"
