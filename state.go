@@ -67,7 +67,9 @@ func newState(maxClients int) *state {
 	}
 }
 
-// load fills the state from the store. The cursor is read first, so a
+// load fills the state from the store: the live revocations and the recent
+// deletions, with the client cache emptied (clients are read as they are
+// used; New warms the cache in the background). The cursor is read first, so a
 // change made while loading is applied again by the next catch-up (applying
 // a change twice is harmless); the keys are reloaded after it, so that the
 // state never claims a key change it has not applied (the revocation feed
