@@ -158,10 +158,10 @@ type Authenticator struct {
 }
 
 // New checks cfg, loads (or, on a fresh store, generates) the signing keys,
-// loads the clients, live revocations and the last 24 hours' known
-// addresses (see KnownAddress) into memory, and starts following
-// the store's change log in the background. Close stops that. It fails
-// early on a bad Config.
+// loads the live revocations and the last 24 hours' known addresses (see
+// KnownAddress) into memory, and starts following the store's change log
+// and filling the client cache (Config.ClientCacheSize) in the background.
+// Close stops that. It fails early on a bad Config.
 func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	if store == nil {
 		return nil, errors.New("authsvc: New needs a Store")
