@@ -3,6 +3,7 @@ package authhttp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -838,4 +839,55 @@ func TestConsoleEscapes(t *testing.T) {
 		t.Fatalf("logout of %q: %d", id, p.status)
 	}
 	want(t, "after the action", u.get(p.header.Get("Location")), 200, "Logged out everywhere")
+}
+
+// TestConsolePaging: the clients and the activity come 50 a page, with a
+// link to the next one, and nothing lost or shown twice.
+func TestConsolePaging(t *testing.T) {
+	ts := newTestServer(t, testdb.SQLite(t))
+	for i := range 60 {
+		if _, _, err := ts.auth.CreateClient(context.Background(), authsvc.NewClient{ID: fmt.Sprintf("svc-%02d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := newConsoleUser(t, ts.url)
+	u.signIn("root", adminSecret)
+	rows := regexp.MustCompile(`<tr data-client-id="([^"]+)"`)
+	next := regexp.MustCompile(`<a href="([^"]+)" rel="next">`)
+	var seen []string
+	path := "/admin/clients?prefix=svc-"
+	for range 5 {
+		p := u.get(path)
+		want(t, path, p, 200)
+		for _, m := range rows.FindAllStringSubmatch(p.body, -1) {
+			seen = append(seen, m[1])
+		}
+		m := next.FindStringSubmatch(p.body)
+		if m == nil {
+			break
+		}
+		path = html.UnescapeString(m[1])
+	}
+	if len(seen) != 60 || seen[0] != "svc-00" || seen[59] != "svc-59" {
+		t.Fatalf("paged clients: %d, %v", len(seen), seen)
+	}
+	// The activity: 61 creations and the first key, newest first.
+	var ids []string
+	actions := regexp.MustCompile(`<tr data-action="client_created">\s*<td data-label="When">.*?</td>\s*<td data-label="What">created</td>\s*<td data-label="Client"><a href="[^"]*">([^<]+)</a>`)
+	path = "/admin/activity"
+	for range 5 {
+		p := u.get(path)
+		want(t, path, p, 200)
+		for _, m := range actions.FindAllStringSubmatch(p.body, -1) {
+			ids = append(ids, m[1])
+		}
+		m := next.FindStringSubmatch(p.body)
+		if m == nil {
+			break
+		}
+		path = html.UnescapeString(m[1])
+	}
+	if len(ids) != 61 || ids[0] != "svc-59" || ids[60] != "root" {
+		t.Fatalf("paged activity: %d, %v", len(ids), ids)
+	}
 }
