@@ -187,7 +187,8 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	}
 	a.keys.Store(keys)
 	a.state = newState(cfg.ClientCacheSize)
-	if err := a.state.load(ctx, store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys); err != nil {
+	loadRevocations, err := a.state.loadInBackground(ctx, store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys)
+	if err != nil {
 		return nil, err
 	}
 	a.known = newKnownAddrs()
@@ -198,13 +199,32 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	bg, stop := context.WithCancel(context.Background())
 	a.stop = stop
 	a.kick = make(chan struct{}, 1)
-	a.done.Add(4)
+	a.done.Add(5)
+	loaded := make(chan struct{})
+	go func() {
+		defer a.done.Done()
+		defer close(loaded)
+		loadRevocations(bg, func(err error) {
+			a.log.Warn("authsvc: reading the revocations into memory failed; retrying (until then tokens are checked against the store)", "err", err)
+		})
+	}()
+	// Most stores load in milliseconds: New returns with them in memory.
+	// Millions of revocations go on loading after it returns.
+	select {
+	case <-loaded:
+	case <-time.After(loadWait):
+	case <-ctx.Done():
+	}
 	go a.follow(bg)
 	go a.watch(bg)
 	go a.writeKnown(bg)
 	go a.warmClients(bg)
 	return a, nil
 }
+
+// loadWait is how long New waits for the revocations to be in memory
+// before it returns and lets them load in the background.
+const loadWait = 250 * time.Millisecond
 
 // warmClients fills the client cache from the store after start, a page at
 // a time, until it is full or every client is in: an instance with fewer
