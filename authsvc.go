@@ -374,14 +374,15 @@ func (a *Authenticator) Issuer() string { return a.cfg.Issuer }
 // from the store (every client's distinct scope list, through no cache of
 // clients) and read again after a client change, by the first caller that
 // asks; when a read takes longer than a few milliseconds (millions of
-// clients), at most so often that those reads take a tenth of the time:
-// other callers meanwhile get the last union. Nil when the store has not
+// clients) and the change was another instance's, at most so often that
+// those reads take a tenth of the time: other callers meanwhile get the
+// last union. A change this instance made shows at once. Nil when the store has not
 // been read yet and cannot be.
 // The slice is shared, so do not modify it.
 func (a *Authenticator) ScopesSupported() []string {
-	version := a.state.versionOfClients()
+	version, own := a.state.clientChanges()
 	cur := a.scopes.Load()
-	if cur != nil && (cur.version == version || cur.took > cheapRead && time.Since(cur.readAt) < 10*cur.took) {
+	if cur != nil && (cur.version == version || cur.own == own && cur.took > cheapRead && time.Since(cur.readAt) < 10*cur.took) {
 		return cur.scopes
 	}
 	if !a.scopesMu.TryLock() {
@@ -414,7 +415,7 @@ func (a *Authenticator) ScopesSupported() []string {
 	}
 	scopes := slices.AppendSeq([]string{}, maps.Keys(seen))
 	slices.Sort(scopes)
-	a.scopes.Store(&scopeSet{version: version, scopes: scopes, readAt: time.Now(), took: time.Since(start)})
+	a.scopes.Store(&scopeSet{version: version, own: own, scopes: scopes, readAt: time.Now(), took: time.Since(start)})
 	return scopes
 }
 
@@ -425,6 +426,7 @@ const cheapRead = 10 * time.Millisecond
 // it was read at, when, and how long the read took.
 type scopeSet struct {
 	version uint64
+	own     uint64 // the instance's own client changes it was read after
 	scopes  []string
 	readAt  time.Time
 	took    time.Duration

@@ -169,3 +169,28 @@ func TestVerifyWhileLoading(t *testing.T) {
 		}
 	})
 }
+
+// TestScopesSupportedSlowRead: when reading the scopes is slow (millions of
+// clients), another instance's change waits for the rate bound, and this
+// instance's own change shows at once.
+func TestScopesSupportedSlowRead(t *testing.T) {
+	s := openStore(t, testdb.SQLite(t))
+	a := newAuth(t, s, Config{PollInterval: 20 * time.Millisecond})
+	b := newAuth(t, s, Config{PollInterval: 20 * time.Millisecond})
+	mustClient(t, a, NewClient{ID: "x", Scopes: []string{"a"}})
+	if got := fmt.Sprint(a.ScopesSupported()); got != "[a]" {
+		t.Fatalf("ScopesSupported = %s", got)
+	}
+	slow := *a.scopes.Load()
+	slow.took, slow.readAt = time.Hour, time.Now() // as if the read had taken an hour
+	a.scopes.Store(&slow)
+	mustClient(t, b, NewClient{ID: "y", Scopes: []string{"b"}})
+	waitFor(t, 5*time.Second, "a to apply b's change", func() bool { return a.state.applied().ID >= b.state.applied().ID })
+	if got := fmt.Sprint(a.ScopesSupported()); got != "[a]" {
+		t.Fatalf("another instance's change, within the rate bound: %s, want [a]", got)
+	}
+	mustClient(t, a, NewClient{ID: "z", Scopes: []string{"c"}})
+	if got := fmt.Sprint(a.ScopesSupported()); got != "[a b c]" {
+		t.Fatalf("after a change of this instance's: %s, want [a b c]", got)
+	}
+}

@@ -42,6 +42,7 @@ type state struct {
 	// the store before a change must not cache what it read, and what is
 	// derived from every client (ScopesSupported) is read again after one.
 	clientsVersion uint64
+	ownChanges     uint64    // the client changes this instance made (putClient)
 	synced         time.Time // when the store last answered a catch-up
 	healthy        bool      // the last catch-up succeeded
 
@@ -245,6 +246,14 @@ func (st *state) client(id string) *clientRecord {
 // not bring it back.
 func (st *state) putClient(id string, rec *clientRecord) {
 	st.mu.Lock()
+	st.ownChanges++
+	st.mu.Unlock()
+	st.refreshClient(id, rec)
+}
+
+// refreshClient is putClient for a record the change log said changed.
+func (st *state) refreshClient(id string, rec *clientRecord) {
+	st.mu.Lock()
 	switch {
 	case rec == nil:
 		if old := st.clients[id]; old != nil {
@@ -289,9 +298,15 @@ func (st *state) cacheLocked(id string, rec *clientRecord) {
 
 // versionOfClients is clientsVersion (see fillClient).
 func (st *state) versionOfClients() uint64 {
+	v, _ := st.clientChanges()
+	return v
+}
+
+// clientChanges returns clientsVersion and ownChanges.
+func (st *state) clientChanges() (all, own uint64) {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	return st.clientsVersion
+	return st.clientsVersion, st.ownChanges
 }
 
 // revokers numbers the clients that have live revocations, so that a
@@ -536,7 +551,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 					return false, err
 				}
 				if rec != nil {
-					st.putClient(c.ClientID, rec)
+					st.refreshClient(c.ClientID, rec)
 				}
 			case changeClientDeleted:
 				st.mu.Lock()
