@@ -254,6 +254,12 @@ func (st *state) putClient(id string, rec *clientRecord) {
 // refreshClient is putClient for a record the change log said changed.
 func (st *state) refreshClient(id string, rec *clientRecord) {
 	st.mu.Lock()
+	st.refreshClientLocked(id, rec)
+	st.mu.Unlock()
+}
+
+// refreshClientLocked is refreshClient with st.mu held.
+func (st *state) refreshClientLocked(id string, rec *clientRecord) {
 	switch {
 	case rec == nil:
 		if old := st.clients[id]; old != nil {
@@ -265,7 +271,25 @@ func (st *state) refreshClient(id string, rec *clientRecord) {
 	}
 	st.clientsVersion++
 	st.notifyLocked()
-	st.mu.Unlock()
+}
+
+// refreshClientRead is refreshClient for a record read from the store
+// when clientsVersion was version. If a client change was applied since
+// (this instance's own write of the same client, above all), the record
+// may be older than what memory holds: it is dropped instead, and the
+// client's next use reads the store. Else an update made here (an admin
+// demoted) could be undone in memory by the catch-up of an earlier change
+// that read the store just before it, until the next catch-up.
+func (st *state) refreshClientRead(id string, rec *clientRecord, version uint64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.clientsVersion != version {
+		delete(st.clients, id)
+		st.clientsVersion++
+		st.notifyLocked()
+		return
+	}
+	st.refreshClientLocked(id, rec)
 }
 
 // fillClient caches a record read from the store on a miss, unless a
@@ -542,6 +566,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 					st.mu.Unlock()
 					break
 				}
+				version := st.versionOfClients()
 				rec, err := store.client(ctx, c.ClientID)
 				if errors.Is(err, ErrClientNotFound) {
 					rec, err = nil, nil // deleted since: a later change says so
@@ -551,7 +576,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 					return false, err
 				}
 				if rec != nil {
-					st.refreshClient(c.ClientID, rec)
+					st.refreshClientRead(c.ClientID, rec, version)
 				}
 			case changeClientDeleted:
 				st.mu.Lock()

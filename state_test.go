@@ -168,3 +168,25 @@ func TestListClients(t *testing.T) {
 		}
 	})
 }
+
+// TestCatchUpReadBeforeOwnWrite: a catch-up that read a client from the
+// store before this instance's own write of it (an admin demoted) does not
+// put the older record back in memory over the write: it drops the client
+// from memory instead, and its next use reads the store.
+func TestCatchUpReadBeforeOwnWrite(t *testing.T) {
+	st := newState(100)
+	admin := &clientRecord{Client: Client{ID: "boss", RowID: 1, IsAdmin: true}}
+	demoted := &clientRecord{Client: Client{ID: "boss", RowID: 1}}
+	st.putClient("boss", admin)
+	version := st.versionOfClients() // the catch-up reads the store now: admin
+	st.putClient("boss", demoted)    // this instance demotes boss meanwhile
+	st.refreshClientRead("boss", admin, version)
+	if rec := st.client("boss"); rec != nil {
+		t.Fatalf("memory holds %+v after a catch-up read before the demotion", rec.Client)
+	}
+	// Read with nothing applied since: it is cached.
+	st.refreshClientRead("boss", demoted, st.versionOfClients())
+	if rec := st.client("boss"); rec != demoted {
+		t.Fatalf("memory holds %v, want the record read", rec)
+	}
+}

@@ -609,11 +609,17 @@ func TestConsoleSessions(t *testing.T) {
 		}
 		// A form posted after the demotion does nothing.
 		tr := true
-		ts.auth.UpdateClient(ctx, "boss", authsvc.ClientUpdate{IsAdmin: &tr})
+		setAdmin := func(v *bool) {
+			t.Helper()
+			if _, err := ts.auth.UpdateClient(ctx, "boss", authsvc.ClientUpdate{IsAdmin: v}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		setAdmin(&tr)
 		u = newConsoleUser(t, ts.url)
 		u.signIn("boss", "the boss's chosen secret")
 		u.get("/admin/keys")
-		ts.auth.UpdateClient(ctx, "boss", authsvc.ClientUpdate{IsAdmin: &f})
+		setAdmin(&f)
 		if p := u.post("/admin/keys/rotate", url.Values{}); p.status != 303 || !strings.Contains(p.header.Get("Location"), "reason=demoted") {
 			t.Fatalf("post after demotion: %d %v", p.status, p.header)
 		}
@@ -621,7 +627,7 @@ func TestConsoleSessions(t *testing.T) {
 			t.Fatal("a demoted admin rotated the keys")
 		}
 		// Deleted: the same.
-		ts.auth.UpdateClient(ctx, "boss", authsvc.ClientUpdate{IsAdmin: &tr})
+		setAdmin(&tr)
 		u = newConsoleUser(t, ts.url)
 		u.signIn("boss", "the boss's chosen secret")
 		if err := ts.auth.DeleteClient(ctx, "boss"); err != nil {
