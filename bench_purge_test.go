@@ -243,3 +243,36 @@ func BenchmarkRemoteFeedPage(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClientCacheHeap fills an instance's client cache with records
+// read from a store (SQLite, 20,000 clients with generated secrets and one
+// scope, as authbench -scale seeds them) and reports the heap a cached
+// client costs.
+func BenchmarkClientCacheHeap(b *testing.B) {
+	ctx := context.Background()
+	a := newBenchAuth(b, testdb.SQLite(b), AlgEdDSA).a
+	s := a.store
+	const n = 20_000
+	for i := range n {
+		if _, _, err := a.CreateClient(ctx, NewClient{ID: fmt.Sprintf("scale-%09d", i), Scopes: []string{"scale:read"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		a.state.mu.Lock()
+		clear(a.state.clients)
+		a.state.mu.Unlock()
+		before := heapAlloc()
+		recs, err := s.listClients(ctx, "", "", n)
+		if err != nil || len(recs) != n {
+			b.Fatal(len(recs), err)
+		}
+		v := a.state.versionOfClients()
+		for i := range recs {
+			rec := recs[i] // a record of its own, as a lookup's
+			a.state.fillClient(rec.ID, &rec, v)
+		}
+		recs = nil
+		b.ReportMetric(float64(heapAlloc()-before)/n, "B/client")
+	}
+}
