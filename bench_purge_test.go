@@ -141,7 +141,7 @@ func BenchmarkPurgeStall(b *testing.B) {
 				wg.Wait()
 				wg.Go(func() { slowest, p999, calls = verifyLoop(b, verify, stop) })
 				time.Sleep(20 * time.Millisecond)
-				live := a.state.liveRevocationsTotal()
+				live := a.state.revocationCount()
 				b.StartTimer()
 				t0 := time.Now()
 				a.state.purgeExpired(now + 300)
@@ -150,7 +150,7 @@ func BenchmarkPurgeStall(b *testing.B) {
 				time.Sleep(20 * time.Millisecond)
 				close(stop)
 				wg.Wait()
-				purged := live - a.state.liveRevocationsTotal()
+				purged := live - a.state.revocationCount()
 				b.ReportMetric(float64(slowest.Microseconds()), "max-verify-µs")
 				b.ReportMetric(float64(p999.Microseconds()), "p999-verify-µs")
 				b.ReportMetric(float64(idleMax.Microseconds()), "idle-max-verify-µs")
@@ -162,13 +162,6 @@ func BenchmarkPurgeStall(b *testing.B) {
 			}
 		})
 	}
-}
-
-// liveRevocationsTotal is how many revocations the state holds.
-func (st *state) liveRevocationsTotal() int {
-	st.mu.RLock()
-	defer st.mu.RUnlock()
-	return st.revoked.len()
 }
 
 // BenchmarkRemoteFeedPage fills a RemoteVerifier with N live revocations

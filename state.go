@@ -405,6 +405,13 @@ func (st *state) eachRevocation(shard int, f func(k revocationKey, exp uint32)) 
 	return n
 }
 
+// revocationCount is how many revocations memory holds.
+func (st *state) revocationCount() int {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.revoked.len()
+}
+
 // liveRevocations is how many unexpired revocations a client has.
 func (st *state) liveRevocations(clientID string) int {
 	st.mu.RLock()
