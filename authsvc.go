@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -117,6 +118,19 @@ type Config struct {
 	// kid. Zero means 5 minutes.
 	JWKSMaxAge time.Duration
 
+	// MaxAssertionLifetime bounds how far ahead of now the exp of a
+	// private_key_jwt client assertion may be (RFC 7523 §3 asks servers to
+	// limit it): a longer-lived assertion is refused. Zero means 5 minutes.
+	// A trusted issuer's tokens have their own bound (TrustedIssuer.MaxLifetime).
+	MaxAssertionLifetime time.Duration
+
+	// HTTPClient fetches the keys of private_key_jwt clients (jwks_uri)
+	// and of trusted issuers (jwks_uri, OIDC discovery); each fetch is
+	// bounded by 5 seconds and 256 KiB whatever its settings. Nil means a
+	// client with a 5 s timeout. Give one with your CA pool to reach an
+	// issuer behind a private CA.
+	HTTPClient *http.Client
+
 	// KeyRotationPeriod, when set, rotates the signing key automatically
 	// once the newest key is older than this. Zero means never (rotate
 	// with RotateKeys or `authd keys rotate`).
@@ -135,6 +149,7 @@ type Authenticator struct {
 	keys     atomic.Pointer[keySet]
 	state    *state
 	known    *knownAddrs // who authenticated from where (known.go)
+	fetcher  *keyFetcher // keys of jwks_uris and trusted issuers (keyfetch.go)
 	now      func() time.Time
 	log      *slog.Logger
 	audience []string
@@ -167,6 +182,7 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 		now:      cfg.Now,
 		log:      cfg.Logger,
 		audience: cfg.DefaultAudience,
+		fetcher:  newKeyFetcher(cfg.HTTPClient, cfg.Logger),
 	}
 	if len(a.audience) == 0 && cfg.SigningAlg != AlgHS256 {
 		a.audience = []string{cfg.Issuer}
@@ -290,6 +306,9 @@ func checkConfig(cfg *Config) error {
 	}
 	if cfg.JWKSMaxAge <= 0 {
 		cfg.JWKSMaxAge = 5 * time.Minute
+	}
+	if cfg.MaxAssertionLifetime <= 0 {
+		cfg.MaxAssertionLifetime = 5 * time.Minute
 	}
 	for _, aud := range cfg.DefaultAudience {
 		if err := checkAudience(aud); err != nil {
