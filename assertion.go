@@ -90,7 +90,7 @@ func parseAssertion(s string) (*assertion, error) {
 		// RFC 7515 §4.1.11: extensions we do not understand must not pass.
 		return nil, errors.New("client_assertion has a crit header, which is not supported")
 	}
-	switch strings.ToLower(strings.TrimPrefix(strings.ToLower(header.Typ), "application/")) {
+	switch strings.TrimPrefix(strings.ToLower(header.Typ), "application/") {
 	case "at+jwt", "dpop+jwt":
 		// Another kind of JWT signed by the same key must not pass for an
 		// assertion (RFC 8725 §3.11).
@@ -134,4 +134,15 @@ func (as *assertion) verify(set jwkSet) error {
 		}
 	}
 	return errBadSignature
+}
+
+// AssertionIdentity returns the iss and sub a client assertion claims,
+// unverified ("" when it cannot be read): for keying rate limits and for
+// logs before it is checked, never for a decision.
+func AssertionIdentity(assertion string) (iss, sub string) {
+	as, err := parseAssertion(assertion)
+	if err != nil {
+		return "", ""
+	}
+	return as.claims.Issuer, as.claims.Subject
 }

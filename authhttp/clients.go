@@ -2,6 +2,7 @@ package authhttp
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -22,6 +23,8 @@ func (h *handler) clientRoutes(mux *http.ServeMux) {
 	mux.Handle("/client/{id}/logout", methods{http.MethodPost: h.logoutClient})
 	mux.Handle("/client/{id}/rotate-secret", methods{http.MethodPost: h.rotateSecret})
 	mux.Handle("/clients", methods{http.MethodGet: h.listClients})
+	mux.Handle("/issuer", methods{http.MethodPost: h.addIssuer, http.MethodDelete: h.removeIssuer})
+	mux.Handle("/issuers", methods{http.MethodGet: h.listIssuers})
 }
 
 // requireAdmin lets the request through only for a valid token meant for
@@ -65,13 +68,17 @@ func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*authsvc
 
 // createClient: POST /client (admin). Fields client_id, client_secret
 // (optional: generated when absent), is_admin, scope, audience (the
-// audiences the client may request, space-separated or a JSON array).
+// audiences the client may request, space-separated or a JSON array), and
+// RFC 7591's token_endpoint_auth_method, jwks (a JWK Set: a JSON object,
+// or its text in a form) and jwks_uri, with federated_credentials (a JSON
+// array of {"issuer","subject"}).
 func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 	caller, ok := h.requireAdmin(w, r)
 	if !ok {
 		return
 	}
-	p, ok := params(w, r, "client_id", "client_secret", "is_admin", "scope", "audience")
+	p, ok := params(w, r, "client_id", "client_secret", "is_admin", "scope", "audience",
+		"token_endpoint_auth_method", "jwks", "jwks_uri", "federated_credentials")
 	if !ok {
 		return
 	}
@@ -84,21 +91,61 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	c, secret, err := h.auth.CreateClient(r.Context(), authsvc.NewClient{
+	fcs, err := parseFederated(p["federated_credentials"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	nc := authsvc.NewClient{
 		ID: p["client_id"], Secret: p["client_secret"], IsAdmin: isAdmin, Scopes: authsvc.ParseScope(p["scope"]),
-		Audiences: strings.Fields(p["audience"]),
-	})
+		Audiences: strings.Fields(p["audience"]), AuthMethod: p["token_endpoint_auth_method"],
+		JWKSURI: p["jwks_uri"], FederatedCredentials: fcs,
+	}
+	if p["jwks"] != "" {
+		nc.JWKS = []byte(p["jwks"])
+	}
+	c, secret, err := h.auth.CreateClient(r.Context(), nc)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	h.log.Info("audit: client created", "client_id", c.ID, "is_admin", c.IsAdmin, "by", caller.Subject)
+	h.log.Info("audit: client created", "client_id", c.ID, "is_admin", c.IsAdmin, "auth_method", c.AuthMethod,
+		"federated_credentials", len(c.FederatedCredentials), "by", caller.Subject)
 	noStore(w)
-	writeJSON(w, http.StatusCreated, map[string]any{
-		"success": true, "client_id": c.ID, "client_secret": secret,
+	out := map[string]any{
+		"success": true, "client_id": c.ID,
 		"id": c.RowID, "is_admin": c.IsAdmin, "scope": strings.Join(c.Scopes, " "),
-		"audience": strings.Join(c.Audiences, " "),
-	})
+		"audience":                   strings.Join(c.Audiences, " "),
+		"token_endpoint_auth_method": c.AuthMethod,
+	}
+	if secret != "" {
+		out["client_secret"] = secret
+	}
+	if len(c.JWKS) > 0 {
+		out["jwks"] = json.RawMessage(c.JWKS)
+	}
+	if c.JWKSURI != "" {
+		out["jwks_uri"] = c.JWKSURI
+	}
+	if len(c.FederatedCredentials) > 0 {
+		out["federated_credentials"] = c.FederatedCredentials
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// parseFederated reads federated_credentials: a JSON array of objects
+// with exactly an issuer and a subject ("" : none).
+func parseFederated(s string) ([]authsvc.FederatedCredential, error) {
+	if s == "" {
+		return nil, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	var fcs []authsvc.FederatedCredential
+	if err := dec.Decode(&fcs); err != nil || dec.More() {
+		return nil, errors.New(`federated_credentials must be a JSON array of {"issuer": …, "subject": …}`)
+	}
+	return fcs, nil
 }
 
 // deleteClient: DELETE /client (client_id in the body or query) or
@@ -208,12 +255,25 @@ type ClientJSON struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// TokensValidAfter is the log-out-everywhere cut-off, or null.
 	TokensValidAfter *time.Time `json:"tokens_valid_after"`
+	// TokenEndpointAuthMethod is RFC 7591's: client_secret_basic,
+	// client_secret_post or private_key_jwt.
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method"`
+	// JWKS (public keys only) or JWKSURI of a private_key_jwt client.
+	JWKS    json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI string          `json:"jwks_uri,omitempty"`
+	// FederatedCredentials are the (issuer, subject) pairs that log in as
+	// the client.
+	FederatedCredentials []authsvc.FederatedCredential `json:"federated_credentials,omitempty"`
 }
 
 // ClientToJSON returns c's JSON form.
 func ClientToJSON(c authsvc.Client) ClientJSON {
 	out := ClientJSON{ClientID: c.ID, ID: c.RowID, IsAdmin: c.IsAdmin, Scope: strings.Join(c.Scopes, " "),
-		Audience: strings.Join(c.Audiences, " "), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+		Audience: strings.Join(c.Audiences, " "), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		TokenEndpointAuthMethod: c.AuthMethod, JWKSURI: c.JWKSURI, FederatedCredentials: c.FederatedCredentials}
+	if len(c.JWKS) > 0 {
+		out.JWKS = json.RawMessage(c.JWKS)
+	}
 	if !c.TokensValidAfter.IsZero() {
 		t := c.TokensValidAfter.UTC()
 		out.TokensValidAfter = &t
