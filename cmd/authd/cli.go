@@ -317,7 +317,7 @@ func printClient(w io.Writer, c authsvc.Client) error {
 		cut = "tokens issued before " + stamp(c.TokensValidAfter) + " are refused"
 	}
 	fmt.Fprintf(tw, "logged out:\t%s\n", cut)
-	fmt.Fprintf(tw, "auth method:\t%s\n", c.AuthMethod)
+	fmt.Fprintf(tw, "auth:\t%s\n", c.AuthMethod)
 	if len(c.JWKS) > 0 {
 		fmt.Fprintf(tw, "jwks:\t%s\n", c.JWKS)
 	}
