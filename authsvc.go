@@ -69,7 +69,8 @@ type Config struct {
 	// store errors). Nil means no logging. Secrets and tokens are never logged.
 	Logger *slog.Logger
 
-	// Now is the clock of token times (iat, exp). Nil means time.Now; tests
+	// Now is the clock of token times (iat, exp), and of the cache of
+	// fetched keys (jwks_uri, trusted issuers). Nil means time.Now; tests
 	// set it. Staleness of the in-memory state is measured on the real clock.
 	Now func() time.Time
 
@@ -182,7 +183,7 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 		now:      cfg.Now,
 		log:      cfg.Logger,
 		audience: cfg.DefaultAudience,
-		fetcher:  newKeyFetcher(cfg.HTTPClient, cfg.Logger),
+		fetcher:  newKeyFetcher(cfg.HTTPClient, cfg.Logger, cfg.Now),
 	}
 	if len(a.audience) == 0 && cfg.SigningAlg != AlgHS256 {
 		a.audience = []string{cfg.Issuer}

@@ -101,9 +101,7 @@ func parseJWK(k jwkIn) (publicJWK, error) {
 	if k.Kty == "oct" || k.K != "" {
 		return publicJWK{}, errors.New("it is a shared secret (kty oct): only public keys are accepted")
 	}
-	switch k.Use {
-	case "", "sig", "jwt-svid":
-	default:
+	if !signatureUse(k.Use) {
 		return publicJWK{}, fmt.Errorf("its use is %q, not sig", clipText(k.Use))
 	}
 	if k.Alg != "" && !slices.Contains(AssertionAlgorithms, k.Alg) {
@@ -168,6 +166,12 @@ func parseJWK(k jwkIn) (publicJWK, error) {
 	return pk, nil
 }
 
+// signatureUse reports whether a key's use lets it verify signatures: none
+// given, "sig", or a SPIFFE bundle's "jwt-svid".
+func signatureUse(use string) bool {
+	return use == "" || use == "sig" || use == "jwt-svid"
+}
+
 // jwkSet is a parsed JWK Set.
 type jwkSet []publicJWK
 
@@ -175,7 +179,9 @@ type jwkSet []publicJWK
 // keys. strict (a set an operator registers) refuses the set for any key
 // it cannot use and for two keys with one kid, naming the key; otherwise
 // (a set fetched from a jwks_uri, which may carry keys for other uses)
-// such keys are skipped. Either way a set without a usable key is refused.
+// such keys are skipped. Either way keys for another use than signatures
+// are skipped, a private key is refused, and a set without a usable key is
+// refused.
 // A SPIFFE bundle is a JWK Set with members of its own, which are ignored.
 func parseJWKSet(b []byte, strict bool) (jwkSet, error) {
 	if len(b) > MaxJWKSBytes {
@@ -195,6 +201,9 @@ func parseJWKSet(b []byte, strict bool) (jwkSet, error) {
 		var in jwkIn
 		err := json.Unmarshal(raw, &in)
 		var k publicJWK
+		if err == nil && in.D == "" && in.K == "" && !signatureUse(in.Use) {
+			continue // for another use (enc, a SPIFFE bundle's x509-svid): not ours to judge
+		}
 		if err == nil {
 			k, err = parseJWK(in)
 		} else {

@@ -44,6 +44,7 @@ const (
 type keyFetcher struct {
 	client *http.Client
 	log    *slog.Logger
+	now    func() time.Time // of the cache's ages (Config.Now: tests advance it)
 
 	mu   sync.Mutex // guards sets and each fetchedSet's fields
 	sets map[keySource]*fetchedSet
@@ -58,7 +59,7 @@ type fetchedSet struct {
 	used     time.Time
 }
 
-func newKeyFetcher(client *http.Client, log *slog.Logger) *keyFetcher {
+func newKeyFetcher(client *http.Client, log *slog.Logger, now func() time.Time) *keyFetcher {
 	if client == nil {
 		client = &http.Client{Timeout: fetchTimeout}
 	}
@@ -71,7 +72,7 @@ func newKeyFetcher(client *http.Client, log *slog.Logger) *keyFetcher {
 		}
 		return checkJWKSURI("a redirect", req.URL.String())
 	}
-	return &keyFetcher{client: &c, log: log, sets: map[keySource]*fetchedSet{}}
+	return &keyFetcher{client: &c, log: log, now: now, sets: map[keySource]*fetchedSet{}}
 }
 
 // errKeysUnavailable: no keys could be had from a source.
@@ -91,7 +92,7 @@ func (f *keyFetcher) keys(ctx context.Context, src keySource, kid string) (jwkSe
 		e = &fetchedSet{}
 		f.sets[src] = e
 	}
-	now := time.Now()
+	now := f.now()
 	e.used = now
 	stale := e.keys == nil || now.Sub(e.fetched) >= keysMaxAge || kid != "" && !e.keys.hasKid(kid)
 	fetch := stale && e.inflight == nil && now.Sub(e.tried) >= refetchAtMost
@@ -110,7 +111,7 @@ func (f *keyFetcher) keys(ctx context.Context, src keySource, kid string) (jwkSe
 		cancel()
 		f.mu.Lock()
 		if err == nil {
-			e.keys, e.fetched, e.err = keys, time.Now(), nil
+			e.keys, e.fetched, e.err = keys, f.now(), nil
 		} else {
 			e.err = err
 		}
@@ -140,7 +141,7 @@ func (f *keyFetcher) keys(ctx context.Context, src keySource, kid string) (jwkSe
 
 // evictLocked forgets the sources not used for the longest; f.mu is held.
 func (f *keyFetcher) evictLocked() {
-	cutoff := time.Now().Add(-keysMaxAge)
+	cutoff := f.now().Add(-keysMaxAge)
 	for src, e := range f.sets {
 		if e.inflight == nil && e.used.Before(cutoff) {
 			delete(f.sets, src)
