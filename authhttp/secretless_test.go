@@ -435,3 +435,102 @@ func TestAssertionsThrottled(t *testing.T) {
 }
 
 func base64URL(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// TestSecretlessTwoInstances: two instances on one PostgreSQL share the
+// trusted issuers, the federated credentials and the replay check.
+func TestSecretlessTwoInstances(t *testing.T) {
+	dbURL := testdb.Postgres(t)
+	ctx := context.Background()
+	const authd = "http://authd.test"
+	instance := func() (*authsvc.Authenticator, string) {
+		store, err := authsvc.OpenStore(ctx, dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		a, err := authsvc.New(ctx, store, authsvc.Config{Issuer: authd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		srv := httptest.NewServer(NewHandler(a, Options{Throttle: Throttle{Off: true}}))
+		t.Cleanup(srv.Close)
+		return a, srv.URL
+	}
+	a, urlA := instance()
+	_, urlB := instance()
+	post := func(base string, v url.Values) int {
+		t.Helper()
+		resp, err := http.PostForm(base+"/oauth/token", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Configured through A only.
+	k8s := testissuer.NewIssuer(t, "RS256")
+	if _, err := a.AddTrustedIssuer(ctx, authsvc.TrustedIssuer{Issuer: k8s.URL, JWKS: k8s.JWKS(t)}); err != nil {
+		t.Fatal(err)
+	}
+	key := testissuer.NewKey(t, "ES256", "c1")
+	if _, _, err := a.CreateClient(ctx, authsvc.NewClient{ID: "api", AuthMethod: authsvc.AuthPrivateKeyJWT, JWKS: testissuer.JWKS(t, key),
+		FederatedCredentials: []authsvc.FederatedCredential{{Issuer: k8s.URL, Subject: "system:serviceaccount:payments:api"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// B trusts the issuer and knows the credential at once (both are read
+	// from the store at each login).
+	tok := k8s.Kubernetes(t, "payments", "api", authd, time.Hour)
+	if s := post(urlB, assertionForm("", tok)); s != http.StatusOK {
+		t.Fatalf("federated login at B: %d", s)
+	}
+	// A refuses the replay of what B accepted, and B of what A accepted.
+	if s := post(urlA, assertionForm("", tok)); s != http.StatusUnauthorized {
+		t.Fatalf("replay at A: %d, want 401", s)
+	}
+	as := key.Assertion(t, "api", authd, time.Minute, "")
+	if s := post(urlA, assertionForm("", as)); s != http.StatusOK {
+		t.Fatalf("private_key_jwt at A: %d", s)
+	}
+	if s := post(urlB, assertionForm("", as)); s != http.StatusUnauthorized {
+		t.Fatalf("replay at B: %d, want 401", s)
+	}
+	// Many replays at once across both: exactly one wins.
+	racing := key.Assertion(t, "api", authd, time.Minute, "")
+	results := make(chan int, 8)
+	for i := range 8 {
+		base := urlA
+		if i%2 == 1 {
+			base = urlB
+		}
+		go func() {
+			resp, err := http.PostForm(base+"/oauth/token", assertionForm("", racing))
+			if err != nil {
+				results <- 0
+				return
+			}
+			resp.Body.Close()
+			results <- resp.StatusCode
+		}()
+	}
+	won := 0
+	for range 8 {
+		switch s := <-results; s {
+		case http.StatusOK:
+			won++
+		case http.StatusUnauthorized:
+		default:
+			t.Errorf("racing replay: %d", s)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d instances accepted one assertion, want 1", won)
+	}
+	// Removing the issuer at A refuses its tokens at B at once.
+	if err := a.RemoveTrustedIssuer(ctx, k8s.URL); err != nil {
+		t.Fatal(err)
+	}
+	if s := post(urlB, assertionForm("", k8s.Kubernetes(t, "payments", "api", authd, time.Hour))); s != http.StatusUnauthorized {
+		t.Fatalf("removed issuer at B: %d", s)
+	}
+}
