@@ -67,9 +67,19 @@ func (k *Key) JWK(noAlg bool) jose.JSONWebKey {
 // JWKS returns a JWK Set of the keys' public parts.
 func JWKS(t testing.TB, keys ...*Key) []byte {
 	t.Helper()
+	return jwks(t, false, keys)
+}
+
+// JWKSNoAlg is JWKS without the keys' alg members (optional in RFC 7517).
+func JWKSNoAlg(t testing.TB, keys ...*Key) []byte {
+	t.Helper()
+	return jwks(t, true, keys)
+}
+
+func jwks(t testing.TB, noAlg bool, keys []*Key) []byte {
 	set := jose.JSONWebKeySet{}
 	for _, k := range keys {
-		set.Keys = append(set.Keys, k.JWK(false))
+		set.Keys = append(set.Keys, k.JWK(noAlg))
 	}
 	b, err := json.Marshal(set)
 	if err != nil {
