@@ -69,21 +69,22 @@ func mustLoad(t *testing.T, dotenvPath string) config {
 
 func TestLoadConfigDefaults(t *testing.T) {
 	want := config{
-		Addr:            "127.0.0.1:5000",
-		DatabaseURL:     "sqlite:authd.db",
-		Issuer:          "http://127.0.0.1:5000",
-		TokenTTL:        time.Hour,
-		SigningAlg:      "EdDSA",
-		LogFormat:       "json",
-		LogLevel:        "info",
-		ShutdownTimeout: 15 * time.Second,
-		JWKSMaxAge:      5 * time.Minute,
-		PollInterval:    time.Second,
-		MaxStaleness:    30 * time.Second,
-		StoreTimeout:    5 * time.Second,
-		MaxRevocations:  10000,
-		MaxChanges:      1000000,
-		Throttle:        "on",
+		Addr:                 "127.0.0.1:5000",
+		DatabaseURL:          "sqlite:authd.db",
+		Issuer:               "http://127.0.0.1:5000",
+		TokenTTL:             time.Hour,
+		SigningAlg:           "EdDSA",
+		LogFormat:            "json",
+		LogLevel:             "info",
+		ShutdownTimeout:      15 * time.Second,
+		JWKSMaxAge:           5 * time.Minute,
+		PollInterval:         time.Second,
+		MaxStaleness:         30 * time.Second,
+		StoreTimeout:         5 * time.Second,
+		MaxRevocations:       10000,
+		MaxChanges:           1000000,
+		AssertionMaxLifetime: 5 * time.Minute,
+		Throttle:             "on",
 	}
 	tests := []struct {
 		name   string
