@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -131,6 +132,12 @@ type Config struct {
 	// client with a 5 s timeout. Give one with your CA pool to reach an
 	// issuer behind a private CA.
 	HTTPClient *http.Client
+	// ClientCacheSize bounds how many client records are kept in memory
+	// (default 100,000): the clients in use are read from the store once
+	// and kept current by the change log; others are read on their next
+	// use. While the store is unreachable, tokens of a client not in the
+	// cache cannot be verified (ErrUnavailable).
+	ClientCacheSize int
 
 	// KeyRotationPeriod, when set, rotates the signing key automatically
 	// once the newest key is older than this. Zero means never (rotate
@@ -157,7 +164,8 @@ type Authenticator struct {
 
 	stats counters
 
-	scopes atomic.Pointer[scopeSet] // the last ScopesSupported
+	scopes   atomic.Pointer[scopeSet] // the last ScopesSupported
+	scopesMu sync.Mutex               // one read of the scopes at a time
 
 	stop context.CancelFunc // stops the background sync
 	done sync.WaitGroup     // the background goroutines
@@ -194,7 +202,7 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 		return nil, err
 	}
 	a.keys.Store(keys)
-	a.state = newState()
+	a.state = newState(cfg.ClientCacheSize)
 	if err := a.state.load(ctx, store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys); err != nil {
 		return nil, err
 	}
@@ -206,12 +214,45 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	bg, stop := context.WithCancel(context.Background())
 	a.stop = stop
 	a.kick = make(chan struct{}, 1)
-	a.done.Add(3)
+	a.done.Add(4)
 	go a.follow(bg)
 	go a.watch(bg)
 	go a.writeKnown(bg)
+	go a.warmClients(bg)
 	return a, nil
 }
+
+// warmClients fills the client cache from the store after start, a page at
+// a time, until it is full or every client is in: an instance with fewer
+// clients than the cache holds serves them all from memory, as if it had
+// loaded them at start, without making start wait for them.
+func (a *Authenticator) warmClients(ctx context.Context) {
+	defer a.done.Done()
+	after := ""
+	for room := a.state.maxClients; room > 0 && ctx.Err() == nil; {
+		version := a.state.versionOfClients()
+		rctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
+		page, err := a.store.listClients(rctx, "", after, min(room, warmPage))
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Debug("authsvc: warming the client cache stopped; clients are read on use", "err", err)
+			}
+			return
+		}
+		for i := range page {
+			a.state.fillClient(page[i].ID, &page[i], version)
+		}
+		if len(page) < warmPage {
+			return
+		}
+		room -= len(page)
+		after = page[len(page)-1].ID
+	}
+}
+
+// warmPage is how many clients warmClients reads at once.
+const warmPage = 1000
 
 // tokenLifetimeAgo is the earliest a token still alive can have been issued.
 func (a *Authenticator) tokenLifetimeAgo() time.Time {
@@ -328,16 +369,64 @@ func (a *Authenticator) Ping(ctx context.Context) error {
 func (a *Authenticator) Issuer() string { return a.cfg.Issuer }
 
 // ScopesSupported returns the union of every client's scopes, sorted: what
-// authhttp's discovery advertises as RFC 8414 scopes_supported. It is
-// computed from memory once per client change; the slice is shared, so do
-// not modify it.
+// authhttp's discovery advertises as RFC 8414 scopes_supported. It is read
+// from the store (every client's distinct scope list, through no cache of
+// clients) and read again after a client change, by the first caller that
+// asks; when a read takes longer than a few milliseconds (millions of
+// clients), at most so often that those reads take a tenth of the time:
+// other callers meanwhile get the last union. Nil when the store has not
+// been read yet and cannot be.
+// The slice is shared, so do not modify it.
 func (a *Authenticator) ScopesSupported() []string {
-	last := a.scopes.Load()
-	cur := a.state.scopeUnion(last)
-	if cur != last {
-		a.scopes.Store(cur)
+	version := a.state.versionOfClients()
+	cur := a.scopes.Load()
+	if cur != nil && (cur.version == version || cur.took > cheapRead && time.Since(cur.readAt) < 10*cur.took) {
+		return cur.scopes
 	}
-	return cur.scopes
+	if !a.scopesMu.TryLock() {
+		if cur == nil {
+			a.scopesMu.Lock() // the first read: wait for it
+			defer a.scopesMu.Unlock()
+			if cur = a.scopes.Load(); cur != nil {
+				return cur.scopes
+			}
+			return nil
+		}
+		return cur.scopes
+	}
+	defer a.scopesMu.Unlock()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
+	defer cancel()
+	lists, err := a.store.scopeLists(ctx)
+	if err != nil {
+		if cur != nil {
+			return cur.scopes
+		}
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, l := range lists {
+		for _, s := range ParseScope(l) {
+			seen[s] = true
+		}
+	}
+	scopes := slices.AppendSeq([]string{}, maps.Keys(seen))
+	slices.Sort(scopes)
+	a.scopes.Store(&scopeSet{version: version, scopes: scopes, readAt: time.Now(), took: time.Since(start)})
+	return scopes
+}
+
+// cheapRead: a read of the scopes this quick is done after every change.
+const cheapRead = 10 * time.Millisecond
+
+// scopeSet is a ScopesSupported result: the union, the clients' version
+// it was read at, when, and how long the read took.
+type scopeSet struct {
+	version uint64
+	scopes  []string
+	readAt  time.Time
+	took    time.Duration
 }
 
 // ForIssuer reports whether verified claims are of a token meant for this

@@ -431,8 +431,9 @@ func (a *Authenticator) newSecret(chosen string) (secret, hash string, err error
 	return chosen, hash, nil
 }
 
-// lookupClient returns a client's record from memory, or from the store
-// when memory does not have it yet (created a moment ago elsewhere).
+// lookupClient returns a client's record from the cache in memory, or
+// from the store (and caches it) when the cache does not have it: not used
+// lately, or created a moment ago elsewhere.
 func (a *Authenticator) lookupClient(ctx context.Context, clientID string) (*clientRecord, error) {
 	if err := checkLookupID(clientID); err != nil {
 		return nil, err
@@ -440,11 +441,11 @@ func (a *Authenticator) lookupClient(ctx context.Context, clientID string) (*cli
 	if rec := a.state.client(clientID); rec != nil {
 		return rec, nil
 	}
+	version := a.state.versionOfClients()
 	rec, err := a.store.client(ctx, clientID)
 	if err != nil {
 		return nil, err
 	}
-	a.state.putClient(clientID, rec)
-	a.catchUpNow()
+	a.state.fillClient(clientID, rec, version)
 	return rec, nil
 }

@@ -27,20 +27,20 @@ func (m *revModel) check(t *testing.T, st *state, now int64) {
 	}
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	if len(st.revoked) != len(m.exp) {
-		t.Fatalf("now %d: %d revocations kept, want %d", now, len(st.revoked), len(m.exp))
+	if st.revoked.len() != len(m.exp) {
+		t.Fatalf("now %d: %d revocations kept, want %d", now, st.revoked.len(), len(m.exp))
 	}
 	for jti, exp := range m.exp {
-		if r, ok := st.revoked[jti]; !ok || r.exp != exp {
-			t.Fatalf("now %d: revocation %s (exp %d) forgotten before its exp", now, jti, exp)
+		if e, owner, ok := st.revoked.get(revocationKeyOf(jti)); !ok || int64(e) != exp || st.revokers.ids[owner] != m.client[jti] {
+			t.Fatalf("now %d: revocation %s (exp %d, client %s) forgotten before its exp, or changed", now, jti, exp, m.client[jti])
 		}
 	}
-	if len(st.revokedBy) != len(counts) {
-		t.Fatalf("now %d: counts for %d clients, want %d", now, len(st.revokedBy), len(counts))
+	if len(st.revokers.num) != len(counts) {
+		t.Fatalf("now %d: counts for %d clients, want %d", now, len(st.revokers.num), len(counts))
 	}
 	for id, n := range counts {
-		if c := st.revokedBy[id]; c == nil || c.n != n || c.id != id {
-			t.Fatalf("now %d: client %s counted %+v, want %d", now, id, c, n)
+		if k, ok := st.revokers.num[id]; !ok || st.revokers.count[k] != n || st.revokers.ids[k] != id {
+			t.Fatalf("now %d: client %s not counted %d", now, id, n)
 		}
 	}
 }
@@ -52,7 +52,7 @@ func (m *revModel) check(t *testing.T, st *state, now int64) {
 // past when revoked, some revoked twice or again after their purge.
 func TestPurgeExpiredExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
-	st := newState()
+	st := newState(0)
 	m := &revModel{exp: map[string]int64{}, client: map[string]string{}}
 	const base = 1_700_000_000
 	now := int64(base)
@@ -91,8 +91,13 @@ func TestPurgeExpiredExact(t *testing.T) {
 	}
 	st.purgeExpired(now + 3600)
 	m.check(t, st, now+3600)
-	if n := len(st.revokedExp.buckets); n != 0 {
-		t.Fatalf("%d buckets left when nothing is live", n)
+	for i := range revShards {
+		if n := st.revoked.shards[i].n; n != 0 {
+			t.Fatalf("shard %d holds %d when nothing is live", i, n)
+		}
+	}
+	if len(st.revokers.free) != len(st.revokers.ids) {
+		t.Fatalf("%d client numbers of %d free when nothing is live", len(st.revokers.free), len(st.revokers.ids))
 	}
 }
 
@@ -100,7 +105,7 @@ func TestPurgeExpiredExact(t *testing.T) {
 // checked, never lets a live revocation through and keeps the counts (run
 // with -race).
 func TestPurgeConcurrent(t *testing.T) {
-	st := newState()
+	st := newState(0)
 	const now = int64(1_700_000_000)
 	const n = 20_000
 	for i := range n {
@@ -127,15 +132,15 @@ func TestPurgeConcurrent(t *testing.T) {
 	if a, b := st.liveRevocations("a"), st.liveRevocations("b"); a != 0 || b != 2*n {
 		t.Fatalf("counts a=%d b=%d, want 0 and %d", a, b, 2*n)
 	}
-	if len(st.revoked) != 2*n {
-		t.Fatalf("%d revocations, want %d", len(st.revoked), 2*n)
+	if st.revoked.len() != 2*n {
+		t.Fatalf("%d revocations, want %d", st.revoked.len(), 2*n)
 	}
 }
 
 // TestVerifiedCacheExpiry: cached tokens leave at their exp; a full cache
 // drops the tokens that expire first, a few at a time.
 func TestVerifiedCacheExpiry(t *testing.T) {
-	st := newState()
+	st := newState(0)
 	const now = int64(1_700_000_000)
 	for i := range maxVerifiedTokens {
 		c := &Claims{ID: fmt.Sprint(i), ExpiresAt: now + int64(i%3600)}
@@ -178,41 +183,139 @@ func TestVerifiedCacheExpiry(t *testing.T) {
 }
 
 // TestRemoteVerifierExpiry: a RemoteVerifier keeps a revocation until its
-// exp and forgets it after, through snapshots and incremental pages.
+// exp and forgets it after, through snapshots and incremental pages. A
+// snapshot carries revocations by key, their exp rounded up to the end of
+// its minute.
 func TestRemoteVerifierExpiry(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
-	v := &RemoteVerifier{now: clock.Now, revoked: map[string]int64{}, cutoffs: map[string]int64{}, deleted: map[int64]bool{}}
+	v := &RemoteVerifier{now: clock.Now, revoked: newRevocationSet(0, false), cutoffs: map[string]int64{}, deleted: map[int64]bool{}}
 	now := clock.Now().Unix()
-	var snap []feedRevoked
+	snap := newRevocationSet(0, false)
+	live := 0
 	for i := range 1000 {
-		snap = append(snap, feedRevoked{JTI: fmt.Sprint("s", i), ExpiresAt: now - 100 + int64(i)})
+		k := revocationKeyOf(fmt.Sprint("s", i))
+		exp := (bucketOf(now-100+int64(i)) + 1) * expiryBucketSecs
+		snap.put(k, exp, 0)
+		if exp >= now {
+			live++
+		}
 	}
-	v.apply(&feedPage{Cursor: 1, Reset: true, Revoked: snap}, clock.Now())
-	v.purgeExpired(now)
-	if len(v.revoked) != 900 {
-		t.Fatalf("%d kept after the snapshot, want 900", len(v.revoked))
+	v.apply(&feedPage{Cursor: 1, Reset: true}, snap, clock.Now())
+	v.purgeExpired(clock.Now())
+	if v.revoked.len() != live || live < 900 || live >= 960 {
+		t.Fatalf("%d kept after the snapshot, want %d (900 and what ends in the minute now falls in)", v.revoked.len(), live)
 	}
 	clock.Add(200 * time.Second)
 	now = clock.Now().Unix()
-	v.apply(&feedPage{Cursor: 2, Revoked: []feedRevoked{{JTI: "p", ExpiresAt: now}, {JTI: "s999", ExpiresAt: now + 899}}}, clock.Now())
-	v.purgeExpired(now)
+	v.apply(&feedPage{Cursor: 2, Revoked: []feedRevoked{{JTI: "p", ExpiresAt: now}, {JTI: "s999", ExpiresAt: now + 899}}}, nil, clock.Now())
+	v.purgeExpired(clock.Now())
 	for i := range 1000 {
-		exp := now - 300 + int64(i)
-		_, ok := v.revoked[fmt.Sprint("s", i)]
+		exp := (bucketOf(now-300+int64(i)) + 1) * expiryBucketSecs
+		if i == 999 {
+			exp = now + 899
+		}
+		_, _, ok := v.revoked.get(revocationKeyOf(fmt.Sprint("s", i)))
 		if ok != (exp >= now) {
-			t.Fatalf("revocation of exp %d at %d: kept %v", exp, now, ok)
+			t.Fatalf("revocation s%d of exp %d at %d: kept %v", i, exp, now, ok)
 		}
 	}
-	if v.revoked["p"] != now {
+	if exp, _, _ := v.revoked.get(revocationKeyOf("p")); int64(exp) != now {
 		t.Fatal("a revocation expiring now is forgotten")
 	}
 	if err := v.check(&Claims{ID: "p"}); !errors.Is(err, ErrTokenRevoked) {
 		t.Fatalf("check: %v", err)
 	}
-	// A snapshot replaces everything, the index too.
-	v.apply(&feedPage{Cursor: 3, Reset: true, Revoked: []feedRevoked{{JTI: "only", ExpiresAt: now + 10}}}, clock.Now())
-	v.purgeExpired(now + 11)
-	if len(v.revoked) != 0 || len(v.revokedExp.buckets) != 0 {
-		t.Fatalf("after expiry: %d revocations, %d buckets", len(v.revoked), len(v.revokedExp.buckets))
+	// Purged at most once a minute.
+	clock.Add(20 * time.Second)
+	v.purgeExpired(clock.Now())
+	if _, _, ok := v.revoked.get(revocationKeyOf("p")); !ok {
+		t.Fatal("purged again within the minute")
+	}
+	// A snapshot replaces everything.
+	only := newRevocationSet(0, false)
+	only.put(revocationKeyOf("only"), now+10, 0)
+	v.apply(&feedPage{Cursor: 3, Reset: true}, only, clock.Now())
+	clock.Add(time.Minute)
+	v.purgeExpired(clock.Now())
+	if v.revoked.len() != 0 {
+		t.Fatalf("after expiry: %d revocations", v.revoked.len())
+	}
+}
+
+// TestRevocationSetModel: the open-addressing set agrees with a map
+// through growth, sweeps that shift keys back across the table's end, and
+// keys of every shape (random, counters, hashed), and gives each key its
+// owner.
+func TestRevocationSetModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	s := newRevocationSet(0, true)
+	type entry struct{ exp, owner uint32 }
+	model := map[revocationKey]entry{}
+	key := func(i int) revocationKey {
+		var k revocationKey
+		switch i % 3 {
+		case 0: // a counter's bytes, as another issuer's jti may be
+			k[15] = byte(i)
+			k[14] = byte(i >> 8)
+			k[13] = byte(i >> 16)
+		case 1:
+			k = revocationKeyOf(fmt.Sprint("jti-", i))
+		default:
+			for j := range k {
+				k[j] = byte(r.Uint32())
+			}
+		}
+		return k
+	}
+	now := int64(1000)
+	for round := range 60 {
+		for range r.IntN(5000) {
+			k := key(r.IntN(200_000))
+			exp, owner := now+r.Int64N(600)-100, uint32(r.IntN(50))
+			e, ok := model[k]
+			if s.put(k, exp, owner) == ok {
+				t.Fatalf("round %d: put reports new=%v for a key the model has=%v", round, !ok, ok)
+			}
+			if !ok {
+				model[k] = entry{clampExp(exp), owner}
+			} else {
+				model[k] = entry{max(e.exp, clampExp(exp)), e.owner}
+			}
+		}
+		now += r.Int64N(120)
+		dropped := map[uint32]int{}
+		for i := range revShards {
+			s.sweepShard(i, now, func(o uint32) { dropped[o]++ })
+		}
+		want := map[uint32]int{}
+		for k, e := range model {
+			if int64(e.exp) < now {
+				want[e.owner]++
+				delete(model, k)
+			}
+		}
+		if fmt.Sprint(dropped) != fmt.Sprint(want) {
+			t.Fatalf("round %d: dropped owners %v, want %v", round, dropped, want)
+		}
+		if s.len() != len(model) {
+			t.Fatalf("round %d: %d held, model %d", round, s.len(), len(model))
+		}
+		for k, e := range model {
+			if exp, owner, ok := s.get(k); !ok || exp != e.exp || owner != e.owner {
+				t.Fatalf("round %d: key %x: %d %d %v, want %d %d", round, k, exp, owner, ok, e.exp, e.owner)
+			}
+		}
+		seen := 0
+		for i := range revShards {
+			s.each(i, func(k revocationKey, exp uint32) {
+				if model[k].exp != exp {
+					t.Fatalf("each: key %x exp %d, model %d", k, exp, model[k].exp)
+				}
+				seen++
+			})
+		}
+		if seen != len(model) {
+			t.Fatalf("each saw %d, model %d", seen, len(model))
+		}
 	}
 }

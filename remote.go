@@ -49,14 +49,14 @@ type RemoteVerifier struct {
 	keysFetched time.Time  // by v.now
 	fetchMu     sync.Mutex // one JWKS fetch in flight; waiters share its result
 
-	mu         sync.RWMutex        // guards everything below
-	revoked    map[string]int64    // jti -> exp
-	revokedExp expiryIndex[string] // the jtis of revoked, by exp
-	cutoffs    map[string]int64
-	deleted    map[int64]bool
-	cursor     int64
-	fedAt      time.Time // the feed last answered (by v.now)
-	verified   map[[32]byte]*Claims
+	mu       sync.RWMutex // guards everything below
+	revoked  *revocationSet
+	cutoffs  map[string]int64
+	deleted  map[int64]bool
+	cursor   int64
+	fedAt    time.Time // the feed last answered (by v.now)
+	purgedAt time.Time // expired revocations were last purged (by v.now)
+	verified map[[32]byte]*Claims
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -125,7 +125,7 @@ func NewRemoteVerifier(ctx context.Context, issuerURL string, opts ...RemoteOpti
 		leeway:   30 * time.Second,
 		maxStale: 30 * time.Second,
 		log:      slog.New(slog.DiscardHandler),
-		revoked:  map[string]int64{},
+		revoked:  newRevocationSet(0, false),
 		cutoffs:  map[string]int64{},
 		deleted:  map[int64]bool{},
 		verified: map[[32]byte]*Claims{},
@@ -379,7 +379,7 @@ func (v *RemoteVerifier) Verify(ctx context.Context, token string) (*Claims, err
 func (v *RemoteVerifier) check(claims *Claims) error {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	if _, revoked := v.revoked[claims.ID]; revoked {
+	if v.revoked.has(revocationKeyOf(claims.ID)) {
 		return ErrTokenRevoked
 	}
 	if v.deleted[claims.ClientRowID] {
@@ -407,9 +407,7 @@ func (v *RemoteVerifier) follow(ctx context.Context) {
 		if v.now().Sub(fedAt) > v.maxStale {
 			cursor = 0
 		}
-		pctx, cancel := context.WithTimeout(ctx, v.feedWait+10*time.Second)
-		err := v.poll(pctx, cursor)
-		cancel()
+		err := v.poll(ctx, cursor)
 		if err == nil {
 			backoff = 100 * time.Millisecond
 			continue
@@ -426,15 +424,40 @@ func (v *RemoteVerifier) follow(ctx context.Context) {
 	}
 }
 
-// poll reads one page of the feed after cursor and applies it.
+// poll reads one page of the feed after cursor and applies it; after
+// cursor 0, or when the feed answers a snapshot, every part of the
+// snapshot.
 func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
-	u := v.feedURL + "?after=" + strconv.FormatInt(cursor, 10)
+	u := v.feedURL + "?v=2&after=" + strconv.FormatInt(cursor, 10)
 	if cursor > 0 {
 		u += "&wait=" + strconv.Itoa(max(1, int(v.feedWait/time.Second)))
 	}
 	var page feedPage
-	if err := v.get(ctx, v.feed, u, true, &page, 0); err != nil {
+	if err := v.getFeed(ctx, u, v.feedWait+10*time.Second, &page); err != nil {
 		return fmt.Errorf("authsvc: revocation feed: %w", err)
+	}
+	var snap *revocationSet
+	if page.Reset {
+		// Built aside, part by part, and swapped in whole: until then
+		// Verify goes on with what it had.
+		snap = newRevocationSet(0, false)
+		for {
+			for _, g := range page.RevokedKeys {
+				for i := 0; i+len(revocationKey{}) <= len(g.Keys); i += len(revocationKey{}) {
+					snap.put(revocationKey(g.Keys[i:]), g.ExpiresAt, 0)
+				}
+			}
+			if page.NextPart == 0 {
+				break
+			}
+			cut, deleted := page.Cutoffs, page.Deleted
+			next := fmt.Sprintf("%s?v=2&snapshot=%d&part=%d", v.feedURL, page.Cursor, page.NextPart)
+			page = feedPage{}
+			if err := v.getFeed(ctx, next, feedPartTimeout, &page); err != nil {
+				return fmt.Errorf("authsvc: revocation feed snapshot: %w", err)
+			}
+			page.Cutoffs, page.Deleted = cut, deleted
+		}
 	}
 	if page.KeysChanged {
 		// A rotation was published: fetch it now, long before it signs.
@@ -445,36 +468,31 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 		v.fetchMu.Unlock()
 	}
 	now := v.now()
-	v.apply(&page, now)
-	v.purgeExpired(now.Unix())
+	v.apply(&page, snap, now)
+	v.purgeExpired(now)
 	return nil
 }
 
-// apply applies a feed page: only the page's entries are touched. A
-// snapshot's sets are built before the lock is taken.
-func (v *RemoteVerifier) apply(page *feedPage, now time.Time) {
-	var revoked map[string]int64
-	var revokedExp expiryIndex[string]
-	if page.Reset {
-		revoked = make(map[string]int64, len(page.Revoked))
-		for _, r := range page.Revoked {
-			if _, dup := revoked[r.JTI]; !dup {
-				revoked[r.JTI] = r.ExpiresAt
-				revokedExp.add(r.JTI, r.ExpiresAt)
-			}
-		}
-	}
+// feedPartTimeout bounds the reading of one part of a snapshot.
+const feedPartTimeout = 30 * time.Second
+
+// getFeed reads one answer of the feed, within timeout.
+func (v *RemoteVerifier) getFeed(ctx context.Context, u string, timeout time.Duration, page *feedPage) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return v.get(ctx, v.feed, u, true, page, 0)
+}
+
+// apply applies a feed page, or a whole snapshot (snap, and the cut-offs
+// and deletions of page).
+func (v *RemoteVerifier) apply(page *feedPage, snap *revocationSet, now time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if page.Reset {
-		v.revoked, v.revokedExp, v.cutoffs, v.deleted = revoked, revokedExp, map[string]int64{}, map[int64]bool{}
-	} else {
-		for _, r := range page.Revoked {
-			if exp, ok := v.revoked[r.JTI]; !ok || exp != r.ExpiresAt {
-				v.revoked[r.JTI] = r.ExpiresAt
-				v.revokedExp.add(r.JTI, r.ExpiresAt)
-			}
-		}
+	if snap != nil {
+		v.revoked, v.cutoffs, v.deleted = snap, map[string]int64{}, map[int64]bool{}
+	}
+	for _, r := range page.Revoked {
+		v.revoked.put(revocationKeyOf(r.JTI), r.ExpiresAt, 0)
 	}
 	for _, c := range page.Cutoffs {
 		if c.NotBefore > v.cutoffs[c.ClientID] {
@@ -487,24 +505,22 @@ func (v *RemoteVerifier) apply(page *feedPage, now time.Time) {
 	v.cursor, v.fedAt = page.Cursor, now
 }
 
-// purgeExpired forgets the revocations of tokens expired before now, from
-// the oldest expiry buckets, purgeBatch keys per hold of the lock: what has
-// not expired is not looked at.
-func (v *RemoteVerifier) purgeExpired(now int64) {
-	drop := func(jti string, b int64) bool {
-		exp, ok := v.revoked[jti]
-		switch {
-		case !ok || bucketOf(exp) != b:
-			return true // gone, or indexed again elsewhere
-		case exp >= now:
-			return false
-		}
-		delete(v.revoked, jti)
-		return true
+// purgeExpired forgets the revocations of tokens expired before now, a
+// shard of the set per hold of the lock, at most once a minute (a
+// revocation past its exp refuses nothing a token's own exp does not).
+func (v *RemoteVerifier) purgeExpired(now time.Time) {
+	v.mu.Lock()
+	due := now.Sub(v.purgedAt) >= expiryBucketSecs*time.Second
+	if due {
+		v.purgedAt = now
 	}
-	for more := true; more; {
+	v.mu.Unlock()
+	if !due {
+		return
+	}
+	for i := range revShards {
 		v.mu.Lock()
-		more = v.revokedExp.sweep(now, purgeBatch, drop)
+		v.revoked.sweepShard(i, now.Unix(), nil)
 		v.mu.Unlock()
 	}
 }

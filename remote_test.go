@@ -2,9 +2,11 @@ package authsvc
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -270,7 +272,7 @@ func TestFeedCursorAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	page, err := a.feed(context.Background(), 1_000_000)
-	if err != nil || !page.Reset || len(page.Revoked) != 1 || page.Cursor >= 1_000_000 {
+	if err != nil || !page.Reset || snapshotKeys(page) != 1 || page.Cursor >= 1_000_000 {
 		t.Fatalf("page = %+v, %v", page, err)
 	}
 }
@@ -281,17 +283,27 @@ func TestRemoteVerifierResultIsACopy(t *testing.T) {
 	checkVerifyResultIsACopy(t, m.a, newRemote(t, m).Verify)
 }
 
-// TestRemoteVerifierLargeSnapshot: a snapshot larger than any fixed read
-// cap (about 18 MB of JSON; 16 MiB, some 335,000 revocations of real
-// tokens, used to stop NewRemoteVerifier with "unexpected end of JSON
-// input") is read whole. Long jtis make the size with few rows.
+// snapshotKeys is how many revocations a snapshot part carries.
+func snapshotKeys(p *feedPage) int {
+	n := 0
+	for _, g := range p.RevokedKeys {
+		n += len(g.Keys) / len(revocationKey{})
+	}
+	return n
+}
+
+// TestRemoteVerifierLargeSnapshot: a snapshot of more revocations than a
+// part carries comes in several parts, each a bounded answer, and the
+// verifier holds every revocation of every part. (A snapshot of 16 MiB,
+// some 335,000 revocations, used to stop NewRemoteVerifier with
+// "unexpected end of JSON input".) The revocations are put in the store
+// behind authd's back and loaded as a restart would.
 func TestRemoteVerifierLargeSnapshot(t *testing.T) {
 	if testing.Short() {
-		t.Skip("fills a store with 18 MB of revocations")
+		t.Skip("fills a store with 150,000 revocations")
 	}
 	m := newMiniAuthd(t, Config{})
-	const n = 17_500 // × ~1,030 bytes: just over the old 16 MiB
-	pad := strings.Repeat("j", 1000)
+	const n = 150_000 // three parts
 	s := m.a.store.(*sqlStore)
 	tx, err := s.db.Beginx()
 	if err != nil {
@@ -302,19 +314,98 @@ func TestRemoteVerifierLargeSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp := time.Now().Add(time.Hour).Unix()
+	jtis := make([]string, n)
 	for i := range n {
-		if _, err := ins.Exec(fmt.Sprintf("%s-%06d", pad, i), "bulk", exp); err != nil {
+		// Half authd-shaped (16 bytes in base64url), half anything else.
+		jtis[i] = fmt.Sprintf("imported-%06d", i)
+		if i%2 == 0 {
+			jtis[i] = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "jti-%012d", i))
+		}
+		if _, err := ins.Exec(jtis[i], "bulk", exp); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	ctx := context.Background()
+	if err := m.a.state.load(ctx, m.a.store, time.Now(), m.a.tokenLifetimeAgo(), m.a.reloadKeys); err != nil {
+		t.Fatal(err)
+	}
+	first, err := m.a.feed(ctx, 0)
+	if err != nil || first.NextPart == 0 || snapshotKeys(first) > snapshotPartKeys+n/revShards*2 {
+		t.Fatalf("first part: next %d, %d keys, %v; want a bounded part and more", first.NextPart, snapshotKeys(first), err)
+	}
 	v := newRemote(t, m)
 	v.mu.RLock()
-	got := len(v.revoked)
+	got := v.revoked.len()
 	v.mu.RUnlock()
 	if got != n {
 		t.Fatalf("the verifier holds %d revocations, want %d", got, n)
+	}
+	for _, i := range []int{0, 1, n / 2, n - 2, n - 1} {
+		if err := v.check(&Claims{ID: jtis[i]}); !errors.Is(err, ErrTokenRevoked) {
+			t.Fatalf("revocation %d (%s) not refused: %v", i, jtis[i], err)
+		}
+	}
+}
+
+// TestFeedHandlerInputs: every malformed feed request gets 400 and a
+// message, a verifier older than the snapshot's v=2 form is refused where a
+// snapshot is due (it fails closed instead of reading an empty snapshot),
+// a part asked of an instance behind the snapshot's cursor gets 503, and
+// the feed goes on answering.
+func TestFeedHandlerInputs(t *testing.T) {
+	a := newAuth(t, openStore(t, testdb.SQLite(t)), Config{})
+	_, secret := mustClient(t, a, NewClient{ID: "svc"})
+	if err := a.Logout(context.Background(), mustToken(t, a, "svc", secret).AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.FeedHandler())
+	defer srv.Close()
+	get := func(q string) (int, string) {
+		resp, err := http.Get(srv.URL + "/?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	cursor := a.state.applied().ID
+	for _, c := range []struct {
+		query, want string
+	}{
+		{"after=abc", "after must be a cursor"},
+		{"v=2&after=-1", "after must be a cursor"},
+		{"v=2&after=1&wait=soon", "after must be a cursor"},
+		{"v=2&after=99999999999999999999", "after must be a cursor"},
+		{"v=3", "v must be 2"},
+		{"after=0", "v=2 form only"},
+		{"", "v=2 form only"},
+		{"snapshot=1&part=1", "v=2 form only"},
+		{"v=2&snapshot=1", "snapshot must be"},
+		{"v=2&part=1", "snapshot must be"},
+		{"v=2&snapshot=1&part=0", "snapshot must be"},
+		{"v=2&snapshot=1&part=1024", "snapshot must be"},
+		{"v=2&snapshot=-1&part=1", "snapshot must be"},
+		{"v=2&snapshot=x&part=1", "snapshot must be"},
+	} {
+		if st, body := get(c.query); st != http.StatusBadRequest || !strings.Contains(body, c.want) {
+			t.Errorf("?%s: %d %s, want 400 with %q", c.query, st, body, c.want)
+		}
+	}
+	// An old verifier that follows incrementally is still served.
+	if st, body := get(fmt.Sprintf("after=%d", cursor)); st != http.StatusOK || !strings.Contains(body, `"reset":false`) {
+		t.Errorf("incremental page without v: %d %s", st, body)
+	}
+	// A part of a snapshot taken further ahead than this instance.
+	if st, body := get(fmt.Sprintf("v=2&snapshot=%d&part=5", cursor+1000)); st != http.StatusServiceUnavailable || !strings.Contains(body, "caught up") {
+		t.Errorf("part ahead of the instance: %d %s, want 503", st, body)
+	}
+	st, body := get("v=2&after=0")
+	var page feedPage
+	if err := json.Unmarshal([]byte(body), &page); st != http.StatusOK || err != nil || !page.Reset || snapshotKeys(&page) != 1 {
+		t.Fatalf("snapshot after the bad requests: %d %s", st, body)
 	}
 }

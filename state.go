@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"math"
-	"slices"
 	"sync"
 	"time"
 )
@@ -17,22 +16,26 @@ import (
 // within milliseconds through PostgreSQL's NOTIFY, and within PollInterval
 // in any case.
 type state struct {
-	mu      sync.RWMutex // guards every field below
-	clients map[string]*clientRecord
-	deleted map[int64]bool          // row ids of clients deleted within a token's lifetime before start, or since: never stored again
-	revoked map[string]revokedToken // by jti
-	// revokedBy counts each client's live revocations, so that no client
-	// can grow them without bound (Config.MaxRevocationsPerClient). Each
-	// revocation points at its client's count: one copy of the client id,
-	// and a smaller entry than a string of its own.
-	revokedBy  map[string]*clientRevocations
-	revokedExp expiryIndex[string] // the jtis of revoked, by exp
-	verified   map[[32]byte]*Claims
+	mu sync.RWMutex // guards every field below
+	// clients is a bounded cache of client records (maxClients), filled
+	// from the store on a miss and kept current by the change log: with
+	// ten million clients, holding them all made start take a minute and
+	// seven gigabytes (issue 15).
+	clients    map[string]*clientRecord
+	maxClients int
+	deleted    map[int64]bool // row ids of clients deleted within a token's lifetime before start, or since: never stored again
+	revoked    *revocationSet // each revocation's owner is its client's number in revokers
+	// revokers counts each client's live revocations, so that no client
+	// can grow them without bound (Config.MaxRevocationsPerClient).
+	revokers revokers
+	verified map[[32]byte]*Claims
 	// verifiedExp: the keys of verified, by the tokens' exp.
 	verifiedExp expiryIndex[[32]byte]
 	cursor      logPos // the last change applied (its ID is the feed's cursor)
-	// clientsVersion changes whenever clients does, so that what is derived
-	// from every client (ScopesSupported) is computed once per change.
+	// clientsVersion counts the client changes applied (this instance's
+	// own writes, and the change log's), not cache fills: a fill that read
+	// the store before a change must not cache what it read, and what is
+	// derived from every client (ScopesSupported) is read again after one.
 	clientsVersion uint64
 	synced         time.Time // when the store last answered a catch-up
 	healthy        bool      // the last catch-up succeeded
@@ -45,14 +48,21 @@ type state struct {
 // maxVerifiedTokens bounds the verified-token cache.
 const maxVerifiedTokens = 100_000
 
-func newState() *state {
+// defaultMaxClients is the client cache's size when Config.ClientCacheSize
+// is zero.
+const defaultMaxClients = 100_000
+
+func newState(maxClients int) *state {
+	if maxClients <= 0 {
+		maxClients = defaultMaxClients
+	}
 	return &state{
-		clients:   make(map[string]*clientRecord),
-		deleted:   make(map[int64]bool),
-		revoked:   make(map[string]revokedToken),
-		revokedBy: make(map[string]*clientRevocations),
-		verified:  make(map[[32]byte]*Claims),
-		changed:   make(chan struct{}),
+		clients:    make(map[string]*clientRecord),
+		maxClients: maxClients,
+		deleted:    make(map[int64]bool),
+		revoked:    newRevocationSet(0, true),
+		verified:   make(map[[32]byte]*Claims),
+		changed:    make(chan struct{}),
 	}
 }
 
@@ -73,36 +83,25 @@ func (st *state) load(ctx context.Context, store Store, now, deletedSince time.T
 	if err := reloadKeys(ctx); err != nil {
 		return err
 	}
-	clients, err := store.clients(ctx)
-	if err != nil {
-		return err
-	}
-	revs, err := store.revocations(ctx, now)
-	if err != nil {
+	revoked, revokers := newRevocationSet(0, true), revokers{}
+	if _, err := store.revocations(ctx, now, func(jti, clientID []byte, exp int64) {
+		if k := revocationKeyOf(string(jti)); !revoked.has(k) {
+			revoked.put(k, exp, revokers.add(clientID))
+		}
+	}); err != nil {
 		return err
 	}
 	deletions, err := store.deletions(ctx, deletedSince)
 	if err != nil {
 		return err
 	}
-	fresh := make(map[string]*clientRecord, len(clients))
-	for i := range clients {
-		fresh[clients[i].ID] = &clients[i]
-	}
-	revoked := make(map[string]revokedToken, len(revs))
-	revokedBy := make(map[string]*clientRevocations)
-	var revokedExp expiryIndex[string]
-	for _, r := range revs {
-		if _, dup := revoked[r.JTI]; !dup {
-			addRevocation(revoked, revokedBy, &revokedExp, r.JTI, r.ClientID, r.ExpiresAt.Unix())
-		}
-	}
 	// Replace, not merge: load also serves to recover after an outage long
 	// enough that the change log may have been purged of what was missed
 	// (a deletion, a rotation), so nothing of the old state may survive.
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.clients, st.revoked, st.revokedBy, st.revokedExp = fresh, revoked, revokedBy, revokedExp
+	// The client cache starts empty: clients are read as they are used.
+	st.clients, st.revoked, st.revokers = make(map[string]*clientRecord), revoked, revokers
 	st.clientsVersion++
 	for _, d := range deletions {
 		st.deleted[d.RowID] = true
@@ -126,9 +125,10 @@ func (st *state) client(id string) *clientRecord {
 	return st.clients[id]
 }
 
-// putClient stores a client's newest record (nil: it was deleted). A
-// record of a client known to be deleted is not stored again: a lookup that
-// read the store just before the deletion must not bring it back.
+// putClient stores a client's newest record, written by this instance
+// (nil: it was deleted). A record of a client known to be deleted is not
+// stored again: a lookup that read the store just before the deletion must
+// not bring it back.
 func (st *state) putClient(id string, rec *clientRecord) {
 	st.mu.Lock()
 	switch {
@@ -138,84 +138,119 @@ func (st *state) putClient(id string, rec *clientRecord) {
 		}
 		delete(st.clients, id)
 	case !st.deleted[rec.RowID]:
-		st.clients[id] = rec
+		st.cacheLocked(id, rec)
 	}
 	st.clientsVersion++
 	st.notifyLocked()
 	st.mu.Unlock()
 }
 
-// scopeUnion returns the sorted union of every client's scopes, and the
-// clientsVersion it was computed at. It reuses last when that is current.
-func (st *state) scopeUnion(last *scopeSet) *scopeSet {
-	st.mu.RLock()
-	defer st.mu.RUnlock()
-	if last != nil && last.version == st.clientsVersion {
-		return last
+// fillClient caches a record read from the store on a miss, unless a
+// client change was applied since the read began (at version): the record
+// may predate it, and the change's catch-up did not refresh a client that
+// was not cached.
+func (st *state) fillClient(id string, rec *clientRecord, version uint64) {
+	st.mu.Lock()
+	if st.clientsVersion == version && !st.deleted[rec.RowID] {
+		st.cacheLocked(id, rec)
 	}
-	seen := map[string]bool{}
-	for _, c := range st.clients {
-		for _, s := range c.Scopes {
-			seen[s] = true
+	st.mu.Unlock()
+}
+
+// cacheLocked puts a record in the cache, making room when it is full by
+// dropping a few records at random (map order): a client dropped is read
+// again on its next use.
+func (st *state) cacheLocked(id string, rec *clientRecord) {
+	if _, ok := st.clients[id]; !ok && len(st.clients) >= st.maxClients {
+		drop := max(1, st.maxClients/100)
+		for k := range st.clients {
+			delete(st.clients, k)
+			if drop--; drop == 0 {
+				break
+			}
 		}
 	}
-	scopes := make([]string, 0, len(seen))
-	for s := range seen {
-		scopes = append(scopes, s)
+	st.clients[id] = rec
+}
+
+// versionOfClients is clientsVersion (see fillClient).
+func (st *state) versionOfClients() uint64 {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.clientsVersion
+}
+
+// revokers numbers the clients that have live revocations, so that a
+// revocation names its client in four bytes, and counts each one's. The
+// state's lock guards it; the zero value is ready.
+type revokers struct {
+	ids   []string // by number; "" for a free number
+	count []int
+	num   map[string]uint32
+	free  []uint32
+}
+
+// add counts a revocation of client id and returns the client's number.
+func (r *revokers) add(id []byte) uint32 {
+	if n, ok := r.num[string(id)]; ok {
+		r.count[n]++
+		return n
 	}
-	slices.Sort(scopes)
-	return &scopeSet{version: st.clientsVersion, scopes: scopes}
+	if r.num == nil {
+		r.num = make(map[string]uint32)
+	}
+	var n uint32
+	if last := len(r.free) - 1; last >= 0 {
+		n, r.free = r.free[last], r.free[:last]
+	} else {
+		n = uint32(len(r.ids))
+		r.ids, r.count = append(r.ids, ""), append(r.count, 0)
+	}
+	r.ids[n], r.count[n] = string(id), 1
+	r.num[r.ids[n]] = n
+	return n
 }
 
-// scopeSet is a scopeUnion result.
-type scopeSet struct {
-	version uint64
-	scopes  []string
-}
-
-// revokedToken is a revocation as the state keeps it.
-type revokedToken struct {
-	exp    int64              // unix seconds; purged after
-	client *clientRevocations // its client's count, in revokedBy
-}
-
-// clientRevocations is a client's count of live revocations, and the copy
-// of its id they share.
-type clientRevocations struct {
-	id string
-	n  int
+// drop uncounts a revocation of client number n.
+func (r *revokers) drop(n uint32) {
+	if int(n) >= len(r.ids) || r.ids[n] == "" {
+		return
+	}
+	if r.count[n]--; r.count[n] <= 0 {
+		delete(r.num, r.ids[n])
+		r.ids[n], r.count[n] = "", 0
+		r.free = append(r.free, n)
+	}
 }
 
 // revoke records a revocation; recording one twice changes nothing (an
 // instance's own revocations come back through the change log).
 func (st *state) revoke(jti, clientID string, exp int64) {
+	k := revocationKeyOf(jti)
 	st.mu.Lock()
-	if _, ok := st.revoked[jti]; !ok {
-		addRevocation(st.revoked, st.revokedBy, &st.revokedExp, jti, clientID, exp)
+	if !st.revoked.has(k) {
+		st.revoked.put(k, exp, st.revokers.add([]byte(clientID)))
 	}
 	st.notifyLocked()
 	st.mu.Unlock()
 }
 
-// addRevocation adds a revocation not yet in revoked, counting it for its
-// client and indexing it by exp.
-func addRevocation(revoked map[string]revokedToken, by map[string]*clientRevocations, idx *expiryIndex[string], jti, clientID string, exp int64) {
-	c := by[clientID]
-	if c == nil {
-		c = &clientRevocations{id: clientID}
-		by[clientID] = c
-	}
-	c.n++
-	revoked[jti] = revokedToken{exp: exp, client: c}
-	idx.add(jti, exp)
+// eachRevocation calls f with each revocation of one shard of the set,
+// under the read lock, and returns how many.
+func (st *state) eachRevocation(shard int, f func(k revocationKey, exp uint32)) int {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	n := 0
+	st.revoked.each(shard, func(k revocationKey, exp uint32) { f(k, exp); n++ })
+	return n
 }
 
 // liveRevocations is how many unexpired revocations a client has.
 func (st *state) liveRevocations(clientID string) int {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	if c := st.revokedBy[clientID]; c != nil {
-		return c.n
+	if n, ok := st.revokers.num[clientID]; ok {
+		return st.revokers.count[n]
 	}
 	return 0
 }
@@ -277,32 +312,13 @@ func (st *state) dropVerified(now int64) func([32]byte, int64) bool {
 	}
 }
 
-// dropRevoked is the sweep's drop function for the revocations: it drops a
-// revocation that expired before now and uncounts it from its client.
-func (st *state) dropRevoked(now int64) func(string, int64) bool {
-	return func(jti string, b int64) bool {
-		r, ok := st.revoked[jti]
-		switch {
-		case !ok || bucketOf(r.exp) != b:
-			return true
-		case r.exp >= now:
-			return false
-		}
-		delete(st.revoked, jti)
-		if r.client.n--; r.client.n <= 0 {
-			delete(st.revokedBy, r.client.id)
-		}
-		return true
-	}
-}
-
 // check applies what the store knows to verified claims: revocation, the
 // client's existence (same row id) and its cut-off. It returns the client's
 // record when known, or nil when the client is not in memory.
 func (st *state) check(c *Claims) (*clientRecord, error) {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	if _, revoked := st.revoked[c.ID]; revoked {
+	if st.revoked.has(revocationKeyOf(c.ID)) {
 		return nil, ErrTokenRevoked
 	}
 	rec := st.clients[c.Subject]
@@ -364,6 +380,13 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 			case changeRevoke:
 				st.revoke(c.JTI, c.ClientID, c.ExpiresAt)
 			case changeClient:
+				if st.client(c.ClientID) == nil {
+					// Not cached: its next use reads it from the store.
+					st.mu.Lock()
+					st.clientsVersion++
+					st.mu.Unlock()
+					break
+				}
 				rec, err := store.client(ctx, c.ClientID)
 				if errors.Is(err, ErrClientNotFound) {
 					rec, err = nil, nil // deleted since: a later change says so
@@ -380,8 +403,8 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 				st.deleted[c.RowID] = true
 				if rec := st.clients[c.ClientID]; rec != nil && rec.RowID == c.RowID {
 					delete(st.clients, c.ClientID)
-					st.clientsVersion++
 				}
+				st.clientsVersion++
 				st.notifyLocked()
 				st.mu.Unlock()
 			case changeKey:
@@ -434,16 +457,18 @@ func (st *state) freshness() (time.Time, bool) {
 }
 
 // purgeExpired drops revocations and cached tokens past their exp (exp <
-// now). It takes what has expired from the oldest expiry buckets, at most
-// purgeBatch keys per hold of the lock, so a Verify waits for one batch at
-// most, and never looks at what has not expired.
+// now): the revocations a shard per hold of the lock, the cached tokens
+// from their oldest expiry buckets, purgeBatch keys per hold, so that a
+// Verify waits for one small batch at most.
 func (st *state) purgeExpired(now int64) {
-	dropRevoked, dropVerified := st.dropRevoked(now), st.dropVerified(now)
-	for more := true; more; {
+	for i := range revShards {
 		st.mu.Lock()
-		more = st.revokedExp.sweep(now, purgeBatch, dropRevoked)
+		// The set may have been replaced by a reload meanwhile: each
+		// shard is swept in whichever set is current.
+		st.revoked.sweepShard(i, now, st.revokers.drop)
 		st.mu.Unlock()
 	}
+	dropVerified := st.dropVerified(now)
 	for more := true; more; {
 		st.mu.Lock()
 		more = st.verifiedExp.sweep(now, purgeBatch, dropVerified)

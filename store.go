@@ -46,8 +46,9 @@ type Store interface {
 	// revokeToken records jti as revoked until expiresAt. Revoking twice is
 	// not an error and keeps the first record.
 	revokeToken(ctx context.Context, jti, clientID string, expiresAt time.Time) error
-	// revocations returns the revocations that have not expired at now.
-	revocations(ctx context.Context, now time.Time) ([]revocation, error)
+	// revocations calls f with each revocation that has not expired at
+	// now, and returns how many; f's slices are valid during the call only.
+	revocations(ctx context.Context, now time.Time, f func(jti, clientID []byte, exp int64)) (int, error)
 	// changes returns up to limit final changes after the change whose id
 	// is after (0: from the start of the log), in log order, or Gone when
 	// the log no longer keeps that change (see store_changes.go).
@@ -55,6 +56,13 @@ type Store interface {
 	// deletions returns the client deletions logged since (their ClientID
 	// and RowID), for the revocation feed's snapshot.
 	deletions(ctx context.Context, since time.Time) ([]change, error)
+	// scopeLists returns the distinct scope lists (space-separated) of
+	// every client.
+	scopeLists(ctx context.Context) ([]string, error)
+	// cutoffs returns the clients whose cut-off (tokens_valid_after) is
+	// after since, as changes with ClientID and At (the cut-off), through
+	// an index: for the revocation feed's snapshot.
+	cutoffs(ctx context.Context, since time.Time) ([]change, error)
 	// lastChange returns the place of the newest final change (zero when
 	// none): a cursor there skips nothing still in flight.
 	lastChange(ctx context.Context) (logPos, error)
@@ -115,13 +123,6 @@ type Store interface {
 
 // errNoWatch: the store has no change notifications (SQLite).
 var errNoWatch = errors.New("authsvc: store has no change notifications")
-
-// revocation is a revoked token.
-type revocation struct {
-	JTI       string
-	ClientID  string
-	ExpiresAt time.Time
-}
 
 // Change kinds.
 const (

@@ -2,6 +2,7 @@ package authsvc
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -214,21 +215,28 @@ func (s *sqlStore) notifyLoop() {
 	}
 }
 
-func (s *sqlStore) revocations(ctx context.Context, now time.Time) ([]revocation, error) {
-	var rows []struct {
-		JTI       string `db:"jti"`
-		ClientID  string `db:"client_id"`
-		ExpiresAt int64  `db:"expires_at"`
-	}
-	err := s.db.SelectContext(ctx, &rows, s.db.Rebind(`SELECT jti, client_id, expires_at FROM authsvc_revoked_tokens WHERE expires_at >= ?`), now.Unix())
+func (s *sqlStore) revocations(ctx context.Context, now time.Time, f func(jti, clientID []byte, exp int64)) (int, error) {
+	// Streamed and scanned into raw bytes: ten million rows must not
+	// become ten million pairs of strings on their way into memory.
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`SELECT jti, client_id, expires_at FROM authsvc_revoked_tokens WHERE expires_at >= ?`), now.Unix())
 	if err != nil {
-		return nil, unavailable(err)
+		return 0, unavailable(err)
 	}
-	out := make([]revocation, len(rows))
-	for i, r := range rows {
-		out[i] = revocation{JTI: r.JTI, ClientID: r.ClientID, ExpiresAt: time.Unix(r.ExpiresAt, 0).UTC()}
+	defer rows.Close()
+	n := 0
+	var jti, clientID sql.RawBytes
+	var exp int64
+	for rows.Next() {
+		if err := rows.Scan(&jti, &clientID, &exp); err != nil {
+			return n, unavailable(err)
+		}
+		f(jti, clientID, exp)
+		n++
 	}
-	return out, nil
+	if err := rows.Err(); err != nil {
+		return n, unavailable(err)
+	}
+	return n, nil
 }
 
 // changeColumns are the change log's columns in the dialect's log order
@@ -301,6 +309,13 @@ func (s *sqlStore) deletions(ctx context.Context, since time.Time) ([]change, er
 	var out []change
 	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT `+s.changeColumns()+`
 		FROM authsvc_changes WHERE kind = ? AND at >= ? ORDER BY id`), changeClientDeleted, since.Unix())
+	return out, unavailable(err)
+}
+
+func (s *sqlStore) cutoffs(ctx context.Context, since time.Time) ([]change, error) {
+	var out []change
+	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT client_id, tokens_valid_after AS at
+		FROM authsvc_clients WHERE tokens_valid_after > ?`), since.Unix())
 	return out, unavailable(err)
 }
 

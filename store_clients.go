@@ -163,6 +163,12 @@ func (s *sqlStore) clients(ctx context.Context) ([]clientRecord, error) {
 	return out, nil
 }
 
+func (s *sqlStore) scopeLists(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.db.SelectContext(ctx, &out, `SELECT DISTINCT scopes FROM authsvc_clients`)
+	return out, unavailable(err)
+}
+
 // listClients returns up to limit clients whose client_id starts with
 // prefix and comes after after, in byte order. The prefix is a range
 // [prefix, prefixEnd(prefix)), so that the index answers it.

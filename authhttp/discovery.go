@@ -46,7 +46,7 @@ func (h *handler) metadata(w http.ResponseWriter, r *http.Request) {
 	base := h.base(r)
 	scopes := h.auth.ScopesSupported()
 	d := h.discovery.Load()
-	if d == nil || d.base != base || !slices.Equal(d.scopes, scopes) {
+	if d == nil || d.base != base || !slices.Equal(d.scopes, scopes) || (d.scopes == nil) != (scopes == nil) {
 		d = &discoveryDoc{base: base, scopes: scopes, doc: buildDiscovery(h.auth, base, scopes)}
 		h.discovery.Store(d)
 	}
@@ -97,7 +97,6 @@ func buildDiscovery(a *authsvc.Authenticator, base string, scopes []string) []by
 		// authsvc's own: the feed RemoteVerifiers follow (not an RFC field).
 		"revocation_feed_endpoint":                                 base + "/revocations",
 		"grant_types_supported":                                    []string{"client_credentials"},
-		"scopes_supported":                                         scopes,
 		"response_types_supported":                                 []string{},
 		"token_endpoint_auth_methods_supported":                    auth,
 		"introspection_endpoint_auth_methods_supported":            auth,
@@ -110,6 +109,9 @@ func buildDiscovery(a *authsvc.Authenticator, base string, scopes []string) []by
 		"id_token_signing_alg_values_supported":     algs,
 		"subject_types_supported":                   []string{"public"},
 		"access_token_signing_alg_values_supported": algs,
+	}
+	if scopes != nil { // nil: the store could not be read yet (RECOMMENDED, not required)
+		doc["scopes_supported"] = scopes
 	}
 	b, _ := json.Marshal(doc)
 	return b

@@ -155,7 +155,7 @@ func TestBlackholedStore(t *testing.T) {
 		}},
 		{"/logout", func() (int, time.Duration) { return post("/logout", url.Values{"token": {tok.AccessToken}}, "") }},
 		{"/revocations", func() (int, time.Duration) {
-			return get("/revocations?after=0", map[string]string{"Authorization": basicAuth("svc", secret)})
+			return get("/revocations?v=2&after=0", map[string]string{"Authorization": basicAuth("svc", secret)})
 		}},
 	} {
 		if st, d := c.do(); st != 503 || d > 2*storeTimeout+time.Second {

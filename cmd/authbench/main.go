@@ -6,6 +6,7 @@
 //	go run ./cmd/authbench                         # SQLite, 16 connections, 5 s a route
 //	go run ./cmd/authbench -store postgres         # a fresh PostgreSQL database, dropped after
 //	go run ./cmd/authbench -url http://127.0.0.1:5000 -admin-id admin -admin-secret …
+//	go run ./cmd/authbench -scale -clients 1000000 -revocations 1000000 [-store postgres]
 //
 // It builds cmd/authd, starts it as a separate process on a free loopback
 // port with a fresh store, makes the clients it needs over HTTP, then drives
@@ -67,6 +68,9 @@ type options struct {
 	jsonFile    string
 	routes      []string
 	serveBare   string
+	scale       bool
+	clients     int
+	revocations int
 }
 
 // allRoutes are the workloads, in the order they run.
@@ -104,6 +108,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	routes := fs.String("routes", strings.Join(allRoutes, ","), "comma-separated workloads: "+strings.Join(allRoutes, ", "))
 	fs.IntVar(&o.rounds, "rounds", 1, "measure every route this many times and report each one's median ratio")
 	fs.StringVar(&o.serveBare, "serve-bare", "", "internal: serve the bare handler on this address")
+	fs.BoolVar(&o.scale, "scale", false, "measure how costs grow with the store instead: seed -clients and -revocations by bulk insert and report start, memory, listing, feed snapshot, RemoteVerifier, token, verify and logout figures (docs/performance.md)")
+	fs.IntVar(&o.clients, "clients", 100_000, "with -scale: clients to seed")
+	fs.IntVar(&o.revocations, "revocations", 100_000, "with -scale: live revocations to seed")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -127,6 +134,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.store != "sqlite" && o.store != "postgres" {
 		return o, fmt.Errorf("-store must be sqlite or postgres, not %q", o.store)
+	}
+	if o.scale && (o.clients < 0 || o.revocations < 0 || o.clients > 100_000_000 || o.revocations > 100_000_000) {
+		return o, errors.New("-clients and -revocations must be between 0 and 100,000,000")
+	}
+	if o.scale && o.target != "" {
+		return o, errors.New("-scale seeds a store of its own: it cannot drive -url")
 	}
 	if o.target != "" && (o.adminID == "" || o.adminSecret == "") {
 		return o, errNoAdmin
@@ -197,6 +210,9 @@ func mainErr(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if o.serveBare != "" {
 		return serveBare(ctx, o.serveBare)
+	}
+	if o.scale {
+		return runScale(ctx, o, stdout)
 	}
 	dir, err := os.MkdirTemp("", "authbench-")
 	if err != nil {

@@ -45,6 +45,7 @@ type config struct {
 	StoreTimeout          time.Duration `envconfig:"STORE_TIMEOUT" default:"5s"`                 // a store round trip (dial, read, write, catch-up) gives up after this
 	MaxRevocations        int           `envconfig:"MAX_REVOCATIONS_PER_CLIENT" default:"10000"` // past it a client's revocation logs it out everywhere
 	MaxChanges            int           `envconfig:"MAX_CHANGES" default:"1000000"`              // the change log's length bound (besides its age)
+	ClientCache           int           `envconfig:"CLIENT_CACHE" default:"100000"`              // client records kept in memory
 	AssertionMaxLifetime  time.Duration `envconfig:"ASSERTION_MAX_LIFETIME" default:"5m"`        // how far ahead a private_key_jwt assertion's exp may be
 	MetricsAddr           string        `envconfig:"METRICS_ADDR"`                               // serve /metrics there instead of on Addr
 	TrustedProxies        string        `envconfig:"TRUSTED_PROXIES"`                            // comma-separated CIDRs whose X-Forwarded-For is believed
@@ -267,6 +268,9 @@ func (c *config) resolve(socketDir string) error {
 	}
 	if c.MaxRevocations <= 0 {
 		return fmt.Errorf("config: %s_MAX_REVOCATIONS_PER_CLIENT must be positive, got %d", envPrefix, c.MaxRevocations)
+	}
+	if c.ClientCache <= 0 {
+		return fmt.Errorf("config: %s_CLIENT_CACHE must be positive, got %d", envPrefix, c.ClientCache)
 	}
 	if c.MaxChanges <= 0 {
 		return fmt.Errorf("config: %s_MAX_CHANGES must be positive, got %d", envPrefix, c.MaxChanges)

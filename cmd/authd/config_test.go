@@ -83,6 +83,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		StoreTimeout:         5 * time.Second,
 		MaxRevocations:       10000,
 		MaxChanges:           1000000,
+		ClientCache:          100000,
 		AssertionMaxLifetime: 5 * time.Minute,
 		Throttle:             "on",
 	}
@@ -404,6 +405,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"AUTHSVC_STORE_TIMEOUT": "0s"}, "AUTHSVC_STORE_TIMEOUT"},
 		{map[string]string{"AUTHSVC_MAX_REVOCATIONS_PER_CLIENT": "0"}, "AUTHSVC_MAX_REVOCATIONS_PER_CLIENT"},
 		{map[string]string{"AUTHSVC_MAX_CHANGES": "-1"}, "AUTHSVC_MAX_CHANGES"},
+		{map[string]string{"AUTHSVC_CLIENT_CACHE": "0"}, "AUTHSVC_CLIENT_CACHE"},
 		{map[string]string{"AUTHSVC_MAX_REVOCATIONS_PER_CLIENT": "many"}, "AUTHSVC_MAX_REVOCATIONS_PER_CLIENT"},
 		{map[string]string{"AUTHSVC_SIGNING_ALG": "none"}, "AUTHSVC_SIGNING_ALG"},
 		{map[string]string{"AUTHSVC_SIGNING_ALG": "hs256"}, "AUTHSVC_SIGNING_ALG"},

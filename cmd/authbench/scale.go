@@ -1,0 +1,564 @@
+package main
+
+// The scale mode (issue 15): how authd's costs grow with the number of
+// clients and live revocations in its store.
+//
+//	go run ./cmd/authbench -scale -clients 1000000 -revocations 1000000 [-store postgres]
+//
+// It seeds a fresh store with the project's own schema by bulk insert
+// (COPY on PostgreSQL), not through the HTTP API, starts authd on it and
+// reports: start to ready and RSS against an empty store, a /clients page's
+// latency, the revocation feed's snapshot (bytes, parts, time), a
+// RemoteVerifier's start and heap, POST /oauth/token throughput over
+// random clients, POST /verify latency, and logouts per second from 16
+// callers on one instance and (PostgreSQL) on two.
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lib/pq"
+	_ "modernc.org/sqlite" // to seed the benchmark's SQLite store
+
+	"github.com/authsvc/authsvc"
+)
+
+// scaleReport is what the scale mode measured; -json writes it.
+type scaleReport struct {
+	Time        time.Time `json:"time"`
+	GoVersion   string    `json:"go_version"`
+	CPUs        int       `json:"cpus"`
+	Store       string    `json:"store"`
+	Clients     int       `json:"clients"`
+	Revocations int       `json:"revocations"`
+	Cutoffs     int       `json:"cutoffs"`
+	SeedS       float64   `json:"seed_s"`
+
+	EmptyReadyMs float64 `json:"empty_start_to_ready_ms"`
+	EmptyRSSMB   float64 `json:"empty_rss_mb"`
+	ReadyMs      float64 `json:"start_to_ready_ms"`
+	RSSMB        float64 `json:"rss_idle_mb"`
+	// RSSPerRevocationB is the idle RSS over the empty store's, per live
+	// revocation: everything the seeded store costs at start (clients are
+	// read on use), so an upper bound of a revocation's share.
+	RSSPerRevocationB float64 `json:"rss_per_revocation_b"`
+
+	ClientsPageP50Ms float64 `json:"clients_page_p50_ms"`
+	ClientsPageMaxMs float64 `json:"clients_page_max_ms"`
+
+	SnapshotBytes          int64   `json:"snapshot_bytes"`
+	SnapshotParts          int     `json:"snapshot_parts"`
+	SnapshotS              float64 `json:"snapshot_s"`
+	SnapshotPerRevocationB float64 `json:"snapshot_bytes_per_revocation"`
+
+	RemoteStartS          float64 `json:"remote_verifier_start_s"`
+	RemoteHeapPerRevocDel float64 `json:"remote_verifier_heap_per_revocation_b"`
+
+	Token  result `json:"token"`
+	Verify result `json:"verify"`
+
+	Callers    int     `json:"callers"`
+	LogoutsOne float64 `json:"logouts_per_s_one_instance"`
+	LogoutsTwo float64 `json:"logouts_per_s_two_instances,omitempty"`
+
+	RSSAfterMB float64 `json:"rss_after_mb"` // after the load: the client cache filled
+}
+
+// runScale runs the scale mode. Every seeded client shares the admin's
+// generated secret (its stored hash is copied): a generated secret is
+// checked with SHA-256, so token requests measure the lookups, not
+// argon2id.
+func runScale(ctx context.Context, o options, stdout io.Writer) error {
+	dir, err := os.MkdirTemp("", "authbench-scale-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rep := &scaleReport{Time: time.Now().UTC().Truncate(time.Second), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
+		Store: o.store, Clients: o.clients, Revocations: o.revocations, Callers: o.conns}
+	bin := o.authd
+	if bin == "" {
+		fmt.Fprintln(os.Stderr, "authbench: building cmd/authd")
+		if bin, err = buildAuthd(ctx, dir); err != nil {
+			return err
+		}
+	}
+	dbURL, driverName, dsn := "sqlite:"+dir+"/authd.db", "sqlite", dir+"/authd.db"
+	if o.store == "postgres" {
+		pg, err := createPostgres(ctx, o.postgres)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := pg.drop(); err != nil {
+				fmt.Fprintf(os.Stderr, "authbench: drop database %s: %v\n", pg.name, err)
+			}
+		}()
+		dbURL, driverName, dsn = pg.url, "postgres", pg.url
+	}
+	env := []string{"AUTHSVC_DATABASE_URL=" + dbURL, "AUTHSVC_LOG_LEVEL=error", "AUTHSVC_THROTTLE=off"}
+	adminID, secret, err := createAdmin(ctx, bin, dir, env)
+	if err != nil {
+		return err
+	}
+	// The empty store's figures, the baseline.
+	proc, ready, err := startAuthd(ctx, bin, dir, env)
+	if err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond)
+	rep.EmptyReadyMs = ms(ready)
+	rep.EmptyRSSMB, _ = proc.memory()
+	proc.stop()
+
+	db, err := sql.Open(driverName, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	fmt.Fprintf(os.Stderr, "authbench: seeding %d clients and %d revocations\n", o.clients, o.revocations)
+	t0 := time.Now()
+	if rep.Cutoffs, err = seed(ctx, db, o.store == "postgres", adminID, o.clients, o.revocations); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	rep.SeedS = round(time.Since(t0).Seconds(), 1)
+	db.Close()
+
+	fmt.Fprintln(os.Stderr, "authbench: starting authd on the seeded store")
+	if proc, ready, err = startAuthd(ctx, bin, dir, env); err != nil {
+		return err
+	}
+	defer func() { proc.stop() }()
+	time.Sleep(time.Second) // what start left for the collector goes first
+	rep.ReadyMs = ms(ready)
+	rep.RSSMB, _ = proc.memory()
+	if o.revocations > 0 {
+		rep.RSSPerRevocationB = round((rep.RSSMB-rep.EmptyRSSMB)*1e6/float64(o.revocations), 1)
+	}
+	base := "http://" + proc.addr
+	a := &api{base: base, client: &http.Client{Timeout: time.Minute}}
+
+	if err := scaleClientsPage(a, adminID, secret, o.clients, rep); err != nil {
+		return err
+	}
+	if err := scaleSnapshot(ctx, base, adminID, secret, rep); err != nil {
+		return err
+	}
+	if err := scaleRemote(ctx, base, adminID, secret, rep); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(os.Stderr, "authbench: POST /oauth/token over random clients, %s\n", o.duration)
+	host := proc.addr
+	rep.Token = run(host, o.conns, o.warmup, o.duration, func(i int) worker {
+		return &randomClientWorker{host: host, secret: secret, clients: o.clients, admin: adminID,
+			r: rand.New(rand.NewPCG(uint64(i), 1))}
+	})
+	rep.Token.Route = "POST /oauth/token, random clients"
+	tokens, err := issueTokens(a, adminID, secret, o.clients, o.conns)
+	if err != nil {
+		return err
+	}
+	rep.Verify = run(host, o.conns, o.warmup, o.duration, func(i int) worker {
+		return &staticWorker{req: verifyRequest(host, tokens[i%len(tokens)]), status: http.StatusOK, contains: []byte(`"jti":"`)}
+	})
+	rep.Verify.Route = "POST /verify"
+
+	const logouts = 8000
+	fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, one instance\n", logouts, o.conns)
+	if rep.LogoutsOne, err = logoutRate(a, []*api{a}, adminID, secret, o.clients, logouts, o.conns); err != nil {
+		return err
+	}
+	if o.store == "postgres" {
+		// Behind one address, as a fleet is: the same issuer.
+		second, _, err := startAuthd(ctx, bin, dir, append(env, "AUTHSVC_ISSUER="+base))
+		if err != nil {
+			return err
+		}
+		b := &api{base: "http://" + second.addr, client: a.client}
+		fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, two instances\n", logouts, o.conns)
+		rep.LogoutsTwo, err = logoutRate(a, []*api{a, b}, adminID, secret, o.clients, logouts, o.conns)
+		second.stop()
+		if err != nil {
+			return err
+		}
+	}
+	rep.RSSAfterMB, _ = proc.memory()
+	printScale(stdout, rep)
+	return writeJSON(o.jsonFile, stdout, rep)
+}
+
+// seed inserts clients scale-000000000… (every thousandth logged out
+// everywhere a minute ago) and revocations spread over them, expiring
+// over the next hour. It returns how many cut-offs it set.
+func seed(ctx context.Context, db *sql.DB, postgres bool, adminID string, clients, revocations int) (int, error) {
+	var hash string
+	if err := db.QueryRowContext(ctx, rebind(postgres, `SELECT secret_hash FROM authsvc_clients WHERE client_id = ?`), adminID).Scan(&hash); err != nil {
+		return 0, err
+	}
+	now := time.Now().Unix()
+	cutoffs := 0
+	client := func(i int) (id string, cutoff int64) {
+		if i%1000 == 999 {
+			cutoff = now - 60
+		}
+		return fmt.Sprintf("scale-%09d", i), cutoff
+	}
+	r := rand.New(rand.NewPCG(15, 15))
+	revocation := func() (jti, clientID string, exp int64) {
+		var raw [16]byte
+		for i := 0; i < 16; i += 8 {
+			v := r.Uint64()
+			for j := range 8 {
+				raw[i+j] = byte(v >> (8 * j))
+			}
+		}
+		id, _ := client(r.IntN(max(clients, 1)))
+		return base64.RawURLEncoding.EncodeToString(raw[:]), id, now + 600 + r.Int64N(3000)
+	}
+	for i := range clients {
+		if _, c := client(i); c != 0 {
+			cutoffs++
+		}
+	}
+	if postgres {
+		return cutoffs, seedPostgres(ctx, db, clients, revocations, hash, now, client, revocation)
+	}
+	return cutoffs, seedSQLite(ctx, db, clients, revocations, hash, now, client, revocation)
+}
+
+func rebind(postgres bool, q string) string {
+	if postgres {
+		return strings.Replace(q, "?", "$1", 1)
+	}
+	return q
+}
+
+func seedPostgres(ctx context.Context, db *sql.DB, clients, revocations int, hash string, now int64,
+	client func(int) (string, int64), revocation func() (string, string, int64)) error {
+	copyRows := func(table string, cols []string, n int, row func(i int) []any) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		stmt, err := tx.PrepareContext(ctx, pq.CopyIn(table, cols...))
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			if _, err := stmt.ExecContext(ctx, row(i)...); err != nil {
+				return err
+			}
+		}
+		if _, err := stmt.ExecContext(ctx); err != nil {
+			return err
+		}
+		if err := stmt.Close(); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
+	if err := copyRows("authsvc_clients", []string{"client_id", "secret_hash", "scopes", "tokens_valid_after", "created_at", "updated_at"}, clients,
+		func(i int) []any {
+			id, cutoff := client(i)
+			return []any{id, hash, "scale:read", cutoff, now, now}
+		}); err != nil {
+		return err
+	}
+	if err := copyRows("authsvc_revoked_tokens", []string{"jti", "client_id", "expires_at"}, revocations,
+		func(int) []any {
+			jti, id, exp := revocation()
+			return []any{jti, id, exp}
+		}); err != nil {
+		return err
+	}
+	_, err := db.ExecContext(ctx, `ANALYZE`)
+	return err
+}
+
+func seedSQLite(ctx context.Context, db *sql.DB, clients, revocations int, hash string, now int64,
+	client func(int) (string, int64), revocation func() (string, string, int64)) error {
+	insert := func(q string, n int, args func(i int) []any) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		stmt, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i := range n {
+			if _, err := stmt.ExecContext(ctx, args(i)...); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	}
+	if err := insert(`INSERT INTO authsvc_clients (client_id, secret_hash, scopes, tokens_valid_after, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`, clients,
+		func(i int) []any {
+			id, cutoff := client(i)
+			return []any{id, hash, "scale:read", cutoff, now, now}
+		}); err != nil {
+		return err
+	}
+	return insert(`INSERT INTO authsvc_revoked_tokens (jti, client_id, expires_at) VALUES (?, ?, ?)`, revocations,
+		func(int) []any {
+			jti, id, exp := revocation()
+			return []any{jti, id, exp}
+		})
+}
+
+// scaleClientsPage times GET /clients pages: first pages of id prefixes
+// spread over the clients, and the page after each.
+func scaleClientsPage(a *api, adminID, secret string, clients int, rep *scaleReport) error {
+	admin, err := a.token(adminID, secret)
+	if err != nil {
+		return err
+	}
+	var took []time.Duration
+	for i := range 20 {
+		prefix := fmt.Sprintf("scale-%09d", i*max(clients, 1)/20)[:12] // scale-NNNNNN: a thousand clients
+		cursor := ""
+		for range 2 {
+			q := url.Values{"limit": {"100"}, "prefix": {prefix}}
+			if cursor != "" {
+				q.Set("cursor", cursor)
+			}
+			req, _ := http.NewRequest("GET", a.base+"/clients?"+q.Encode(), nil)
+			req.Header.Set("Authorization", "Bearer "+admin)
+			t0 := time.Now()
+			status, body, err := a.send(req)
+			took = append(took, time.Since(t0))
+			if err != nil || status != http.StatusOK {
+				return fmt.Errorf("GET /clients: %d %v %v", status, body, err)
+			}
+			cursor, _ = body["next_cursor"].(string)
+			if cursor == "" {
+				break
+			}
+		}
+	}
+	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+	rep.ClientsPageP50Ms, rep.ClientsPageMaxMs = ms(took[len(took)/2]), ms(took[len(took)-1])
+	return nil
+}
+
+// scaleSnapshot reads the feed's snapshot, every part, as a verifier does.
+func scaleSnapshot(ctx context.Context, base, id, secret string, rep *scaleReport) error {
+	t0 := time.Now()
+	u := base + "/revocations?v=2&after=0"
+	keys := 0
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+		req.SetBasicAuth(id, secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		var page struct {
+			Cursor      int64 `json:"cursor"`
+			NextPart    int   `json:"next_part"`
+			RevokedKeys []struct {
+				Keys []byte `json:"keys"`
+			} `json:"revoked_keys"`
+		}
+		cr := &countingReader{r: resp.Body}
+		err = json.NewDecoder(cr).Decode(&page)
+		io.Copy(io.Discard, cr)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("snapshot: %s %v", resp.Status, err)
+		}
+		rep.SnapshotBytes += cr.n
+		rep.SnapshotParts++
+		for _, g := range page.RevokedKeys {
+			keys += len(g.Keys) / 16
+		}
+		if page.NextPart == 0 {
+			break
+		}
+		u = fmt.Sprintf("%s/revocations?v=2&snapshot=%d&part=%d", base, page.Cursor, page.NextPart)
+	}
+	rep.SnapshotS = round(time.Since(t0).Seconds(), 2)
+	if keys > 0 {
+		rep.SnapshotPerRevocationB = round(float64(rep.SnapshotBytes)/float64(keys), 1)
+	}
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// scaleRemote starts a RemoteVerifier in this process and measures its
+// start and the heap it holds.
+func scaleRemote(ctx context.Context, base, id, secret string, rep *scaleReport) error {
+	before := heapInUse()
+	t0 := time.Now()
+	v, err := authsvc.NewRemoteVerifier(ctx, base, authsvc.WithClientCredentials(id, secret))
+	if err != nil {
+		return err
+	}
+	rep.RemoteStartS = round(time.Since(t0).Seconds(), 2)
+	if rep.Revocations > 0 {
+		rep.RemoteHeapPerRevocDel = round(float64(heapInUse()-before)/float64(rep.Revocations), 1)
+	}
+	runtime.KeepAlive(v)
+	return v.Close()
+}
+
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
+
+// randomClientWorker asks tokens for a random seeded client each time.
+type randomClientWorker struct {
+	host, secret, admin string
+	clients             int
+	r                   *rand.Rand
+}
+
+func (w *randomClientWorker) next() request {
+	id := w.admin
+	if w.clients > 0 {
+		id = fmt.Sprintf("scale-%09d", w.r.IntN(w.clients))
+	}
+	cred := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(w.secret)))
+	return newRequest("POST", w.host, "/oauth/token", map[string]string{
+		"Content-Type": "application/x-www-form-urlencoded", "Authorization": "Basic " + cred}, "grant_type=client_credentials")
+}
+
+func (w *randomClientWorker) check(resp response) bool {
+	return resp.status == http.StatusOK && strings.Contains(string(resp.body), `"access_token":"`)
+}
+
+// issueTokens gets n tokens of random seeded clients (of the admin when
+// there are none).
+func issueTokens(a *api, adminID, secret string, clients, n int) ([]string, error) {
+	r := rand.New(rand.NewPCG(9, uint64(n)))
+	out := make([]string, n)
+	for i := range out {
+		id := adminID
+		if clients > 0 {
+			id = fmt.Sprintf("scale-%09d", r.IntN(clients))
+		}
+		tok, err := a.token(id, secret)
+		if err != nil {
+			return nil, fmt.Errorf("token of %s: %w", id, err)
+		}
+		out[i] = tok
+	}
+	return out, nil
+}
+
+// logoutRate issues n tokens, then logs them out from callers concurrent
+// callers spread over the instances, and returns logouts per second.
+func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, n, callers int) (float64, error) {
+	var tokens []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var issueErr error
+	for range callers {
+		wg.Go(func() {
+			mine, err := issueTokens(issuer, adminID, secret, clients, n/callers)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				issueErr = err
+			}
+			tokens = append(tokens, mine...)
+		})
+	}
+	wg.Wait()
+	if issueErr != nil {
+		return 0, issueErr
+	}
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	t0 := time.Now()
+	for c := range callers {
+		api := instances[c%len(instances)]
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(tokens) {
+					return
+				}
+				status, body, err := api.post("/logout", url.Values{"token": {tokens[i]}}, nil)
+				if err != nil || status != http.StatusOK {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %v %v", status, body, err))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	if f := failed.Load(); f > 0 {
+		return 0, fmt.Errorf("%d of %d logouts failed, first: %v", f, len(tokens), firstErr.Load())
+	}
+	return round(float64(len(tokens))/elapsed.Seconds(), 0), nil
+}
+
+func writeJSON(file string, stdout io.Writer, v any) error {
+	if file == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if file == "-" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
+}
+
+func printScale(w io.Writer, r *scaleReport) {
+	fmt.Fprintf(w, "authd scale, %s store: %d clients, %d live revocations (%d cut-offs); seeded in %.1f s\n", r.Store, r.Clients, r.Revocations, r.Cutoffs, r.SeedS)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "start to ready\t%.0f ms (empty store %.0f ms)\n", r.ReadyMs, r.EmptyReadyMs)
+	fmt.Fprintf(tw, "idle RSS\t%.1f MB (empty store %.1f MB): %.1f B a live revocation, at most\n", r.RSSMB, r.EmptyRSSMB, r.RSSPerRevocationB)
+	fmt.Fprintf(tw, "GET /clients page (limit 100, prefix)\tp50 %.1f ms, max %.1f ms\n", r.ClientsPageP50Ms, r.ClientsPageMaxMs)
+	fmt.Fprintf(tw, "feed snapshot\t%d bytes in %d parts, %.2f s: %.1f B a revocation\n", r.SnapshotBytes, r.SnapshotParts, r.SnapshotS, r.SnapshotPerRevocationB)
+	fmt.Fprintf(tw, "NewRemoteVerifier\t%.2f s, heap %.1f B a revocation\n", r.RemoteStartS, r.RemoteHeapPerRevocDel)
+	fmt.Fprintf(tw, "%s\t%.0f req/s, p99 %.0f µs, %d errors %s\n", r.Token.Route, r.Token.RPS, r.Token.P99us, r.Token.Errors, r.Token.FirstError)
+	fmt.Fprintf(tw, "%s\t%.0f req/s, p99 %.0f µs, %d errors %s\n", r.Verify.Route, r.Verify.RPS, r.Verify.P99us, r.Verify.Errors, r.Verify.FirstError)
+	fmt.Fprintf(tw, "logouts, %d callers\tone instance %.0f/s", r.Callers, r.LogoutsOne)
+	if r.LogoutsTwo > 0 {
+		fmt.Fprintf(tw, ", two instances %.0f/s", r.LogoutsTwo)
+	}
+	fmt.Fprintf(tw, "\n")
+	fmt.Fprintf(tw, "RSS after the load\t%.1f MB\n", r.RSSAfterMB)
+	tw.Flush()
+}
