@@ -144,19 +144,30 @@ func (s *revocationSet) has(k revocationKey) bool {
 	return s.shard(&k).find(&k) >= 0
 }
 
-// put adds a revocation, or moves a known one's exp later. It reports
-// whether the key was new.
+// put adds a revocation, or moves a known one's exp later (keeping its
+// owner). It reports whether the key was new.
 func (s *revocationSet) put(k revocationKey, exp int64, owner uint32) bool {
 	e := clampExp(exp)
 	sh := s.shard(&k)
-	if i := sh.find(&k); i >= 0 {
-		sh.slots[i].exp = max(sh.slots[i].exp, e)
-		return false
-	}
 	if (sh.n+1)*4 > len(sh.slots)*3 {
 		sh.resize(max(8, len(sh.slots)*3/2), s.owners)
 	}
-	sh.insert(k, e, owner)
+	size := len(sh.slots)
+	i := home(&k, size)
+	for sh.slots[i].exp != 0 {
+		if sh.slots[i].key == k {
+			sh.slots[i].exp = max(sh.slots[i].exp, e)
+			return false
+		}
+		if i++; i == size {
+			i = 0
+		}
+	}
+	sh.slots[i] = revSlot{key: k, exp: e}
+	if sh.owner != nil {
+		sh.owner[i] = owner
+	}
+	sh.n++
 	s.n++
 	return true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"hash/maphash"
 	"math"
 	"sync"
 	"time"
@@ -85,9 +86,8 @@ func (st *state) load(ctx context.Context, store Store, now, deletedSince time.T
 	}
 	revoked, revokers := newRevocationSet(0, true), revokers{}
 	if _, err := store.revocations(ctx, now, func(jti, clientID []byte, exp int64) {
-		if k := revocationKeyOf(string(jti)); !revoked.has(k) {
-			revoked.put(k, exp, revokers.add(clientID))
-		}
+		n := revokers.number(clientID)
+		revokers.add(n, revoked.put(revocationKeyOf(string(jti)), exp, n))
 	}); err != nil {
 		return err
 	}
@@ -181,46 +181,76 @@ func (st *state) versionOfClients() uint64 {
 }
 
 // revokers numbers the clients that have live revocations, so that a
-// revocation names its client in four bytes, and counts each one's. The
-// state's lock guards it; the zero value is ready.
+// revocation names its client in four bytes, and counts each one's. A
+// client is known by a 64-bit hash of its id (maphash, seeded per
+// process): a million clients with revocations are a map of numbers, not
+// of strings, and two ids that collide (about one chance in 10^13 among a
+// million) would only share a bound. The state's lock guards it; the zero
+// value is ready.
 type revokers struct {
-	ids   []string // by number; "" for a free number
-	count []int
-	num   map[string]uint32
+	num   map[uint64]uint32 // by hash
+	hash  []uint64          // by number
+	count []int32           // by number; 0 for a free number
 	free  []uint32
 }
 
-// add counts a revocation of client id and returns the client's number.
-func (r *revokers) add(id []byte) uint32 {
-	if n, ok := r.num[string(id)]; ok {
-		r.count[n]++
+var revokerSeed = maphash.MakeSeed()
+
+func revokerHash(id []byte) uint64 { return maphash.Bytes(revokerSeed, id) }
+
+// number returns client id's number, giving it one if it has none; the
+// caller counts a revocation with it (count) or gives it back (release).
+func (r *revokers) number(id []byte) uint32 {
+	h := revokerHash(id)
+	if n, ok := r.num[h]; ok {
 		return n
 	}
 	if r.num == nil {
-		r.num = make(map[string]uint32)
+		r.num = make(map[uint64]uint32)
 	}
 	var n uint32
 	if last := len(r.free) - 1; last >= 0 {
 		n, r.free = r.free[last], r.free[:last]
+		r.hash[n] = h
 	} else {
-		n = uint32(len(r.ids))
-		r.ids, r.count = append(r.ids, ""), append(r.count, 0)
+		n = uint32(len(r.hash))
+		r.hash, r.count = append(r.hash, h), append(r.count, 0)
 	}
-	r.ids[n], r.count[n] = string(id), 1
-	r.num[r.ids[n]] = n
+	r.num[h] = n
 	return n
+}
+
+// add counts a revocation of the client numbered n, put in the set (added)
+// or not (a duplicate): a number counting nothing is freed.
+func (r *revokers) add(n uint32, added bool) {
+	if added {
+		r.count[n]++
+	} else if r.count[n] == 0 {
+		r.release(n)
+	}
 }
 
 // drop uncounts a revocation of client number n.
 func (r *revokers) drop(n uint32) {
-	if int(n) >= len(r.ids) || r.ids[n] == "" {
+	if int(n) >= len(r.count) || r.count[n] <= 0 {
 		return
 	}
-	if r.count[n]--; r.count[n] <= 0 {
-		delete(r.num, r.ids[n])
-		r.ids[n], r.count[n] = "", 0
-		r.free = append(r.free, n)
+	if r.count[n]--; r.count[n] == 0 {
+		r.release(n)
 	}
+}
+
+func (r *revokers) release(n uint32) {
+	delete(r.num, r.hash[n])
+	r.free = append(r.free, n)
+}
+
+// live is how many live revocations client id has.
+func (r *revokers) live(id string) int {
+	if n, ok := r.num[maphash.String(revokerSeed, id)]; ok {
+		return int(r.count[n])
+	}
+	return 0
 }
 
 // revoke records a revocation; recording one twice changes nothing (an
@@ -228,9 +258,8 @@ func (r *revokers) drop(n uint32) {
 func (st *state) revoke(jti, clientID string, exp int64) {
 	k := revocationKeyOf(jti)
 	st.mu.Lock()
-	if !st.revoked.has(k) {
-		st.revoked.put(k, exp, st.revokers.add([]byte(clientID)))
-	}
+	n := st.revokers.number([]byte(clientID))
+	st.revokers.add(n, st.revoked.put(k, exp, n))
 	st.notifyLocked()
 	st.mu.Unlock()
 }
@@ -249,10 +278,7 @@ func (st *state) eachRevocation(shard int, f func(k revocationKey, exp uint32)) 
 func (st *state) liveRevocations(clientID string) int {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	if n, ok := st.revokers.num[clientID]; ok {
-		return st.revokers.count[n]
-	}
-	return 0
+	return st.revokers.live(clientID)
 }
 
 func (st *state) notifyLocked() {

@@ -71,6 +71,7 @@ type options struct {
 	scale       bool
 	clients     int
 	revocations int
+	logouts     int
 }
 
 // allRoutes are the workloads, in the order they run.
@@ -111,6 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.scale, "scale", false, "measure how costs grow with the store instead: seed -clients and -revocations by bulk insert and report start, memory, listing, feed snapshot, RemoteVerifier, token, verify and logout figures (docs/performance.md)")
 	fs.IntVar(&o.clients, "clients", 100_000, "with -scale: clients to seed")
 	fs.IntVar(&o.revocations, "revocations", 100_000, "with -scale: live revocations to seed")
+	fs.IntVar(&o.logouts, "logouts", 8000, "with -scale: tokens logged out to measure logouts per second")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -134,6 +136,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.store != "sqlite" && o.store != "postgres" {
 		return o, fmt.Errorf("-store must be sqlite or postgres, not %q", o.store)
+	}
+	if o.scale && (o.logouts < 1 || o.logouts > 1_000_000) {
+		return o, errors.New("-logouts must be between 1 and 1,000,000")
 	}
 	if o.scale && (o.clients < 0 || o.revocations < 0 || o.clients > 100_000_000 || o.revocations > 100_000_000) {
 		return o, errors.New("-clients and -revocations must be between 0 and 100,000,000")

@@ -179,7 +179,7 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 	})
 	rep.Verify.Route = "POST /verify"
 
-	const logouts = 8000
+	logouts := o.logouts
 	fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, one instance\n", logouts, o.conns)
 	if rep.LogoutsOne, err = logoutRate(a, []*api{a}, adminID, secret, o.clients, logouts, o.conns); err != nil {
 		return err
