@@ -257,6 +257,7 @@ func seedPostgres(ctx context.Context, db *sql.DB, clients, revocations int, has
 			return err
 		}
 		defer tx.Rollback()
+		//lint:ignore SA1019 CopyIn quotes the identifiers; its replacement is a query built by hand
 		stmt, err := tx.PrepareContext(ctx, pq.CopyIn(table, cols...))
 		if err != nil {
 			return err
