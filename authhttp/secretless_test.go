@@ -390,6 +390,24 @@ func TestSecretlessBadInput(t *testing.T) {
 		if _, err := ts.auth.Client(context.Background(), "second"); err == nil {
 			t.Fatal("the refused client was stored")
 		}
+		// The issuer routes' other bad inputs, and callers who are not admins.
+		del := func(q string, bearer string) reply {
+			return ts.do(http.MethodDelete, "/issuer"+q, "", "", map[string]string{"Authorization": "Bearer " + bearer})
+		}
+		expect(t, "delete without issuer", del("", ts.admin), http.StatusBadRequest)
+		expect(t, "delete unknown", del("?issuer=https%3A%2F%2Funknown.example", ts.admin), http.StatusNotFound)
+		expect(t, "delete NUL", del("?issuer=%00", ts.admin), http.StatusBadRequest)
+		expect(t, "delete twice in the query", del("?issuer=a&issuer=b", ts.admin), http.StatusBadRequest)
+		_, plain := ts.createClient(url.Values{"client_id": {"plain"}})
+		user := ts.token("plain", plain)
+		expect(t, "delete by a non-admin", del("?issuer=https%3A%2F%2Fissuer.example", user), http.StatusForbidden)
+		expect(t, "list by a non-admin", ts.do(http.MethodGet, "/issuers", "", "", map[string]string{"Authorization": "Bearer " + user}), http.StatusForbidden)
+		expect(t, "list without a token", ts.do(http.MethodGet, "/issuers", "", "", nil), http.StatusUnauthorized)
+		expect(t, "add by a non-admin", ts.form("/issuer", url.Values{"issuer": {"https://x.example"}}, user), http.StatusForbidden)
+		expect(t, "wrong method", ts.do(http.MethodPut, "/issuer", "", "", nil), http.StatusMethodNotAllowed)
+		if tis, _ := ts.auth.TrustedIssuers(context.Background()); len(tis) != 1 {
+			t.Fatalf("issuers after the refused deletions: %+v", tis)
+		}
 		// A form body carries jwks as JSON text.
 		v := url.Values{"client_id": {"formed"}, "token_endpoint_auth_method": {"private_key_jwt"}, "jwks": {string(jwks)}}
 		expect(t, "form jwks", ts.form("/client", v, ts.admin), http.StatusCreated)
