@@ -156,7 +156,8 @@ func (a *Authenticator) Client(ctx context.Context, clientID string) (*Client, e
 	return &c, nil
 }
 
-// Clients lists every client, ordered by client_id.
+// Clients lists every client, ordered by client_id, in one slice: fine for
+// a few thousand; page through a large store with ListClients.
 func (a *Authenticator) Clients(ctx context.Context) ([]Client, error) {
 	recs, err := a.store.clients(ctx)
 	if err != nil {

@@ -56,7 +56,7 @@ type revocationKey [16]byte
 func revocationKeyOf(jti string) revocationKey {
 	var k revocationKey
 	if len(jti) == 22 {
-		if n, err := base64.RawURLEncoding.Strict().Decode(k[:], []byte(jti)); err == nil && n == len(k) {
+		if n, err := strictBase64URL.Decode(k[:], []byte(jti)); err == nil && n == len(k) {
 			return k
 		}
 	}
@@ -64,6 +64,8 @@ func revocationKeyOf(jti string) revocationKey {
 	copy(k[:], sum[:])
 	return k
 }
+
+var strictBase64URL = base64.RawURLEncoding.Strict()
 
 // clampExp fits an exp into a slot: at least 1 (0 marks an empty slot),
 // at most what 32 bits hold (the year 2106).
