@@ -173,10 +173,10 @@ type Authenticator struct {
 }
 
 // New checks cfg, loads (or, on a fresh store, generates) the signing keys,
-// loads the clients, live revocations and the last 24 hours' known
-// addresses (see KnownAddress) into memory, and starts following
-// the store's change log in the background. Close stops that. It fails
-// early on a bad Config.
+// loads the live revocations and the last 24 hours' known addresses (see
+// KnownAddress) into memory, and starts following the store's change log
+// and filling the client cache (Config.ClientCacheSize) in the background.
+// Close stops that. It fails early on a bad Config.
 func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	if store == nil {
 		return nil, errors.New("authsvc: New needs a Store")
@@ -203,7 +203,8 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	}
 	a.keys.Store(keys)
 	a.state = newState(cfg.ClientCacheSize)
-	if err := a.state.load(ctx, store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys); err != nil {
+	loadRevocations, err := a.state.loadInBackground(ctx, store, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys)
+	if err != nil {
 		return nil, err
 	}
 	a.known = newKnownAddrs()
@@ -214,13 +215,32 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 	bg, stop := context.WithCancel(context.Background())
 	a.stop = stop
 	a.kick = make(chan struct{}, 1)
-	a.done.Add(4)
+	a.done.Add(5)
+	loaded := make(chan struct{})
+	go func() {
+		defer a.done.Done()
+		defer close(loaded)
+		loadRevocations(bg, func(err error) {
+			a.log.Warn("authsvc: reading the revocations into memory failed; retrying (until then tokens are checked against the store)", "err", err)
+		})
+	}()
+	// Most stores load in milliseconds: New returns with them in memory.
+	// Millions of revocations go on loading after it returns.
+	select {
+	case <-loaded:
+	case <-time.After(loadWait):
+	case <-ctx.Done():
+	}
 	go a.follow(bg)
 	go a.watch(bg)
 	go a.writeKnown(bg)
 	go a.warmClients(bg)
 	return a, nil
 }
+
+// loadWait is how long New waits for the revocations to be in memory
+// before it returns and lets them load in the background.
+const loadWait = 250 * time.Millisecond
 
 // warmClients fills the client cache from the store after start, a page at
 // a time, until it is full or every client is in: an instance with fewer
@@ -373,14 +393,15 @@ func (a *Authenticator) Issuer() string { return a.cfg.Issuer }
 // from the store (every client's distinct scope list, through no cache of
 // clients) and read again after a client change, by the first caller that
 // asks; when a read takes longer than a few milliseconds (millions of
-// clients), at most so often that those reads take a tenth of the time:
-// other callers meanwhile get the last union. Nil when the store has not
+// clients) and the change was another instance's, at most so often that
+// those reads take a tenth of the time: other callers meanwhile get the
+// last union. A change this instance made shows at once. Nil when the store has not
 // been read yet and cannot be.
 // The slice is shared, so do not modify it.
 func (a *Authenticator) ScopesSupported() []string {
-	version := a.state.versionOfClients()
+	version, own := a.state.clientChanges()
 	cur := a.scopes.Load()
-	if cur != nil && (cur.version == version || cur.took > cheapRead && time.Since(cur.readAt) < 10*cur.took) {
+	if cur != nil && (cur.version == version || cur.own == own && cur.took > cheapRead && time.Since(cur.readAt) < 10*cur.took) {
 		return cur.scopes
 	}
 	if !a.scopesMu.TryLock() {
@@ -413,7 +434,7 @@ func (a *Authenticator) ScopesSupported() []string {
 	}
 	scopes := slices.AppendSeq([]string{}, maps.Keys(seen))
 	slices.Sort(scopes)
-	a.scopes.Store(&scopeSet{version: version, scopes: scopes, readAt: time.Now(), took: time.Since(start)})
+	a.scopes.Store(&scopeSet{version: version, own: own, scopes: scopes, readAt: time.Now(), took: time.Since(start)})
 	return scopes
 }
 
@@ -424,6 +445,7 @@ const cheapRead = 10 * time.Millisecond
 // it was read at, when, and how long the read took.
 type scopeSet struct {
 	version uint64
+	own     uint64 // the instance's own client changes it was read after
 	scopes  []string
 	readAt  time.Time
 	took    time.Duration

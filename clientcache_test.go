@@ -105,3 +105,92 @@ func TestClientFillAfterChange(t *testing.T) {
 		t.Fatal("a fresh read was not cached")
 	}
 }
+
+// TestVerifyWhileLoading: an instance still reading the revocations into
+// memory (millions take seconds; New does not wait for them) refuses a
+// revoked token by asking the store, serves no feed snapshot, applies the
+// changes it follows meanwhile, and once loaded holds both those and what
+// it read.
+func TestVerifyWhileLoading(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s := openStore(t, url)
+		a := newAuth(t, s, Config{PollInterval: 20 * time.Millisecond})
+		b := newAuth(t, s, Config{PollInterval: 20 * time.Millisecond})
+		_, secret := mustClient(t, b, NewClient{ID: "svc"})
+		before := mustToken(t, b, "svc", secret).AccessToken
+		during := mustToken(t, b, "svc", secret).AccessToken
+		live := mustToken(t, b, "svc", secret).AccessToken
+		if err := b.Logout(ctx, before); err != nil {
+			t.Fatal(err)
+		}
+		// a restarts its load, as New does, and stops before the revocations.
+		finish, err := a.state.loadInBackground(ctx, s, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Verify(ctx, before); !errors.Is(err, ErrTokenRevoked) {
+			t.Fatalf("a token revoked before the load, while loading: %v", err)
+		}
+		if _, err := a.Verify(ctx, live); err != nil {
+			t.Fatalf("a live token while loading: %v", err)
+		}
+		if _, err := a.feed(ctx, 0); !errors.Is(err, errStillLoading) {
+			t.Fatalf("a snapshot while loading: %v", err)
+		}
+		if err := b.Logout(ctx, during); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "a to apply the logout made while it loads", func() bool {
+			a.state.mu.RLock()
+			defer a.state.mu.RUnlock()
+			return a.state.revoked.len() == 1
+		})
+		finish(ctx, func(err error) { t.Error(err) })
+		if a.state.loading.Load() {
+			t.Fatal("still loading after finish")
+		}
+		a.state.mu.RLock()
+		n := a.state.revoked.len()
+		a.state.mu.RUnlock()
+		if n != 2 || a.state.liveRevocations("svc") != 2 {
+			t.Fatalf("after the load: %d revocations, %d counted for svc; want 2 and 2", n, a.state.liveRevocations("svc"))
+		}
+		for _, tok := range []string{before, during} {
+			if _, err := a.Verify(ctx, tok); !errors.Is(err, ErrTokenRevoked) {
+				t.Fatalf("a revoked token after the load: %v", err)
+			}
+		}
+		if _, err := a.Verify(ctx, live); err != nil {
+			t.Fatalf("a live token after the load: %v", err)
+		}
+		if p, err := a.feed(ctx, 0); err != nil || snapshotKeys(p) != 2 {
+			t.Fatalf("snapshot after the load: %v", err)
+		}
+	})
+}
+
+// TestScopesSupportedSlowRead: when reading the scopes is slow (millions of
+// clients), another instance's change waits for the rate bound, and this
+// instance's own change shows at once.
+func TestScopesSupportedSlowRead(t *testing.T) {
+	s := openStore(t, testdb.SQLite(t))
+	a := newAuth(t, s, Config{PollInterval: 20 * time.Millisecond})
+	b := newAuth(t, s, Config{PollInterval: 20 * time.Millisecond})
+	mustClient(t, a, NewClient{ID: "x", Scopes: []string{"a"}})
+	if got := fmt.Sprint(a.ScopesSupported()); got != "[a]" {
+		t.Fatalf("ScopesSupported = %s", got)
+	}
+	slow := *a.scopes.Load()
+	slow.took, slow.readAt = time.Hour, time.Now() // as if the read had taken an hour
+	a.scopes.Store(&slow)
+	mustClient(t, b, NewClient{ID: "y", Scopes: []string{"b"}})
+	waitFor(t, 5*time.Second, "a to apply b's change", func() bool { return a.state.applied().ID >= b.state.applied().ID })
+	if got := fmt.Sprint(a.ScopesSupported()); got != "[a]" {
+		t.Fatalf("another instance's change, within the rate bound: %s, want [a]", got)
+	}
+	mustClient(t, a, NewClient{ID: "z", Scopes: []string{"c"}})
+	if got := fmt.Sprint(a.ScopesSupported()); got != "[a b c]" {
+		t.Fatalf("after a change of this instance's: %s, want [a b c]", got)
+	}
+}

@@ -150,6 +150,9 @@ func (a *Authenticator) feed(ctx context.Context, after int64) (*feedPage, error
 // (another instance behind the same address took the first) waits for it
 // to catch up, briefly.
 func (a *Authenticator) snapshotPart(ctx context.Context, cursor int64, part int) (*feedPage, error) {
+	if a.state.loading.Load() {
+		return nil, errStillLoading // memory does not hold every revocation yet
+	}
 	if part == 0 {
 		cursor = a.state.applied().ID
 	} else if err := a.awaitApplied(ctx, cursor); err != nil {
@@ -211,6 +214,10 @@ func (a *Authenticator) awaitApplied(ctx context.Context, cursor int64) error {
 		}
 	}
 }
+
+// errStillLoading: a snapshot was asked of an instance still reading the
+// revocations into memory.
+var errStillLoading = wrapErr(ErrUnavailable, "this instance is still reading the revocations into memory")
 
 // errBehindSnapshot: a snapshot part was asked of an instance that has not
 // caught up with the snapshot's cursor.
@@ -290,8 +297,8 @@ func feedNumber(s string) (int64, error) {
 
 func writeFeedPage(w http.ResponseWriter, r *http.Request, page *feedPage, err error) {
 	switch {
-	case errors.Is(err, errBehindSnapshot):
-		writeFeedError(w, http.StatusServiceUnavailable, "this instance has not caught up with the snapshot yet: ask again")
+	case errors.Is(err, errBehindSnapshot), errors.Is(err, errStillLoading):
+		writeFeedError(w, http.StatusServiceUnavailable, "this instance has not caught up with the snapshot yet, or is still starting: ask again")
 		return
 	case err != nil:
 		if r.Context().Err() == nil {

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,9 @@ type state struct {
 	// can grow them without bound (Config.MaxRevocationsPerClient).
 	revokers revokers
 	verified map[[32]byte]*Claims
+	// loading: revoked does not hold every live revocation yet (see
+	// loadInBackground). Read without the lock.
+	loading atomic.Bool
 	// verifiedExp: the keys of verified, by the tokens' exp.
 	verifiedExp expiryIndex[[32]byte]
 	cursor      logPos // the last change applied (its ID is the feed's cursor)
@@ -38,6 +42,7 @@ type state struct {
 	// the store before a change must not cache what it read, and what is
 	// derived from every client (ScopesSupported) is read again after one.
 	clientsVersion uint64
+	ownChanges     uint64    // the client changes this instance made (putClient)
 	synced         time.Time // when the store last answered a catch-up
 	healthy        bool      // the last catch-up succeeded
 
@@ -67,7 +72,9 @@ func newState(maxClients int) *state {
 	}
 }
 
-// load fills the state from the store. The cursor is read first, so a
+// load fills the state from the store: the live revocations and the recent
+// deletions, with the client cache emptied (clients are read as they are
+// used; New warms the cache in the background). The cursor is read first, so a
 // change made while loading is applied again by the next catch-up (applying
 // a change twice is harmless); the keys are reloaded after it, so that the
 // state never claims a key change it has not applied (the revocation feed
@@ -77,21 +84,34 @@ func newState(maxClients int) *state {
 // clients deleted since then are remembered, so that their tokens are
 // refused from memory.
 func (st *state) load(ctx context.Context, store Store, now, deletedSince time.Time, reloadKeys func(context.Context) error) error {
-	cursor, err := store.lastChange(ctx)
+	cursor, deletions, err := loadStart(ctx, store, deletedSince, reloadKeys)
 	if err != nil {
-		return err
-	}
-	if err := reloadKeys(ctx); err != nil {
 		return err
 	}
 	revoked, revokers, err := loadRevocations(ctx, store, now)
 	if err != nil {
 		return err
 	}
-	deletions, err := store.deletions(ctx, deletedSince)
+	st.install(cursor, deletions, revoked, revokers, now)
+	return nil
+}
+
+// loadStart reads what every load begins with: the cursor, the keys and
+// the recent deletions.
+func loadStart(ctx context.Context, store Store, deletedSince time.Time, reloadKeys func(context.Context) error) (logPos, []change, error) {
+	cursor, err := store.lastChange(ctx)
 	if err != nil {
-		return err
+		return logPos{}, nil, err
 	}
+	if err := reloadKeys(ctx); err != nil {
+		return logPos{}, nil, err
+	}
+	deletions, err := store.deletions(ctx, deletedSince)
+	return cursor, deletions, err
+}
+
+// install replaces the state with what a load read.
+func (st *state) install(cursor logPos, deletions []change, revoked *revocationSet, revokers revokers, now time.Time) {
 	// Replace, not merge: load also serves to recover after an outage long
 	// enough that the change log may have been purged of what was missed
 	// (a deletion, a rotation), so nothing of the old state may survive.
@@ -107,7 +127,60 @@ func (st *state) load(ctx context.Context, store Store, now, deletedSince time.T
 	st.verifiedExp = expiryIndex[[32]byte]{}
 	st.cursor, st.synced, st.healthy = cursor, now, true
 	st.notifyLocked()
-	return nil
+}
+
+// loadInBackground is load for a starting instance, which need not wait
+// for millions of revocations to be in memory before it serves: it reads
+// the cursor, keys and deletions now, and returns finish, which reads the
+// revocations (run it on another goroutine; it retries until ctx is done).
+// Until they are in (loading), revocations applied by catch-ups go to an
+// interim set, merged at the end, and a token not refused by memory is
+// looked up in the store (see Authenticator.verify).
+func (st *state) loadInBackground(ctx context.Context, store Store, now, deletedSince time.Time, reloadKeys func(context.Context) error) (finish func(ctx context.Context, log func(error)), err error) {
+	cursor, deletions, err := loadStart(ctx, store, deletedSince, reloadKeys)
+	if err != nil {
+		return nil, err
+	}
+	st.loading.Store(true)
+	st.install(cursor, deletions, newRevocationSet(0, true), revokers{}, now)
+	return func(ctx context.Context, log func(error)) {
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			revoked, counts, err := loadRevocations(ctx, store, now)
+			if err == nil {
+				st.mergeLoaded(revoked, counts)
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			log(err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}, nil
+}
+
+// mergeLoaded installs the revocations a background load read, with those
+// applied meanwhile.
+func (st *state) mergeLoaded(revoked *revocationSet, counts revokers) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	interim, interimCounts := st.revoked, st.revokers
+	for i := range revShards {
+		sh := &interim.shards[i]
+		for j, sl := range sh.slots {
+			if sl.exp != 0 {
+				n := counts.number(interimCounts.hash[sh.owner[j]])
+				counts.add(n, revoked.put(sl.key, int64(sl.exp), n))
+			}
+		}
+	}
+	st.revoked, st.revokers = revoked, counts
+	st.loading.Store(false)
+	st.notifyLocked()
 }
 
 // loadRevocations reads the live revocations into a new set. The rows are
@@ -173,6 +246,14 @@ func (st *state) client(id string) *clientRecord {
 // not bring it back.
 func (st *state) putClient(id string, rec *clientRecord) {
 	st.mu.Lock()
+	st.ownChanges++
+	st.mu.Unlock()
+	st.refreshClient(id, rec)
+}
+
+// refreshClient is putClient for a record the change log said changed.
+func (st *state) refreshClient(id string, rec *clientRecord) {
+	st.mu.Lock()
 	switch {
 	case rec == nil:
 		if old := st.clients[id]; old != nil {
@@ -217,9 +298,15 @@ func (st *state) cacheLocked(id string, rec *clientRecord) {
 
 // versionOfClients is clientsVersion (see fillClient).
 func (st *state) versionOfClients() uint64 {
+	v, _ := st.clientChanges()
+	return v
+}
+
+// clientChanges returns clientsVersion and ownChanges.
+func (st *state) clientChanges() (all, own uint64) {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	return st.clientsVersion
+	return st.clientsVersion, st.ownChanges
 }
 
 // revokers numbers the clients that have live revocations, so that a
@@ -464,7 +551,7 @@ func (st *state) catchUp(ctx context.Context, store Store, now time.Time, reload
 					return false, err
 				}
 				if rec != nil {
-					st.putClient(c.ClientID, rec)
+					st.refreshClient(c.ClientID, rec)
 				}
 			case changeClientDeleted:
 				st.mu.Lock()

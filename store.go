@@ -46,6 +46,8 @@ type Store interface {
 	// revokeToken records jti as revoked until expiresAt. Revoking twice is
 	// not an error and keeps the first record.
 	revokeToken(ctx context.Context, jti, clientID string, expiresAt time.Time) error
+	// isRevoked reports whether jti is revoked (expired or not).
+	isRevoked(ctx context.Context, jti string) (bool, error)
 	// revocations calls f with each revocation that has not expired at
 	// now, and returns how many; f's slices are valid during the call only.
 	revocations(ctx context.Context, now time.Time, f func(jti, clientID []byte, exp int64)) (int, error)

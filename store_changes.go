@@ -215,6 +215,12 @@ func (s *sqlStore) notifyLoop() {
 	}
 }
 
+func (s *sqlStore) isRevoked(ctx context.Context, jti string) (bool, error) {
+	var n int
+	err := s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT COUNT(*) FROM authsvc_revoked_tokens WHERE jti = ?`), jti)
+	return n > 0, unavailable(err)
+}
+
 func (s *sqlStore) revocations(ctx context.Context, now time.Time, f func(jti, clientID []byte, exp int64)) (int, error) {
 	// Streamed and scanned into raw bytes: ten million rows must not
 	// become ten million pairs of strings on their way into memory.

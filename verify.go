@@ -50,6 +50,14 @@ func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, erro
 	if err != nil {
 		return nil, err
 	}
+	if a.state.loading.Load() {
+		// Starting: memory does not hold every revocation yet.
+		if revoked, err := a.store.isRevoked(ctx, claims.ID); err != nil {
+			return nil, err
+		} else if revoked {
+			return nil, ErrTokenRevoked
+		}
+	}
 	if rec == nil {
 		// Not in memory: a client created a moment ago elsewhere, or gone.
 		rec, err = a.lookupClient(ctx, claims.Subject)

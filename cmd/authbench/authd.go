@@ -104,6 +104,10 @@ type authdProc struct {
 	exited chan error
 }
 
+// readyWithin is how long startAuthd waits for /readyz (the scale mode
+// raises it: ten million revocations take a while to load).
+var readyWithin = 30 * time.Second
+
 // startAuthd starts bin with env on a free port and waits until /readyz
 // answers 200. It returns the process and the time from start to ready.
 func startAuthd(ctx context.Context, bin, dir string, env []string) (*authdProc, time.Duration, error) {
@@ -124,7 +128,7 @@ func startAuthd(ctx context.Context, bin, dir string, env []string) (*authdProc,
 	go func() { p.exited <- cmd.Wait() }()
 	client := &http.Client{Timeout: time.Second}
 	readyURL := "http://" + addr + "/readyz"
-	for deadline := start.Add(30 * time.Second); time.Now().Before(deadline); {
+	for deadline := start.Add(readyWithin); time.Now().Before(deadline); {
 		select {
 		case err := <-p.exited:
 			return nil, 0, fmt.Errorf("authd exited before it was ready (%v): %s", err, p.stderr)
@@ -144,7 +148,7 @@ func startAuthd(ctx context.Context, bin, dir string, env []string) (*authdProc,
 		time.Sleep(time.Millisecond)
 	}
 	p.stop()
-	return nil, 0, fmt.Errorf("authd not ready after 30s: %s", p.stderr)
+	return nil, 0, fmt.Errorf("authd not ready after %s: %s", readyWithin, p.stderr)
 }
 
 // createAdmin makes an admin client with `authd client create` on the

@@ -84,6 +84,7 @@ type scaleReport struct {
 // checked with SHA-256, so token requests measure the lookups, not
 // argon2id.
 func runScale(ctx context.Context, o options, stdout io.Writer) error {
+	readyWithin = 10 * time.Minute
 	dir, err := os.MkdirTemp("", "authbench-scale-")
 	if err != nil {
 		return err
