@@ -158,14 +158,35 @@ func NewRemoteVerifier(ctx context.Context, issuerURL string, opts ...RemoteOpti
 	if err := v.fetchKeys(ctx); err != nil {
 		return nil, err
 	}
-	if err := v.poll(ctx, 0); err != nil {
-		return nil, err
+	// An authd that is starting (reading millions of revocations) or has
+	// just lost its store answers the snapshot 503 for a while: ask again,
+	// for up to startRetry.
+	for wait, until := 100*time.Millisecond, time.Now().Add(startRetry); ; wait = min(2*wait, 2*time.Second) {
+		err := v.poll(ctx, 0)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errFeedBusy) || time.Now().Add(wait).After(until) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
 	}
 	bg, stop := context.WithCancel(context.Background())
 	v.stop = stop
 	go v.follow(bg)
 	return v, nil
 }
+
+// startRetry bounds how long NewRemoteVerifier asks again for a snapshot
+// an authd answers 503.
+const startRetry = 30 * time.Second
+
+// errFeedBusy: authd answered 503 (starting, or its store unreachable).
+var errFeedBusy = errors.New("503 Service Unavailable")
 
 // Close stops following the feed.
 func (v *RemoteVerifier) Close() error {
@@ -210,6 +231,9 @@ func getJSON(ctx context.Context, client *http.Client, u string, setAuth func(*h
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return fmt.Errorf("authsvc: GET %s: %w", u, errFeedBusy)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("authsvc: GET %s: %s", u, resp.Status)
 	}

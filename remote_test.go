@@ -409,3 +409,34 @@ func TestFeedHandlerInputs(t *testing.T) {
 		t.Fatalf("snapshot after the bad requests: %d %s", st, body)
 	}
 }
+
+// TestRemoteVerifierWaitsForLoadingAuthd: an authd still reading its
+// revocations answers the snapshot 503; NewRemoteVerifier asks again and
+// starts once the snapshot is served, with the revocations in it.
+func TestRemoteVerifierWaitsForLoadingAuthd(t *testing.T) {
+	m := newMiniAuthd(t, Config{})
+	ctx := context.Background()
+	_, secret := mustClient(t, m.a, NewClient{ID: "svc"})
+	tok := mustToken(t, m.a, "svc", secret).AccessToken
+	if err := m.a.Logout(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	finish, err := m.a.state.loadInBackground(ctx, m.a.store, time.Now(), m.a.tokenLifetimeAgo(), m.a.reloadKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan *RemoteVerifier)
+	go func() { started <- newRemote(t, m) }()
+	// The verifier is asking meanwhile: its first snapshot requests get 503.
+	waitFor(t, 5*time.Second, "the verifier to ask for a snapshot", func() bool { return m.feedCalled.Load() >= 2 })
+	select {
+	case <-started:
+		t.Fatal("NewRemoteVerifier returned while authd was loading")
+	default:
+	}
+	finish(ctx, func(err error) { t.Error(err) })
+	v := <-started
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, ErrTokenRevoked) {
+		t.Fatalf("the revoked token: %v", err)
+	}
+}
