@@ -52,6 +52,9 @@ type feedPage struct {
 	RevokedKeys []feedKeys `json:"revoked_keys,omitempty"`
 	Part        int        `json:"part,omitempty"`
 	NextPart    int        `json:"next_part,omitempty"`
+	// Total is about how many revocations the whole snapshot has (in its
+	// first part), so that the follower can make room for them at once.
+	Total int `json:"total,omitempty"`
 }
 
 // feedRevoked is a revoked token, refused until it expires anyway.
@@ -160,6 +163,7 @@ func (a *Authenticator) snapshotPart(ctx context.Context, cursor int64, part int
 	}
 	page := &feedPage{Cursor: cursor, Reset: true, Part: part, Revoked: []feedRevoked{}, Cutoffs: []feedCutoff{}, Deleted: []feedDeletion{}}
 	if part == 0 {
+		page.Total = a.state.revocationCount()
 		since := a.tokenLifetimeAgo()
 		cutoffs, err := a.store.cutoffs(ctx, since)
 		if err != nil {

@@ -464,7 +464,7 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 	if page.Reset {
 		// Built aside, part by part, and swapped in whole: until then
 		// Verify goes on with what it had.
-		snap = newRevocationSet(0, false)
+		snap = newRevocationSet(min(page.Total, maxSnapshotHint), false)
 		for {
 			for _, g := range page.RevokedKeys {
 				for i := 0; i+len(revocationKey{}) <= len(g.Keys); i += len(revocationKey{}) {
@@ -496,6 +496,10 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 	v.purgeExpired(now)
 	return nil
 }
+
+// maxSnapshotHint bounds the room a snapshot's Total makes at once (a
+// larger snapshot grows the set as it comes).
+const maxSnapshotHint = 100_000_000
 
 // feedPartTimeout bounds the reading of one part of a snapshot.
 const feedPartTimeout = 30 * time.Second

@@ -333,8 +333,8 @@ func TestRemoteVerifierLargeSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, err := m.a.feed(ctx, 0)
-	if err != nil || first.NextPart == 0 || snapshotKeys(first) > snapshotPartKeys+n/revShards*2 {
-		t.Fatalf("first part: next %d, %d keys, %v; want a bounded part and more", first.NextPart, snapshotKeys(first), err)
+	if err != nil || first.NextPart == 0 || snapshotKeys(first) > snapshotPartKeys+n/revShards*2 || first.Total != n {
+		t.Fatalf("first part: next %d, %d keys, total %d, %v; want a bounded part, more, and the total", first.NextPart, snapshotKeys(first), first.Total, err)
 	}
 	v := newRemote(t, m)
 	v.mu.RLock()

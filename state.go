@@ -195,7 +195,9 @@ func loadRevocations(ctx context.Context, store Store, now time.Time) (*revocati
 	}
 	const batch = 4096
 	batches, free := make(chan []row, 4), make(chan []row, 4)
-	set, counts := newRevocationSet(0, true), revokers{}
+	// Sized at once when the store can tell about how many: growing
+	// through every size on the way leaves garbage of every size.
+	set, counts := newRevocationSet(store.revocationEstimate(ctx), true), revokers{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -401,6 +403,13 @@ func (st *state) eachRevocation(shard int, f func(k revocationKey, exp uint32)) 
 	n := 0
 	st.revoked.each(shard, func(k revocationKey, exp uint32) { f(k, exp); n++ })
 	return n
+}
+
+// revocationCount is how many revocations memory holds.
+func (st *state) revocationCount() int {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.revoked.len()
 }
 
 // liveRevocations is how many unexpired revocations a client has.

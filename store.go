@@ -46,6 +46,10 @@ type Store interface {
 	// revokeToken records jti as revoked until expiresAt. Revoking twice is
 	// not an error and keeps the first record.
 	revokeToken(ctx context.Context, jti, clientID string, expiresAt time.Time) error
+	// revocationEstimate is about how many revocations are stored (the
+	// planner's count on PostgreSQL; 0 when unknown), to size memory for
+	// them at once.
+	revocationEstimate(ctx context.Context) int
 	// isRevoked reports whether jti is revoked (expired or not).
 	isRevoked(ctx context.Context, jti string) (bool, error)
 	// revocations calls f with each revocation that has not expired at

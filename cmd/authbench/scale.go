@@ -201,6 +201,10 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 			return err
 		}
 		b := &api{base: "http://" + second.addr, client: a.client}
+		if _, err := awaitSnapshot(ctx, b.base, adminID, secret); err != nil { // its revocations in memory
+			second.stop()
+			return err
+		}
 		fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, two instances\n", logouts, o.conns)
 		rep.LogoutsTwo, err = logoutRate(a, []*api{a, b}, adminID, secret, o.clients, logouts, o.conns)
 		second.stop()
