@@ -37,20 +37,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret strin
 	if err != nil {
 		return nil, err
 	}
-	scopes, err := grantScopes(c.Scopes, req.Scopes)
-	if err != nil {
-		return nil, err
-	}
-	aud, err := a.grantAudiences(c, req.Audience)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := a.issue(c, scopes, aud)
-	if err != nil {
-		return nil, err
-	}
-	a.stats.tokensIssued.Add(1) // counted once issued: not a refused scope or audience
-	return tok, nil
+	return a.grant(c, req)
 }
 
 // AuthenticateClient checks a client's credentials without issuing a token
@@ -84,6 +71,10 @@ func (a *Authenticator) authenticateClient(ctx context.Context, clientID, secret
 	}
 	if err != nil {
 		return nil, err
+	}
+	if rec.AuthMethod == AuthPrivateKeyJWT {
+		a.hasher.dummyVerify(secret)
+		return nil, refuse(ErrInvalidClient, "client %s authenticates with private_key_jwt (a signed client_assertion), not a secret", clientID)
 	}
 	var ok, rehash bool
 	if isGeneratedHash(rec.SecretHash) && !isGeneratedShape(secret) {

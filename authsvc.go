@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -69,7 +70,8 @@ type Config struct {
 	// store errors). Nil means no logging. Secrets and tokens are never logged.
 	Logger *slog.Logger
 
-	// Now is the clock of token times (iat, exp). Nil means time.Now; tests
+	// Now is the clock of token times (iat, exp), and of the cache of
+	// fetched keys (jwks_uri, trusted issuers). Nil means time.Now; tests
 	// set it. Staleness of the in-memory state is measured on the real clock.
 	Now func() time.Time
 
@@ -118,6 +120,18 @@ type Config struct {
 	// kid. Zero means 5 minutes.
 	JWKSMaxAge time.Duration
 
+	// MaxAssertionLifetime bounds how far ahead of now the exp of a
+	// private_key_jwt client assertion may be (RFC 7523 §3 asks servers to
+	// limit it): a longer-lived assertion is refused. Zero means 5 minutes.
+	// A trusted issuer's tokens have their own bound (TrustedIssuer.MaxLifetime).
+	MaxAssertionLifetime time.Duration
+
+	// HTTPClient fetches the keys of private_key_jwt clients (jwks_uri)
+	// and of trusted issuers (jwks_uri, OIDC discovery); each fetch is
+	// bounded by 5 seconds and 256 KiB whatever its settings. Nil means a
+	// client with a 5 s timeout. Give one with your CA pool to reach an
+	// issuer behind a private CA.
+	HTTPClient *http.Client
 	// ClientCacheSize bounds how many client records are kept in memory
 	// (default 100,000): the clients in use are read from the store once
 	// and kept current by the change log; others are read on their next
@@ -143,6 +157,7 @@ type Authenticator struct {
 	keys     atomic.Pointer[keySet]
 	state    *state
 	known    *knownAddrs // who authenticated from where (known.go)
+	fetcher  *keyFetcher // keys of jwks_uris and trusted issuers (keyfetch.go)
 	now      func() time.Time
 	log      *slog.Logger
 	audience []string
@@ -176,6 +191,7 @@ func New(ctx context.Context, store Store, cfg Config) (*Authenticator, error) {
 		now:      cfg.Now,
 		log:      cfg.Logger,
 		audience: cfg.DefaultAudience,
+		fetcher:  newKeyFetcher(cfg.HTTPClient, cfg.Logger, cfg.Now),
 	}
 	if len(a.audience) == 0 && cfg.SigningAlg != AlgHS256 {
 		a.audience = []string{cfg.Issuer}
@@ -352,6 +368,9 @@ func checkConfig(cfg *Config) error {
 	}
 	if cfg.JWKSMaxAge <= 0 {
 		cfg.JWKSMaxAge = 5 * time.Minute
+	}
+	if cfg.MaxAssertionLifetime <= 0 {
+		cfg.MaxAssertionLifetime = 5 * time.Minute
 	}
 	for _, aud := range cfg.DefaultAudience {
 		if err := checkAudience(aud); err != nil {

@@ -22,6 +22,42 @@ type Client struct {
 	TokensValidAfter time.Time
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
+
+	// AuthMethod is how the client authenticates, by its RFC 7591
+	// token_endpoint_auth_method name: AuthSecretBasic (the default) or
+	// AuthSecretPost, with its secret (sent either way: the name records
+	// the client's preference), or AuthPrivateKeyJWT, with JWT assertions
+	// only (RFC 7523 §2.2): it has no secret.
+	AuthMethod string
+	// JWKS is a private_key_jwt client's public keys, a JWK Set (RFC 7517),
+	// and JWKSURI where they are fetched from instead; at most one is set.
+	JWKS    []byte
+	JWKSURI string
+	// FederatedCredentials are the (issuer, subject) pairs whose tokens,
+	// from a trusted issuer, authenticate as this client.
+	FederatedCredentials []FederatedCredential
+}
+
+// Client authentication methods (RFC 7591 token_endpoint_auth_method).
+const (
+	AuthSecretBasic   = "client_secret_basic"
+	AuthSecretPost    = "client_secret_post"
+	AuthPrivateKeyJWT = "private_key_jwt"
+)
+
+// AuthMethods are the client authentication methods, as discovery's
+// token_endpoint_auth_methods_supported lists them.
+var AuthMethods = []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT}
+
+// FederatedCredential names a workload by the token its platform gives it:
+// a token of the trusted issuer Issuer whose sub is Subject authenticates
+// as the client that has the credential, such as
+// ("https://kubernetes.default.svc.cluster.local",
+// "system:serviceaccount:payments:api") or, for a SPIFFE trust domain,
+// ("spiffe://example.org", "spiffe://example.org/ns/payments/sa/api").
+type FederatedCredential struct {
+	Issuer  string `json:"issuer"`
+	Subject string `json:"subject"`
 }
 
 // NewClient is what CreateClient needs.
@@ -43,6 +79,20 @@ type NewClient struct {
 	// RowID, when non-zero, asks for that numeric id (used to import the
 	// seed service's clients so their "id" claim is unchanged).
 	RowID int64
+
+	// AuthMethod is Client.AuthMethod; empty means AuthSecretBasic. A
+	// AuthPrivateKeyJWT client gets no secret (Secret must be empty) and
+	// needs JWKS, JWKSURI or FederatedCredentials.
+	AuthMethod string
+	// JWKS (a JWK Set of public keys: Ed25519, P-256 or RSA of 2048 bits
+	// or more) or JWKSURI (an https URL; http only to a loopback address)
+	// of a private_key_jwt client.
+	JWKS    []byte
+	JWKSURI string
+	// FederatedCredentials of the client (see FederatedCredential); each
+	// issuer must be trusted already (AddTrustedIssuer), and each pair may
+	// belong to one client only.
+	FederatedCredentials []FederatedCredential
 }
 
 // CreateClient registers a client and returns it with its secret. The secret
@@ -62,8 +112,16 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 	if nc.RowID < 0 {
 		return nil, "", refuse(ErrInvalidArgument, "negative row id")
 	}
-	secret, hash, err := a.newSecret(nc.Secret)
+	auth, err := a.normalizeClientAuth(ctx, clientAuth{nc.AuthMethod, nc.JWKS, nc.JWKSURI, nc.FederatedCredentials})
 	if err != nil {
+		return nil, "", err
+	}
+	var secret, hash string
+	if auth.method == AuthPrivateKeyJWT {
+		if nc.Secret != "" {
+			return nil, "", refuse(ErrInvalidArgument, "a private_key_jwt client has no secret: give its keys (jwks or jwks_uri) instead")
+		}
+	} else if secret, hash, err = a.newSecret(nc.Secret); err != nil {
 		return nil, "", err
 	}
 	now := a.now().UTC().Truncate(time.Second)
@@ -73,6 +131,10 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 			CreatedAt: now, UpdatedAt: now,
 		},
 		SecretHash: hash,
+	}
+	auth.apply(rec)
+	if err := checkClientAuth(rec); err != nil {
+		return nil, "", err
 	}
 	if err := a.store.createClient(ctx, rec); err != nil {
 		return nil, "", err
@@ -184,6 +246,18 @@ type ClientUpdate struct {
 	IsAdmin   *bool
 	Scopes    *[]string
 	Audiences *[]string // replaces the list; an empty one allows the default audience only
+
+	// AuthMethod switches between the secret methods, or to
+	// AuthPrivateKeyJWT, which drops the client's secret (its secret logins
+	// are refused from then on). Back from private_key_jwt, RotateSecret
+	// gives the client a secret.
+	AuthMethod *string
+	// JWKS and JWKSURI replace the private_key_jwt client's keys; setting
+	// one clears the other, an empty one clears it.
+	JWKS    *[]byte
+	JWKSURI *string
+	// FederatedCredentials replaces the list.
+	FederatedCredentials *[]FederatedCredential
 }
 
 // UpdateClient changes a client's admin flag, scopes or audiences. Tokens
@@ -202,6 +276,27 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 			return nil, err
 		}
 	}
+	var ca clientAuth
+	if u.AuthMethod != nil {
+		if ca.method, err = normalizeAuthMethod(*u.AuthMethod); err != nil {
+			return nil, err
+		}
+	}
+	if u.JWKS != nil && len(*u.JWKS) > 0 {
+		if ca.jwks, err = normalizeClientJWKS(*u.JWKS); err != nil {
+			return nil, err
+		}
+	}
+	if u.JWKSURI != nil && *u.JWKSURI != "" {
+		if err = checkJWKSURI("jwks_uri", *u.JWKSURI); err != nil {
+			return nil, err
+		}
+	}
+	if u.FederatedCredentials != nil {
+		if ca.federated, err = a.normalizeFederated(ctx, *u.FederatedCredentials); err != nil {
+			return nil, err
+		}
+	}
 	return a.updateClient(ctx, clientID, ActionClientUpdated, func(rec *clientRecord) error {
 		if u.IsAdmin != nil {
 			rec.IsAdmin = *u.IsAdmin
@@ -212,7 +307,32 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 		if u.Audiences != nil {
 			rec.Audiences = audiences
 		}
-		return nil
+		if u.AuthMethod != nil && ca.method != rec.AuthMethod {
+			switch {
+			case ca.method == AuthPrivateKeyJWT:
+				// No secret any more: its logins are refused from now on.
+				rec.SecretHash, rec.OldSecretHash, rec.OldSecretExpiresAt = "", "", time.Time{}
+			case rec.AuthMethod == AuthPrivateKeyJWT:
+				return refuse(ErrInvalidArgument, "client %s has no secret: rotating its secret gives it one (and makes it a client_secret_basic client)", rec.ID)
+			}
+			rec.AuthMethod = ca.method
+		}
+		if u.JWKS != nil {
+			rec.JWKS = ca.jwks
+			if len(ca.jwks) > 0 {
+				rec.JWKSURI = ""
+			}
+		}
+		if u.JWKSURI != nil {
+			rec.JWKSURI = *u.JWKSURI
+			if rec.JWKSURI != "" {
+				rec.JWKS = nil
+			}
+		}
+		if u.FederatedCredentials != nil {
+			rec.FederatedCredentials = ca.federated
+		}
+		return checkClientAuth(rec)
 	})
 }
 
@@ -272,8 +392,14 @@ func (a *Authenticator) RotateSecret(ctx context.Context, clientID string, opt R
 	}
 	now := a.now()
 	c, err := a.updateClient(ctx, clientID, ActionSecretRotated, func(rec *clientRecord) error {
+		if rec.AuthMethod == AuthPrivateKeyJWT {
+			// Its first secret: it becomes a secret client, its keys are
+			// dropped (its federated credentials stay).
+			rec.AuthMethod, rec.JWKS, rec.JWKSURI = AuthSecretBasic, nil, ""
+			rec.SecretHash, rec.OldSecretHash, rec.OldSecretExpiresAt = "", "", time.Time{}
+		}
 		rec.OldSecretHash, rec.OldSecretExpiresAt = "", time.Time{}
-		if opt.Grace > 0 {
+		if opt.Grace > 0 && rec.SecretHash != "" {
 			rec.OldSecretHash, rec.OldSecretExpiresAt = rec.SecretHash, now.Add(opt.Grace).UTC()
 		}
 		rec.SecretHash = hash

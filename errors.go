@@ -23,6 +23,10 @@ var (
 	ErrClientExists = errors.New("authsvc: client already exists")
 	// ErrClientNotFound: no client has that client_id.
 	ErrClientNotFound = errors.New("authsvc: client not found")
+	// ErrIssuerExists: AddTrustedIssuer with an issuer already trusted.
+	ErrIssuerExists = errors.New("authsvc: issuer already trusted")
+	// ErrIssuerNotFound: no trusted issuer has that name.
+	ErrIssuerNotFound = errors.New("authsvc: issuer not found")
 	// ErrInvalidScope: a requested scope is malformed or not granted to the client.
 	ErrInvalidScope = errors.New("authsvc: invalid scope")
 	// ErrInvalidTarget: a requested audience (or RFC 8707 resource) is

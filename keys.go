@@ -278,9 +278,9 @@ func parseSigningKey(k signingKey, kek []byte) (*signer, error) {
 // jwk is a public key in RFC 7517 form.
 type jwk struct {
 	Kty string `json:"kty"`
-	Use string `json:"use"`
-	Alg string `json:"alg"`
-	Kid string `json:"kid"`
+	Use string `json:"use,omitempty"`
+	Alg string `json:"alg,omitempty"`
+	Kid string `json:"kid,omitempty"`
 	Crv string `json:"crv,omitempty"`
 	X   string `json:"x,omitempty"`
 	Y   string `json:"y,omitempty"`

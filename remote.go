@@ -4,17 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
@@ -213,12 +207,24 @@ func (v *RemoteVerifier) getJSON(ctx context.Context, u string, auth bool, into 
 // get fetches u and decodes its JSON into into, reading at most limit
 // bytes (0: no limit).
 func (v *RemoteVerifier) get(ctx context.Context, client *http.Client, u string, auth bool, into any, limit int64) error {
+	var setAuth func(*http.Request)
+	if auth {
+		setAuth = func(req *http.Request) { req.SetBasicAuth(url.QueryEscape(v.clientID), url.QueryEscape(v.secret)) }
+	}
+	return getJSON(ctx, client, u, setAuth, into, limit)
+}
+
+// getJSON fetches u with client (setAuth, when set, authenticates the
+// request) and decodes its JSON into into, reading at most limit bytes
+// (0: no limit). The one HTTP GET of the library: the RemoteVerifier's
+// documents and feed, and the keys of clients and trusted issuers.
+func getJSON(ctx context.Context, client *http.Client, u string, setAuth func(*http.Request), into any, limit int64) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
-	if auth {
-		req.SetBasicAuth(url.QueryEscape(v.clientID), url.QueryEscape(v.secret))
+	if setAuth != nil {
+		setAuth(req)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -273,21 +279,22 @@ func (v *RemoteVerifier) discover(ctx context.Context) error {
 // fetchKeys fetches the JWKS. Concurrent callers share one fetch; a failed
 // fetch keeps the keys already known.
 func (v *RemoteVerifier) fetchKeys(ctx context.Context) error {
-	var set struct {
-		Keys []jwk `json:"keys"`
-	}
-	if err := v.getJSON(ctx, v.jwksURL, false, &set); err != nil {
+	var raw json.RawMessage
+	if err := v.getJSON(ctx, v.jwksURL, false, &raw); err != nil {
 		return fmt.Errorf("authsvc: JWKS: %w", err)
 	}
-	keys := make(map[string]remoteKey, len(set.Keys))
+	set, err := parseJWKSet(raw, false) // a key we cannot use is skipped, not fatal
+	if err != nil {
+		return fmt.Errorf("authsvc: JWKS: %w", err)
+	}
+	keys := make(map[string]remoteKey, len(set))
 	var methods []string
-	for _, k := range set.Keys {
-		pub, err := k.publicKey()
-		if err != nil || k.Use != "" && k.Use != "sig" {
-			continue // a key we cannot use is skipped, not fatal
+	for _, k := range set {
+		if k.alg == "" {
+			continue // authd names each key's alg, which keyFor holds tokens to
 		}
-		keys[k.Kid] = remoteKey{alg: k.Alg, pub: pub}
-		methods = append(methods, k.Alg)
+		keys[k.kid] = remoteKey{alg: k.alg, pub: k.key}
+		methods = append(methods, k.alg)
 	}
 	if len(keys) == 0 {
 		return errors.New("authsvc: JWKS has no usable key")
@@ -544,37 +551,4 @@ func (v *RemoteVerifier) purgeExpired(now time.Time) {
 		v.revoked.sweepShard(i, now.Unix(), nil)
 		v.mu.Unlock()
 	}
-}
-
-// publicKey decodes a JWK's public key (OKP Ed25519, EC P-256, RSA).
-func (k jwk) publicKey() (crypto.PublicKey, error) {
-	b64 := base64.RawURLEncoding.DecodeString
-	switch {
-	case k.Kty == "OKP" && k.Crv == "Ed25519" && k.Alg == AlgEdDSA:
-		x, err := b64(k.X)
-		if err != nil || len(x) != ed25519.PublicKeySize {
-			return nil, errors.New("bad Ed25519 key")
-		}
-		return ed25519.PublicKey(x), nil
-	case k.Kty == "EC" && k.Crv == "P-256" && k.Alg == AlgES256:
-		x, err1 := b64(k.X)
-		y, err2 := b64(k.Y)
-		if err1 != nil || err2 != nil || len(x) != 32 || len(y) != 32 {
-			return nil, errors.New("bad P-256 key")
-		}
-		raw := append(append([]byte{4}, x...), y...)
-		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
-		if err != nil {
-			return nil, err
-		}
-		return pub, nil
-	case k.Kty == "RSA" && k.Alg == AlgRS256:
-		n, err1 := b64(k.N)
-		e, err2 := b64(k.E)
-		if err1 != nil || err2 != nil || len(n) < 256 || len(e) == 0 || len(e) > 4 {
-			return nil, errors.New("bad RSA key")
-		}
-		return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}, nil
-	}
-	return nil, fmt.Errorf("unsupported key %s/%s/%s", k.Kty, k.Crv, k.Alg)
 }

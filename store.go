@@ -24,7 +24,8 @@ import (
 // and Close are exported, so no other package implements a Store or reads
 // or writes one past the Authenticator (use the Authenticator's methods).
 // Every method is safe for concurrent use. Errors other than
-// ErrClientExists and ErrClientNotFound wrap ErrUnavailable: the caller
+// ErrClientExists, ErrClientNotFound, ErrIssuerExists, ErrIssuerNotFound
+// and refusals (*Error) wrap ErrUnavailable: the caller
 // must fail closed. Every write that other instances must learn of appends
 // a change in the same transaction.
 type Store interface {
@@ -100,6 +101,23 @@ type Store interface {
 	knownAddresses(ctx context.Context, since time.Time, limit int) ([]knownAddress, error)
 	// purgeKnownAddresses deletes pairs whose last success is at or before before.
 	purgeKnownAddresses(ctx context.Context, before time.Time) (int64, error)
+	// federatedClient returns the client_id that has the federated
+	// credential (issuer, subject), or ErrClientNotFound.
+	federatedClient(ctx context.Context, issuer, subject string) (string, error)
+	// putIssuer stores a trusted issuer, new (else ErrIssuerExists) or,
+	// with replace, over the one there; it sets ti's times.
+	putIssuer(ctx context.Context, ti *TrustedIssuer, replace bool) error
+	// issuer returns a trusted issuer, or ErrIssuerNotFound.
+	issuer(ctx context.Context, issuer string) (*TrustedIssuer, error)
+	// issuers returns every trusted issuer, ordered by name.
+	issuers(ctx context.Context) ([]TrustedIssuer, error)
+	// deleteIssuer removes a trusted issuer, or returns ErrIssuerNotFound.
+	deleteIssuer(ctx context.Context, issuer string) error
+	// useJTI records an assertion's use by (client, jti) until expiresAt,
+	// reporting false when it was used before and has not expired at now.
+	useJTI(ctx context.Context, clientID, jti string, expiresAt, now time.Time) (bool, error)
+	// purgeUsedJTIs deletes the used assertions expired before now.
+	purgeUsedJTIs(ctx context.Context, now time.Time) (int64, error)
 	// tryLock runs f only if no other instance holds the named lock, and
 	// reports whether it ran. Used so that housekeeping runs on one instance.
 	tryLock(ctx context.Context, name string, f func(ctx context.Context) error) (bool, error)

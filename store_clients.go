@@ -3,7 +3,9 @@ package authsvc
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -22,9 +24,13 @@ type clientRow struct {
 	TokensValidAfter   int64  `db:"tokens_valid_after"`
 	CreatedAt          int64  `db:"created_at"`
 	UpdatedAt          int64  `db:"updated_at"`
+	AuthMethod         string `db:"auth_method"`
+	JWKS               string `db:"jwks"`
+	JWKSURI            string `db:"jwks_uri"`
+	Federated          string `db:"federated"` // JSON: [{"issuer","subject"}]
 }
 
-const clientColumns = `id, client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at`
+const clientColumns = `id, client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at, auth_method, jwks, jwks_uri, federated`
 
 func (r *clientRow) record() *clientRecord {
 	c := &clientRecord{
@@ -35,6 +41,18 @@ func (r *clientRow) record() *clientRecord {
 		SecretHash:    r.SecretHash,
 		OldSecretHash: r.OldSecretHash,
 	}
+	c.AuthMethod, c.JWKSURI = r.AuthMethod, r.JWKSURI
+	if c.AuthMethod == "" {
+		c.AuthMethod = AuthSecretBasic
+	}
+	if r.JWKS != "" {
+		c.JWKS = []byte(r.JWKS)
+	}
+	if r.Federated != "" {
+		// Written by encodeFederated; unreadable means none rather than a
+		// client that cannot be loaded (the lookup table still names it).
+		json.Unmarshal([]byte(r.Federated), &c.FederatedCredentials)
+	}
 	if r.OldSecretExpiresAt != 0 {
 		c.OldSecretExpiresAt = time.Unix(r.OldSecretExpiresAt, 0).UTC()
 	}
@@ -42,6 +60,22 @@ func (r *clientRow) record() *clientRecord {
 		c.TokensValidAfter = time.Unix(r.TokensValidAfter, 0).UTC()
 	}
 	return c
+}
+
+// encodeFederated is the federated column of a record.
+func encodeFederated(fcs []FederatedCredential) string {
+	if len(fcs) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(fcs)
+	return string(b)
+}
+
+func authMethodOrDefault(m string) string {
+	if m == "" {
+		return AuthSecretBasic
+	}
+	return m
 }
 
 func unixOrZero(t time.Time) int64 {
@@ -67,12 +101,15 @@ func (s *sqlStore) createClient(ctx context.Context, c *clientRecord) error {
 	defer tx.Rollback()
 	var id int64
 	args := []any{c.ID, c.SecretHash, c.OldSecretHash, unixOrZero(c.OldSecretExpiresAt), c.IsAdmin, strings.Join(c.Scopes, " "),
-		strings.Join(c.Audiences, " "), unixOrZero(c.TokensValidAfter), created, updated}
-	q := `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
+		strings.Join(c.Audiences, " "), unixOrZero(c.TokensValidAfter), created, updated,
+		authMethodOrDefault(c.AuthMethod), string(c.JWKS), c.JWKSURI, encodeFederated(c.FederatedCredentials)}
+	q := `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at,
+		auth_method, jwks, jwks_uri, federated)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
 	if c.RowID != 0 {
-		q = `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at, id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
+		q = `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at,
+		auth_method, jwks, jwks_uri, federated, id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
 		args = append(args, c.RowID)
 	}
 	err = tx.GetContext(ctx, &id, tx.Rebind(q), args...)
@@ -87,6 +124,9 @@ func (s *sqlStore) createClient(ctx context.Context, c *clientRecord) error {
 		if _, err := tx.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('authsvc_clients', 'id'), GREATEST((SELECT MAX(id) FROM authsvc_clients), 1))`); err != nil {
 			return unavailable(err)
 		}
+	}
+	if err := s.putFederated(ctx, tx, c.ID, nil, c.FederatedCredentials); err != nil {
+		return err
 	}
 	if err := s.logChange(ctx, tx, change{Kind: changeClient, Action: ActionClientCreated, ClientID: c.ID, RowID: id}); err != nil {
 		return err
@@ -194,16 +234,22 @@ func (s *sqlStore) updateClient(ctx context.Context, clientID, action string, up
 		return nil, unavailable(err)
 	}
 	rec := r.record()
+	old := slices.Clone(rec.FederatedCredentials)
 	if err := update(rec); err != nil {
 		return nil, err
 	}
 	rec.UpdatedAt = time.Now().UTC().Truncate(time.Second)
 	_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE authsvc_clients SET secret_hash = ?, old_secret_hash = ?,
-		old_secret_expires_at = ?, is_admin = ?, scopes = ?, audiences = ?, tokens_valid_after = ?, updated_at = ? WHERE id = ?`),
+		old_secret_expires_at = ?, is_admin = ?, scopes = ?, audiences = ?, tokens_valid_after = ?, updated_at = ?,
+		auth_method = ?, jwks = ?, jwks_uri = ?, federated = ? WHERE id = ?`),
 		rec.SecretHash, rec.OldSecretHash, unixOrZero(rec.OldSecretExpiresAt), rec.IsAdmin,
-		strings.Join(rec.Scopes, " "), strings.Join(rec.Audiences, " "), unixOrZero(rec.TokensValidAfter), rec.UpdatedAt.Unix(), rec.RowID)
+		strings.Join(rec.Scopes, " "), strings.Join(rec.Audiences, " "), unixOrZero(rec.TokensValidAfter), rec.UpdatedAt.Unix(),
+		authMethodOrDefault(rec.AuthMethod), string(rec.JWKS), rec.JWKSURI, encodeFederated(rec.FederatedCredentials), rec.RowID)
 	if err != nil {
 		return nil, unavailable(err)
+	}
+	if err := s.putFederated(ctx, tx, rec.ID, old, rec.FederatedCredentials); err != nil {
+		return nil, err
 	}
 	if err := s.logChange(ctx, tx, change{Kind: changeClient, Action: action, ClientID: rec.ID, RowID: rec.RowID}); err != nil {
 		return nil, err
@@ -226,6 +272,9 @@ func (s *sqlStore) deleteClient(ctx context.Context, clientID string) error {
 		return ErrClientNotFound
 	}
 	if err != nil {
+		return unavailable(err)
+	}
+	if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM authsvc_federated_credentials WHERE client_id = ?`), clientID); err != nil {
 		return unavailable(err)
 	}
 	if err := s.logChange(ctx, tx, change{Kind: changeClientDeleted, Action: ActionClientDeleted, ClientID: clientID, RowID: rowID}); err != nil {

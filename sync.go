@@ -140,7 +140,8 @@ func (a *Authenticator) reloadKeys(ctx context.Context) error {
 }
 
 // housekeep purges revocations of expired tokens, old change-log entries,
-// known addresses older than 24 hours and retired signing keys, and rotates the signing key when
+// known addresses older than 24 hours, used assertions that expired, and
+// retired signing keys, and rotates the signing key when
 // Config.KeyRotationPeriod says so. follow runs it every few minutes on
 // one instance at a time (tests call it directly, which is safe).
 func (a *Authenticator) housekeep(ctx context.Context) error {
@@ -154,6 +155,9 @@ func (a *Authenticator) housekeep(ctx context.Context) error {
 	}
 	a.state.purgeExpired(now.Unix())
 	if _, err := a.store.purgeKnownAddresses(ctx, now.Add(-knownFor)); err != nil {
+		return err
+	}
+	if _, err := a.store.purgeUsedJTIs(ctx, now); err != nil {
 		return err
 	}
 	if a.cfg.SigningAlg == AlgHS256 {

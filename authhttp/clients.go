@@ -3,6 +3,7 @@ package authhttp
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,6 +24,8 @@ func (h *handler) clientRoutes(mux *http.ServeMux) {
 	mux.Handle("/client/{id}/logout", methods{http.MethodPost: h.logoutClient})
 	mux.Handle("/client/{id}/rotate-secret", methods{http.MethodPost: h.rotateSecret})
 	mux.Handle("/clients", methods{http.MethodGet: h.listClients})
+	mux.Handle("/issuer", methods{http.MethodPost: h.addIssuer, http.MethodDelete: h.removeIssuer})
+	mux.Handle("/issuers", methods{http.MethodGet: h.listIssuers})
 }
 
 // requireAdmin lets the request through only for a valid token meant for
@@ -80,13 +83,17 @@ func (h *handler) adminNow(ctx context.Context, clientID string) error {
 
 // createClient: POST /client (admin). Fields client_id, client_secret
 // (optional: generated when absent), is_admin, scope, audience (the
-// audiences the client may request, space-separated or a JSON array).
+// audiences the client may request, space-separated or a JSON array), and
+// RFC 7591's token_endpoint_auth_method, jwks (a JWK Set: a JSON object,
+// or its text in a form) and jwks_uri, with federated_credentials (a JSON
+// array of {"issuer","subject"}).
 func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 	r, caller, ok := h.requireAdmin(w, r)
 	if !ok {
 		return
 	}
-	p, ok := params(w, r, "client_id", "client_secret", "is_admin", "scope", "audience")
+	p, ok := params(w, r, "client_id", "client_secret", "is_admin", "scope", "audience",
+		"token_endpoint_auth_method", "jwks", "jwks_uri", "federated_credentials")
 	if !ok {
 		return
 	}
@@ -99,28 +106,70 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	c, secret, err := h.auth.CreateClient(r.Context(), authsvc.NewClient{
+	fcs, err := parseFederated(p["federated_credentials"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	nc := authsvc.NewClient{
 		ID: p["client_id"], Secret: p["client_secret"], IsAdmin: isAdmin, Scopes: authsvc.ParseScope(p["scope"]),
-		Audiences: strings.Fields(p["audience"]),
-	})
+		Audiences: strings.Fields(p["audience"]), AuthMethod: p["token_endpoint_auth_method"],
+		JWKSURI: p["jwks_uri"], FederatedCredentials: fcs,
+	}
+	if p["jwks"] != "" {
+		nc.JWKS = []byte(p["jwks"])
+	}
+	c, secret, err := h.auth.CreateClient(r.Context(), nc)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	h.log.Info("audit: client created", "client_id", c.ID, "is_admin", c.IsAdmin, "by", caller.Subject)
+	h.log.Info("audit: client created", "client_id", c.ID, "is_admin", c.IsAdmin, "auth_method", c.AuthMethod,
+		"federated_credentials", len(c.FederatedCredentials), "by", caller.Subject)
 	noStore(w)
-	writeJSON(w, http.StatusCreated, map[string]any{
-		"success": true, "client_id": c.ID, "client_secret": secret,
+	out := map[string]any{
+		"success": true, "client_id": c.ID,
 		"id": c.RowID, "is_admin": c.IsAdmin, "scope": strings.Join(c.Scopes, " "),
-		"audience": strings.Join(c.Audiences, " "),
-	})
+		"audience":                   strings.Join(c.Audiences, " "),
+		"token_endpoint_auth_method": c.AuthMethod,
+	}
+	if secret != "" {
+		out["client_secret"] = secret
+	}
+	if len(c.JWKS) > 0 {
+		out["jwks"] = json.RawMessage(c.JWKS)
+	}
+	if c.JWKSURI != "" {
+		out["jwks_uri"] = c.JWKSURI
+	}
+	if len(c.FederatedCredentials) > 0 {
+		out["federated_credentials"] = c.FederatedCredentials
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// parseFederated reads federated_credentials: a JSON array of objects
+// with exactly an issuer and a subject ("" : none).
+func parseFederated(s string) ([]authsvc.FederatedCredential, error) {
+	if s == "" {
+		return nil, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	var fcs []authsvc.FederatedCredential
+	if err := dec.Decode(&fcs); err != nil || dec.More() {
+		return nil, errors.New(`federated_credentials must be a JSON array of {"issuer": …, "subject": …}`)
+	}
+	return fcs, nil
 }
 
 // updateClient: PATCH /client/{id} (admin) changes a client's scopes,
-// admin flag or audiences, with the fields POST /client takes: scope,
-// is_admin, audience (JSON or form). A field that is absent (or JSON null)
-// is left as it is; an empty scope or audience removes them all. Any other
-// field is refused, so that a misspelt one does not pass for a change.
+// admin flag, audiences or way to authenticate, with the fields POST
+// /client takes: scope, is_admin, audience, token_endpoint_auth_method,
+// jwks, jwks_uri, federated_credentials (JSON or form). A field that is
+// absent (or JSON null) is left as it is; an empty scope, audience, jwks,
+// jwks_uri or federated_credentials removes them all. Any other field is
+// refused, so that a misspelt one does not pass for a change.
 func (h *handler) updateClient(w http.ResponseWriter, r *http.Request) {
 	r, caller, ok := h.requireAdmin(w, r)
 	if !ok {
@@ -152,6 +201,23 @@ func (h *handler) updateClient(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			u.IsAdmin = &b
+		case "token_endpoint_auth_method":
+			u.AuthMethod = &val
+		case "jwks":
+			b := []byte(val)
+			u.JWKS = &b
+		case "jwks_uri":
+			u.JWKSURI = &val
+		case "federated_credentials":
+			fcs, err := parseFederated(val)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			if fcs == nil {
+				fcs = []authsvc.FederatedCredential{}
+			}
+			u.FederatedCredentials = &fcs
 		case "client_id":
 			writeError(w, http.StatusBadRequest, "a client_id cannot be changed: create a client and delete this one")
 			return
@@ -159,12 +225,12 @@ func (h *handler) updateClient(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "a secret is changed with POST /client/{id}/rotate-secret")
 			return
 		default:
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %s: PATCH /client/{id} takes scope, is_admin and audience", quoteName(k)))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %s: PATCH /client/{id} takes %s", quoteName(k), patchFields))
 			return
 		}
 	}
-	if u.Scopes == nil && u.Audiences == nil && u.IsAdmin == nil {
-		writeError(w, http.StatusBadRequest, "nothing to change: give scope, is_admin or audience")
+	if u == (authsvc.ClientUpdate{}) {
+		writeError(w, http.StatusBadRequest, "nothing to change: give "+patchFields)
 		return
 	}
 	c, err := h.auth.UpdateClient(r.Context(), r.PathValue("id"), u)
@@ -179,6 +245,9 @@ func (h *handler) updateClient(w http.ResponseWriter, r *http.Request) {
 	}{true, ClientToJSON(*c)})
 }
 
+// patchFields are the fields PATCH /client/{id} takes, for its messages.
+const patchFields = "scope, is_admin, audience, token_endpoint_auth_method, jwks, jwks_uri or federated_credentials"
+
 // auditUpdate logs a client update: what it set, and by whom (and more
 // attributes, such as via=console).
 func (h *handler) auditUpdate(c *authsvc.Client, u authsvc.ClientUpdate, by string, more ...any) {
@@ -191,6 +260,12 @@ func (h *handler) auditUpdate(c *authsvc.Client, u authsvc.ClientUpdate, by stri
 	}
 	if u.Audiences != nil {
 		attrs = append(attrs, "audience", strings.Join(c.Audiences, " "))
+	}
+	if u.AuthMethod != nil || u.JWKS != nil || u.JWKSURI != nil {
+		attrs = append(attrs, "auth_method", c.AuthMethod)
+	}
+	if u.FederatedCredentials != nil {
+		attrs = append(attrs, "federated_credentials", len(c.FederatedCredentials))
 	}
 	h.log.Info("audit: client updated", attrs...)
 }
@@ -314,12 +389,25 @@ type ClientJSON struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// TokensValidAfter is the log-out-everywhere cut-off, or null.
 	TokensValidAfter *time.Time `json:"tokens_valid_after"`
+	// TokenEndpointAuthMethod is RFC 7591's: client_secret_basic,
+	// client_secret_post or private_key_jwt.
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method"`
+	// JWKS (public keys only) or JWKSURI of a private_key_jwt client.
+	JWKS    json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI string          `json:"jwks_uri,omitempty"`
+	// FederatedCredentials are the (issuer, subject) pairs that log in as
+	// the client.
+	FederatedCredentials []authsvc.FederatedCredential `json:"federated_credentials,omitempty"`
 }
 
 // ClientToJSON returns c's JSON form.
 func ClientToJSON(c authsvc.Client) ClientJSON {
 	out := ClientJSON{ClientID: c.ID, ID: c.RowID, IsAdmin: c.IsAdmin, Scope: strings.Join(c.Scopes, " "),
-		Audience: strings.Join(c.Audiences, " "), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+		Audience: strings.Join(c.Audiences, " "), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		TokenEndpointAuthMethod: c.AuthMethod, JWKSURI: c.JWKSURI, FederatedCredentials: c.FederatedCredentials}
+	if len(c.JWKS) > 0 {
+		out.JWKS = json.RawMessage(c.JWKS)
+	}
 	if !c.TokensValidAfter.IsZero() {
 		t := c.TokensValidAfter.UTC()
 		out.TokensValidAfter = &t

@@ -104,24 +104,24 @@ func TestUpdateClientRoute(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return fmt.Sprintf("admin=%t scope=%q aud=%q", c.IsAdmin, strings.Join(c.Scopes, " "), strings.Join(c.Audiences, " "))
+			return fmt.Sprintf("admin=%t scope=%q aud=%q auth=%s", c.IsAdmin, strings.Join(c.Scopes, " "), strings.Join(c.Audiences, " "), c.AuthMethod)
 		}
 		r := ts.do("PATCH", "/client/svc", "application/json", `{"scope":["c","a"],"is_admin":true}`, adminH)
 		expect(t, "PATCH JSON", r, 200)
 		if r.body["success"] != true || r.body["client_id"] != "svc" || r.body["scope"] != "c a" || r.body["is_admin"] != true || r.body["audience"] != "https://x.test" {
 			t.Fatalf("PATCH JSON body %s", r.raw)
 		}
-		if got := show(); got != `admin=true scope="c a" aud="https://x.test"` {
+		if got := show(); got != `admin=true scope="c a" aud="https://x.test" auth=client_secret_basic` {
 			t.Fatalf("after PATCH JSON: %s", got)
 		}
 		expect(t, "PATCH form", ts.do("PATCH", "/client/svc", form, "is_admin=false&audience=", adminH), 200)
-		if got := show(); got != `admin=false scope="c a" aud=""` {
+		if got := show(); got != `admin=false scope="c a" aud="" auth=client_secret_basic` {
 			t.Fatalf("after PATCH form: %s", got)
 		}
 		expect(t, "PATCH empty scope", ts.do("PATCH", "/client/svc", form, "scope=", adminH), 200)
 		expect(t, "PATCH null is absent", ts.do("PATCH", "/client/svc", "application/json", `{"scope":"z","is_admin":null}`, adminH), 200)
 		before := show()
-		if before != `admin=false scope="z" aud=""` {
+		if before != `admin=false scope="z" aud="" auth=client_secret_basic` {
 			t.Fatalf("after PATCH null: %s", before)
 		}
 		if !strings.Contains(ts.logs.String(), `"msg":"audit: client updated","client_id":"svc","by":"root","scope":"z"`) {
@@ -132,9 +132,13 @@ func TestUpdateClientRoute(t *testing.T) {
 			status         int
 			msg            string
 		}{
-			{"nothing", form, "", 400, "nothing to change: give scope, is_admin or audience"},
-			{"only null", "application/json", `{"scope":null}`, 400, "nothing to change: give scope, is_admin or audience"},
-			{"misspelt", form, "scopes=a", 400, `unknown parameter "scopes": PATCH /client/{id} takes scope, is_admin and audience`},
+			{"nothing", form, "", 400, "nothing to change: give " + patchFields},
+			{"only null", "application/json", `{"scope":null}`, 400, "nothing to change: give " + patchFields},
+			{"misspelt", form, "scopes=a", 400, `unknown parameter "scopes": PATCH /client/{id} takes ` + patchFields},
+			{"bad auth method", form, "token_endpoint_auth_method=bogus", 400, ""},
+			{"bad federated", form, "federated_credentials=nope", 400, `federated_credentials must be a JSON array of {"issuer": …, "subject": …}`},
+			{"bad jwks_uri", form, "jwks_uri=ftp%3A%2F%2Fx", 400, ""},
+			{"bad jwks", "application/json", `{"jwks":{"keys":"no"}}`, 400, ""},
 			{"client_id", form, "client_id=other", 400, "a client_id cannot be changed: create a client and delete this one"},
 			{"secret", form, "client_secret=a%20new%20secret%20of%20length", 400, "a secret is changed with POST /client/{id}/rotate-secret"},
 			{"bad flag", form, "is_admin=perhaps", 400, "is_admin must be true or false"},
@@ -159,6 +163,12 @@ func TestUpdateClientRoute(t *testing.T) {
 				t.Fatalf("PATCH %s changed the client: %s", bad.name, got)
 			}
 		}
+		r = ts.do("PATCH", "/client/svc", form, "token_endpoint_auth_method=client_secret_post", adminH)
+		expect(t, "PATCH auth method", r, 200)
+		if r.body["token_endpoint_auth_method"] != "client_secret_post" {
+			t.Fatalf("PATCH auth method: %s", r.raw)
+		}
+		before = show()
 		expect(t, "PATCH unknown client", ts.do("PATCH", "/client/ghost", form, "scope=a", adminH), 404)
 		expect(t, "PATCH no admin", ts.do("PATCH", "/client/svc", form, "scope=a", nil), 401)
 		_, plain := ts.createClient(url.Values{"client_id": {"plain"}})

@@ -47,6 +47,12 @@ func fieldOf(err error) string {
 		return "scope"
 	case strings.HasPrefix(msg, "audience"), strings.Contains(msg, "audiences"):
 		return "audience"
+	case strings.HasPrefix(msg, "token_endpoint_auth_method"):
+		return "token_endpoint_auth_method"
+	case strings.HasPrefix(msg, "jwks_uri"):
+		return "jwks_uri"
+	case strings.HasPrefix(msg, "jwks"), strings.Contains(msg, "(jwks or jwks_uri)"), strings.Contains(msg, "needs jwks"):
+		return "jwks"
 	}
 	return ""
 }
@@ -124,7 +130,7 @@ type secretData struct {
 }
 
 func (c *console) createClient(w http.ResponseWriter, r *http.Request, s *session, form url.Values) {
-	f, err := fields(form, "client_id", "scope", "audience", "is_admin")
+	f, err := fields(form, "client_id", "scope", "audience", "is_admin", "token_endpoint_auth_method", "jwks_uri", "jwks")
 	if err != nil {
 		c.bodyError(w, r, err)
 		return
@@ -142,8 +148,12 @@ func (c *console) createClient(w http.ResponseWriter, r *http.Request, s *sessio
 		c.render(w, r, http.StatusBadRequest, "new", v)
 		return
 	}
-	cl, secret, err := c.h.auth.CreateClient(r.Context(), authsvc.NewClient{
-		ID: f["client_id"], IsAdmin: isAdmin, Scopes: authsvc.ParseScope(f["scope"]), Audiences: strings.Fields(f["audience"])})
+	nc := authsvc.NewClient{ID: f["client_id"], IsAdmin: isAdmin, Scopes: authsvc.ParseScope(f["scope"]),
+		Audiences: strings.Fields(f["audience"]), AuthMethod: f["token_endpoint_auth_method"], JWKSURI: f["jwks_uri"]}
+	if f["jwks"] != "" {
+		nc.JWKS = []byte(f["jwks"])
+	}
+	cl, secret, err := c.h.auth.CreateClient(r.Context(), nc)
 	if err != nil {
 		if c.formError(w, r, v, err) {
 			status := http.StatusBadRequest
@@ -154,7 +164,8 @@ func (c *console) createClient(w http.ResponseWriter, r *http.Request, s *sessio
 		}
 		return
 	}
-	c.h.log.Info("audit: client created", "client_id", cl.ID, "is_admin", cl.IsAdmin, "by", s.admin, "via", "console")
+	c.h.log.Info("audit: client created", "client_id", cl.ID, "is_admin", cl.IsAdmin, "auth_method", cl.AuthMethod,
+		"federated_credentials", len(cl.FederatedCredentials), "by", s.admin, "via", "console")
 	v = c.newView(r, s, "Client created", "clients")
 	v.Data = &secretData{Client: cl, Secret: secret}
 	c.render(w, r, http.StatusCreated, "secret", v)
@@ -199,18 +210,25 @@ func (c *console) renderClient(w http.ResponseWriter, r *http.Request, s *sessio
 	if v == nil {
 		v = c.newView(r, s, cl.ID, "clients")
 		v.Flash = flash(r)
-		v.Form = map[string]string{"scope": strings.Join(cl.Scopes, " "), "audience": strings.Join(cl.Audiences, " ")}
-		if cl.IsAdmin {
-			v.Form["is_admin"] = "on"
-		}
+		v.Form = clientForm(cl)
 	}
 	v.Title = cl.ID
 	v.Data = &clientData{Client: cl, Self: cl.ID == s.admin}
 	c.render(w, r, status, "client", v)
 }
 
+// clientForm is the edit form's values for cl as it is.
+func clientForm(cl *authsvc.Client) map[string]string {
+	f := map[string]string{"scope": strings.Join(cl.Scopes, " "), "audience": strings.Join(cl.Audiences, " "),
+		"token_endpoint_auth_method": cl.AuthMethod, "jwks_uri": cl.JWKSURI, "jwks": string(cl.JWKS)}
+	if cl.IsAdmin {
+		f["is_admin"] = "on"
+	}
+	return f
+}
+
 func (c *console) updateClient(w http.ResponseWriter, r *http.Request, s *session, form url.Values) {
-	f, err := fields(form, "client_id", "scope", "audience", "is_admin")
+	f, err := fields(form, "client_id", "scope", "audience", "is_admin", "token_endpoint_auth_method", "jwks_uri", "jwks")
 	if err != nil {
 		c.bodyError(w, r, err)
 		return
@@ -229,6 +247,18 @@ func (c *console) updateClient(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	scopes, auds := authsvc.ParseScope(f["scope"]), strings.Fields(f["audience"])
 	u := authsvc.ClientUpdate{IsAdmin: &isAdmin, Scopes: &scopes, Audiences: &auds}
+	// The way it authenticates changes only when the form says another,
+	// or other keys: saving scopes leaves a client's keys alone.
+	if m := f["token_endpoint_auth_method"]; m != "" && m != cl.AuthMethod {
+		u.AuthMethod = &m
+	}
+	if uri := f["jwks_uri"]; uri != cl.JWKSURI {
+		u.JWKSURI = &uri
+	}
+	if jwks := f["jwks"]; jwks != string(cl.JWKS) {
+		b := []byte(jwks)
+		u.JWKS = &b
+	}
 	updated, err := c.h.auth.UpdateClient(r.Context(), cl.ID, u)
 	if err != nil {
 		if c.formError(w, r, v, err) {
@@ -251,11 +281,8 @@ func (c *console) rotateSecret(w http.ResponseWriter, r *http.Request, s *sessio
 		return
 	}
 	v := c.newView(r, s, cl.ID, "clients")
-	v.Form = map[string]string{"scope": strings.Join(cl.Scopes, " "), "audience": strings.Join(cl.Audiences, " "),
-		"grace": f["grace"], "logout_everywhere": f["logout_everywhere"]}
-	if cl.IsAdmin {
-		v.Form["is_admin"] = "on"
-	}
+	v.Form = clientForm(cl)
+	v.Form["grace"], v.Form["logout_everywhere"] = f["grace"], f["logout_everywhere"]
 	var opt authsvc.RotateSecret
 	if opt.Grace, err = parseGrace(f["grace"]); err != nil {
 		v.Errors["grace"] = "Choose how long the old secret keeps working."

@@ -288,7 +288,7 @@ func TestConsoleWalkthrough(t *testing.T) {
 		logs := ts.logs.String()
 		for _, line := range []string{
 			`"msg":"audit: console sign-in","client_id":"root"`,
-			`"msg":"audit: client created","client_id":"svc","is_admin":false,"by":"root","via":"console"`,
+			`"msg":"audit: client created","client_id":"svc","is_admin":false,"auth_method":"client_secret_basic","federated_credentials":0,"by":"root","via":"console"`,
 			`"msg":"audit: client updated","client_id":"svc","by":"root","via":"console"`,
 			`"msg":"audit: client secret rotated","client_id":"svc","grace":"24h0m0s","logout_everywhere":false,"by":"root","via":"console"`,
 			`"msg":"audit: client logged out everywhere","client_id":"svc","by":"root","via":"console"`,
@@ -895,5 +895,43 @@ func TestConsolePaging(t *testing.T) {
 	}
 	if len(ids) != 61 || ids[0] != "svc-59" || ids[60] != "root" {
 		t.Fatalf("paged activity: %d, %v", len(ids), ids)
+	}
+}
+
+// TestConsoleAuthMethods: a client is created or edited to authenticate
+// with a secret or with its own key (private_key_jwt, no secret shown).
+func TestConsoleAuthMethods(t *testing.T) {
+	ts := newTestServer(t, testdb.SQLite(t))
+	u := newConsoleUser(t, ts.url)
+	u.signIn("root", adminSecret)
+	u.get("/admin/clients/new")
+	want(t, "private_key_jwt without keys", u.post("/admin/clients/new", url.Values{"client_id": {"signer"}, "token_endpoint_auth_method": {"private_key_jwt"}}),
+		400, `id="jwks-error">`)
+	want(t, "bad method", u.post("/admin/clients/new", url.Values{"client_id": {"signer"}, "token_endpoint_auth_method": {"magic"}}),
+		400, `id="token_endpoint_auth_method-error">Token_endpoint_auth_method must be`)
+	want(t, "bad jwks_uri", u.post("/admin/clients/new", url.Values{"client_id": {"signer"}, "token_endpoint_auth_method": {"private_key_jwt"}, "jwks_uri": {"http://keys.example/jwks.json"}}),
+		400, `id="jwks_uri-error">`)
+	p := u.post("/admin/clients/new", url.Values{"client_id": {"signer"}, "token_endpoint_auth_method": {"private_key_jwt"}, "jwks_uri": {"https://keys.example/jwks.json"}})
+	want(t, "private_key_jwt", p, 201, "has no secret", "<code>private_key_jwt</code>")
+	if strings.Contains(p.body, "data-secret") {
+		t.Fatal("a private_key_jwt client's page shows a secret")
+	}
+	want(t, "its page", u.get("/admin/client?id=signer"), 200, "keys at <code>https://keys.example/jwks.json</code>", `<option value="private_key_jwt" selected>`)
+	// Saving its scopes leaves its keys alone; then it turns to a secret method.
+	p = u.post("/admin/client/update", url.Values{"client_id": {"signer"}, "scope": {"a"}, "token_endpoint_auth_method": {"private_key_jwt"}, "jwks_uri": {"https://keys.example/jwks.json"}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("save scopes: %d %s", p.status, p.body)
+	}
+	if c, _ := ts.auth.Client(context.Background(), "signer"); c.JWKSURI != "https://keys.example/jwks.json" || c.AuthMethod != "private_key_jwt" {
+		t.Fatalf("after saving scopes: %+v", c)
+	}
+	ts.createClient(url.Values{"client_id": {"svc"}})
+	u.get("/admin/client?id=svc")
+	p = u.post("/admin/client/update", url.Values{"client_id": {"svc"}, "token_endpoint_auth_method": {"client_secret_post"}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("switch to client_secret_post: %d %s", p.status, p.body)
+	}
+	if c, _ := ts.auth.Client(context.Background(), "svc"); c.AuthMethod != "client_secret_post" {
+		t.Fatalf("after the switch: %+v", c)
 	}
 }

@@ -96,7 +96,8 @@ func mountPrefix(r *http.Request) string {
 // scopes_supported is the union of the clients' scopes (RFC 8414 lets a
 // server list fewer than it supports; a client's own are in its record).
 func buildDiscovery(a *authsvc.Authenticator, base string, scopes []string) []byte {
-	auth := []string{"client_secret_basic", "client_secret_post"}
+	auth := authsvc.AuthMethods
+	assertionAlgs := authsvc.AssertionAlgorithms // of private_key_jwt client assertions
 	algs := a.SigningAlgorithms()
 	doc := map[string]any{
 		"issuer":                 a.Issuer(),
@@ -105,12 +106,15 @@ func buildDiscovery(a *authsvc.Authenticator, base string, scopes []string) []by
 		"introspection_endpoint": base + "/oauth/introspect",
 		"revocation_endpoint":    base + "/oauth/revoke",
 		// authsvc's own: the feed RemoteVerifiers follow (not an RFC field).
-		"revocation_feed_endpoint":                      base + "/revocations",
-		"grant_types_supported":                         []string{"client_credentials"},
-		"response_types_supported":                      []string{},
-		"token_endpoint_auth_methods_supported":         auth,
-		"introspection_endpoint_auth_methods_supported": auth,
-		"revocation_endpoint_auth_methods_supported":    auth,
+		"revocation_feed_endpoint":                                 base + "/revocations",
+		"grant_types_supported":                                    []string{"client_credentials"},
+		"response_types_supported":                                 []string{},
+		"token_endpoint_auth_methods_supported":                    auth,
+		"introspection_endpoint_auth_methods_supported":            auth,
+		"revocation_endpoint_auth_methods_supported":               auth,
+		"token_endpoint_auth_signing_alg_values_supported":         assertionAlgs,
+		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
+		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
 		// No ID tokens are issued; OpenID parsers require these two fields,
 		// and the algorithms are those of the access tokens.
 		"id_token_signing_alg_values_supported":     algs,

@@ -27,6 +27,8 @@ var errorKinds = []struct {
 	{authsvc.ErrInvalidArgument, http.StatusBadRequest, "invalid_request", "invalid request"},
 	{authsvc.ErrClientExists, http.StatusConflict, "invalid_request", "client already exists"},
 	{authsvc.ErrClientNotFound, http.StatusNotFound, "invalid_request", "client not found"},
+	{authsvc.ErrIssuerExists, http.StatusConflict, "invalid_request", "issuer already trusted"},
+	{authsvc.ErrIssuerNotFound, http.StatusNotFound, "invalid_request", "issuer not found"},
 	{authsvc.ErrForbidden, http.StatusForbidden, "insufficient_scope", "not permitted"},
 }
 

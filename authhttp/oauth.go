@@ -38,7 +38,9 @@ func (h *handler) revocations(w http.ResponseWriter, r *http.Request) {
 	h.feed.ServeHTTP(w, r)
 }
 
-// clientCredentials are a request's client authentication (RFC 6749 §2.3.1).
+// clientCredentials are a request's client authentication: a secret
+// (RFC 6749 §2.3.1), or a JWT assertion (RFC 7521 §4.2: private_key_jwt,
+// or a trusted issuer's token).
 type clientCredentials struct {
 	id, secret string
 	basic      bool // sent as HTTP Basic
@@ -48,6 +50,36 @@ type clientCredentials struct {
 	// secret with a "+" or a "%" would never match. try checks it when the
 	// decoded pair fails.
 	raw *clientCredentials
+	// assertion is a client_assertion of type jwt-bearer; id is then the
+	// client_id sent with it, if any (it is optional).
+	assertion string
+}
+
+// clientAssertionType is RFC 7523 §2.2's client_assertion_type.
+const clientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// throttleKey is what the throttle counts an attempt under: the client_id,
+// or for an assertion sent without one, who it claims to be (unverified):
+// its iss for a client's own assertion (iss = sub = client_id), else its
+// sub, marked with a NUL byte, which no client_id has, so that a
+// subject's failures are never a client's.
+func (cc clientCredentials) throttleKey() string {
+	if cc.id != "" || cc.assertion == "" {
+		return cc.id
+	}
+	iss, sub := authsvc.AssertionIdentity(cc.assertion)
+	if iss != "" && iss == sub {
+		return iss
+	}
+	return "\x00" + sub
+}
+
+// clientCheck is how a route checks each kind of credentials: a secret
+// (with the raw-credentials retry of try), or an assertion, returning the
+// client it authenticated.
+type clientCheck struct {
+	secret    func(id, secret string) error
+	assertion func(ca authsvc.ClientAssertion) (clientID string, err error)
 }
 
 // try runs check with the form-decoded credentials and, when they are
@@ -108,6 +140,9 @@ func readClientCredentials(w http.ResponseWriter, r *http.Request, v url.Values)
 		oauthError(w, http.StatusBadRequest, "invalid_request", "more than one Authorization header")
 		return cc, false
 	}
+	if v.Has("client_assertion") || v.Has("client_assertion_type") {
+		return readClientAssertion(w, v, len(h) == 1)
+	}
 	if len(h) == 1 {
 		const prefix = "basic "
 		if len(h[0]) < len(prefix) || !strings.EqualFold(h[0][:len(prefix)], prefix) {
@@ -153,6 +188,24 @@ func readClientCredentials(w http.ResponseWriter, r *http.Request, v url.Values)
 	return cc, true
 }
 
+// readClientAssertion reads RFC 7521 §4.2's parameters: client_assertion
+// of client_assertion_type jwt-bearer, and client_id (optional), with no
+// other client authentication beside them.
+func readClientAssertion(w http.ResponseWriter, v url.Values, basic bool) (clientCredentials, bool) {
+	cc := clientCredentials{id: v.Get("client_id"), assertion: v.Get("client_assertion")}
+	switch {
+	case basic || v.Get("client_secret") != "":
+		oauthError(w, http.StatusBadRequest, "invalid_request", "use one client authentication method, not both a client_assertion and a secret")
+	case v.Get("client_assertion_type") != clientAssertionType:
+		oauthError(w, http.StatusBadRequest, "invalid_request", "client_assertion_type must be "+clientAssertionType)
+	case cc.assertion == "":
+		oauthError(w, http.StatusBadRequest, "invalid_request", "client_assertion is required with client_assertion_type")
+	default:
+		return cc, true
+	}
+	return cc, false
+}
+
 // oauthCaller reads an RFC 6749 form body and authenticates the client
 // that sent it; ok is false when an error has been answered.
 func (h *handler) oauthCaller(w http.ResponseWriter, r *http.Request) (url.Values, *authsvc.Client, bool) {
@@ -172,24 +225,47 @@ func (h *handler) oauthCaller(w http.ResponseWriter, r *http.Request) (url.Value
 // itself; ok is false when it has.
 func (h *handler) authenticateClient(w http.ResponseWriter, r *http.Request, cc clientCredentials) (*authsvc.Client, bool) {
 	var c *authsvc.Client
-	ok := h.attempt(w, r, cc, func(id, secret string) (err error) {
-		c, err = h.auth.AuthenticateClient(r.Context(), id, secret)
-		return err
+	ok := h.attempt(w, r, cc, clientCheck{
+		secret: func(id, secret string) (err error) {
+			c, err = h.auth.AuthenticateClient(r.Context(), id, secret)
+			return err
+		},
+		assertion: func(ca authsvc.ClientAssertion) (string, error) {
+			var err error
+			if c, err = h.auth.AuthenticateClientAssertion(r.Context(), ca); err != nil {
+				return "", err
+			}
+			return c.ID, nil
+		},
 	})
 	return c, ok
 }
 
 // attempt is one client authentication at an OAuth route: through the
-// throttle, with the raw-credentials retry (clientCredentials.try), ended
-// in the throttle and the audit log, and answered itself when it fails
-// (ok false).
-func (h *handler) attempt(w http.ResponseWriter, r *http.Request, cc clientCredentials, check func(id, secret string) error) bool {
-	att, ok := h.allowAttempt(w, r, cc.id, true)
+// throttle, with the raw-credentials retry (clientCredentials.try) or the
+// assertion check, ended in the throttle and the audit log, and answered
+// itself when it fails (ok false).
+func (h *handler) attempt(w http.ResponseWriter, r *http.Request, cc clientCredentials, check clientCheck) bool {
+	key := cc.throttleKey()
+	att, ok := h.allowAttempt(w, r, key, true)
 	if !ok {
 		return false
 	}
-	id, err := cc.try(check)
-	h.noteTried(r, att, cc, id, err)
+	var id string
+	var err error
+	var audit []any
+	if cc.assertion != "" {
+		ca := authsvc.ClientAssertion{ClientID: cc.id, Assertion: cc.assertion, TokenEndpoint: h.base(r) + "/oauth/token"}
+		id, err = check.assertion(ca)
+		iss, sub := authsvc.AssertionIdentity(cc.assertion)
+		audit = []any{"method", "client_assertion", "assertion_iss", clip(iss), "assertion_sub", clip(sub)}
+		if id == "" {
+			id = key
+		}
+	} else {
+		id, err = cc.try(check.secret)
+	}
+	h.noteTried(r, att, key, id, err, audit...)
 	if err != nil {
 		h.oauthFail(w, r, err)
 		return false
@@ -202,18 +278,20 @@ func (h *handler) attempt(w http.ResponseWriter, r *http.Request, cc clientCrede
 // noteAttempt it is neither a failure nor a success of the keyed id.
 var errOtherID = errors.New("authhttp: authenticated under the raw client_id")
 
-// noteTried ends an attempt made with clientCredentials.try, as
-// noteAttempt does, except when the raw client_id passed and differs from
-// the id the attempt was keyed by (cc.id): then the attempt is released
-// without crediting cc.id, which never logged in (a success would make its
+// noteTried ends an attempt keyed by key, as noteAttempt does, except
+// when the client that passed (id) is another: the raw client_id of HTTP
+// Basic that differs from its form-decoding, or the client an assertion
+// sent without client_id authenticated. Then the attempt is released
+// without crediting key, which never logged in (a success would make its
 // address known, exempt from the address and client limits), and the
-// address is remembered for the id that did.
-func (h *handler) noteTried(r *http.Request, att attempt, cc clientCredentials, id string, err error) {
-	if err != nil || id == cc.id {
-		h.noteAttempt(r, att, cc.id, err)
+// address is remembered for the id that did. audit is added to the audit
+// line of a failure.
+func (h *handler) noteTried(r *http.Request, att attempt, key, id string, err error, audit ...any) {
+	if err != nil || id == key {
+		h.noteAttempt(r, att, key, err, audit...)
 		return
 	}
-	h.noteAttempt(r, att, cc.id, errOtherID)
+	h.noteAttempt(r, att, key, errOtherID)
 	if h.throttle != nil && h.throttle.remember != nil {
 		h.throttle.remember(id, att.addr)
 	}
@@ -253,9 +331,18 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Audience = append(req.Audience, strings.Fields(v.Get("audience"))...)
 	var tok *authsvc.Token
-	if !h.attempt(w, r, cc, func(id, secret string) (err error) {
-		tok, err = h.auth.Authenticate(r.Context(), id, secret, req)
-		return err
+	if !h.attempt(w, r, cc, clientCheck{
+		secret: func(id, secret string) (err error) {
+			tok, err = h.auth.Authenticate(r.Context(), id, secret, req)
+			return err
+		},
+		assertion: func(ca authsvc.ClientAssertion) (string, error) {
+			var err error
+			if tok, err = h.auth.AuthenticateAssertion(r.Context(), ca, req); err != nil {
+				return "", err
+			}
+			return tok.ClientID, nil
+		},
 	}) {
 		return
 	}

@@ -316,8 +316,11 @@ func TestDiscoveryAndJWKS(t *testing.T) {
 	if g := d["grant_types_supported"].([]any); len(g) != 1 || g[0] != "client_credentials" {
 		t.Fatalf("grant types %v", g)
 	}
-	if m := d["token_endpoint_auth_methods_supported"].([]any); len(m) != 2 {
+	if m := d["token_endpoint_auth_methods_supported"].([]any); len(m) != 3 || m[2] != "private_key_jwt" {
 		t.Fatalf("auth methods %v", m)
+	}
+	if a := d["token_endpoint_auth_signing_alg_values_supported"].([]any); len(a) != 5 || a[0] != "EdDSA" || a[1] != "Ed25519" {
+		t.Fatalf("assertion algs %v", a)
 	}
 	if a := d["access_token_signing_alg_values_supported"].([]any); len(a) != 1 || a[0] != "EdDSA" {
 		t.Fatalf("algs %v", a)

@@ -144,9 +144,15 @@ func mediaType(ct string) (string, error) {
 	return mt, err
 }
 
+// jsonValued are the parameters whose JSON value may be an object or an
+// array of objects (RFC 7591 metadata); readJSONParams keeps their JSON
+// text. In a form they are JSON text too.
+var jsonValued = map[string]bool{"jwks": true, "federated_credentials": true}
+
 // readJSONParams reads a JSON object of parameters: each value a string, a
 // boolean, a number, null (the parameter is absent) or an array of strings
-// (one space-separated value, for "scope"). A name given twice is refused,
+// (one space-separated value, for "scope"); those named in jsonValued may
+// also be any JSON value, kept as its text. A name given twice is refused,
 // as in a form (param): RFC 8259 §4 leaves the meaning of duplicate names
 // to each parser, and taking the last one let a body say two things.
 // It reads token by token, since decoding into a map would keep only the
@@ -173,6 +179,23 @@ func readJSONParams(body io.Reader) (url.Values, error) {
 			return nil, &errBody{http.StatusBadRequest, fmt.Sprintf("parameter %s given more than once", quoteName(k))}
 		}
 		seen[k] = true
+		if jsonValued[k] {
+			// Kept as its JSON text (a string's content), for the route to
+			// decode: a JWK Set, a list of objects.
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return nil, bodyError(err)
+			}
+			var str string
+			switch {
+			case string(raw) == "null":
+			case json.Unmarshal(raw, &str) == nil:
+				v.Set(k, str)
+			default:
+				v.Set(k, string(raw))
+			}
+			continue
+		}
 		if tok, err = dec.Token(); err != nil {
 			return nil, bodyError(err)
 		}

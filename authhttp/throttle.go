@@ -378,15 +378,24 @@ func (h *handler) admit(r *http.Request, clientID string) (attempt, int, bool) {
 }
 
 // noteAttempt ends an attempt allowAttempt let through: it feeds the
-// outcome to the throttle and the audit log.
-func (h *handler) noteAttempt(r *http.Request, att attempt, clientID string, err error) {
+// outcome to the throttle and the audit log, whose line for a failure
+// says why when the library did (authsvc.ErrorMessage), with audit added.
+func (h *handler) noteAttempt(r *http.Request, att attempt, clientID string, err error, audit ...any) {
 	ri := info(r)
 	failed := errors.Is(err, authsvc.ErrInvalidClient)
 	if err == nil {
 		ri.clientID = clientID
 	}
 	if failed {
-		h.log.Warn("audit: authentication failed", "client_id", clip(clientID), "remote", clip(ri.addr), "route", clip(r.URL.Path))
+		logged := clientID
+		if strings.HasPrefix(logged, "\x00") {
+			logged = "" // an assertion's subject (clientCredentials.throttleKey), logged by audit
+		}
+		attrs := []any{"client_id", clip(logged), "remote", clip(ri.addr), "route", clip(r.URL.Path)}
+		if reason := authsvc.ErrorMessage(err); reason != "" {
+			attrs = append(attrs, "reason", reason) // ours; what it quotes of the caller's is clipped
+		}
+		h.log.Warn("audit: authentication failed", append(attrs, audit...)...)
 	}
 	if h.throttle != nil {
 		h.throttle.finish(att, failed, err == nil)

@@ -56,17 +56,21 @@ type commandSpec struct {
 // commands is every command, in the order usage lists them.
 var commands = []commandSpec{
 	{"serve", "", "Run the server (the default command). Configured by the environment only."},
-	{"client create", `--id ID [--admin] [--scope "a b"] [--audience "a b"] [--secret-stdin] [--json]`,
-		"Register a client. Its secret is generated (or read from standard input) and shown once."},
+	{"client create", `--id ID [--admin] [--scope "a b"] [--audience "a b"] [--secret-stdin] [--auth-method M] [--jwks-file F | --jwks-uri URL] [--federated ISSUER=SUBJECT]... [--json]`,
+		"Register a client. Its secret is generated (or read from standard input) and shown once; a private_key_jwt\nclient has none: it logs in with assertions signed by its keys (--jwks-file, --jwks-uri) or with a\ntrusted issuer's token (--federated)."},
 	{"client list", "[--prefix P] [--json]", "List the clients (never their secrets), a page at a time from the store."},
 	{"client show", "ID [--json]", "Show one client, with its log-out-everywhere cut-off if any."},
-	{"client update", `ID [--admin=true|false] [--scope "a b"] [--audience "a b"] [--json]`,
-		"Change a client's admin flag, scopes or audiences; only the flags given change. Tokens already issued keep their claims."},
+	{"client update", `ID [--admin=true|false] [--scope "a b"] [--audience "a b"] [--auth-method M] [--jwks-file F | --jwks-uri URL] [--federated ISSUER=SUBJECT]... [--json]`,
+		"Change a client's admin flag, scopes, audiences, authentication method, keys or federated credentials;\nonly the flags given change. Tokens already issued keep their claims. --auth-method private_key_jwt\ndrops the client's secret."},
 	{"client delete", "ID [--json]", "Delete a client. Its tokens are refused at once, even those not yet expired."},
 	{"client rotate-secret", "ID [--grace 24h] [--logout-everywhere] [--secret-stdin] [--json]",
 		"Give a client a new secret, shown once. With --grace the previous secret keeps working that long,\nso its callers can switch without an outage."},
 	{"client logout", "ID [--json]",
 		"Log a client out everywhere: every token it was issued until now is refused from now on.\nIts secret stays valid, so it can get new tokens."},
+	{"issuer add", "ISSUER [--jwks-file F | --jwks-uri URL] [--audience \"a b\"] [--max-lifetime 1h] [--allow-reuse] [--replace] [--json]",
+		"Trust an issuer's tokens as client assertions: a Kubernetes cluster's service account issuer, a CI\nsystem's OIDC issuer, or a SPIFFE trust domain (spiffe://example.org, with its JWT bundle as --jwks-file).\nWithout --jwks-file or --jwks-uri its keys come from OIDC discovery. Clients name it in --federated."},
+	{"issuer list", "[--json]", "List the trusted issuers."},
+	{"issuer remove", "ISSUER [--json]", "Stop trusting an issuer: its tokens are refused at once (tokens already issued for them are not)."},
 	{"keys list", "[--json]", "List the signing keys published in the JWKS, and which one signs now."},
 	{"keys rotate", "[--json]",
 		"Start a staged key rotation: the new key is published in the JWKS now and signs new tokens only\nafter the JWKS cache lifetime, so no verifier meets an unknown kid. The old key stays published\nuntil the tokens it signed have expired."},
@@ -213,13 +217,16 @@ var runners = map[string]func(ctx context.Context, c *command, args []string) er
 	"client delete":        cmdClientDelete,
 	"client rotate-secret": cmdClientRotateSecret,
 	"client logout":        cmdClientLogout,
+	"issuer add":           cmdIssuerAdd,
+	"issuer list":          cmdIssuerList,
+	"issuer remove":        cmdIssuerRemove,
 	"keys list":            cmdKeysList,
 	"keys rotate":          cmdKeysRotate,
 	"import-seed":          cmdImportSeed,
 }
 
 // groups are the commands that take a subcommand.
-var groups = map[string]bool{"client": true, "keys": true}
+var groups = map[string]bool{"client": true, "keys": true, "issuer": true}
 
 func isHelp(s string) bool {
 	return s == "-h" || s == "--help" || s == "-help" || s == "help"
@@ -310,6 +317,16 @@ func printClient(w io.Writer, c authsvc.Client) error {
 		cut = "tokens issued before " + stamp(c.TokensValidAfter) + " are refused"
 	}
 	fmt.Fprintf(tw, "logged out:\t%s\n", cut)
+	fmt.Fprintf(tw, "auth:\t%s\n", c.AuthMethod)
+	if len(c.JWKS) > 0 {
+		fmt.Fprintf(tw, "jwks:\t%s\n", c.JWKS)
+	}
+	if c.JWKSURI != "" {
+		fmt.Fprintf(tw, "jwks_uri:\t%s\n", c.JWKSURI)
+	}
+	for _, fc := range c.FederatedCredentials {
+		fmt.Fprintf(tw, "federated:\t%s %s\n", fc.Issuer, fc.Subject)
+	}
 	fmt.Fprintf(tw, "created:\t%s\n", stamp(c.CreatedAt))
 	fmt.Fprintf(tw, "updated:\t%s\n", stamp(c.UpdatedAt))
 	return tw.Flush()
@@ -342,6 +359,7 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 	audience := c.fs.String("audience", "", "space-separated audiences (aud values, resource URIs) the client may request besides the default one")
 	admin := c.fs.Bool("admin", false, "make it an admin (may manage clients over HTTP)")
 	secretStdin := c.fs.Bool("secret-stdin", false, "read a chosen secret from the first line of standard input instead of generating one\n(16+ characters, 5+ different ones, not blank, not a shorter string repeated)")
+	am := authFlags(c.fs)
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	if _, err := c.parse(args, 0, 0, ""); err != nil {
 		return err
@@ -356,13 +374,23 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 			return fmt.Errorf("client create: %w", err)
 		}
 	}
+	nc := authsvc.NewClient{ID: *id, Secret: secret, IsAdmin: *admin, Scopes: authsvc.ParseScope(*scope),
+		Audiences: strings.Fields(*audience), AuthMethod: *am.method, JWKSURI: *am.jwksURI, FederatedCredentials: am.federated.list}
+	if *am.jwksFile != "" {
+		var err error
+		if nc.JWKS, err = readJWKSFile(*am.jwksFile, c.stdin); err != nil {
+			return fmt.Errorf("client create: %w", err)
+		}
+	}
+	if nc.AuthMethod == "" && (nc.JWKS != nil || nc.JWKSURI != "") {
+		nc.AuthMethod = authsvc.AuthPrivateKeyJWT // keys say it
+	}
 	a, done, err := openCLI(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	cl, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: *id, Secret: secret, IsAdmin: *admin, Scopes: authsvc.ParseScope(*scope),
-		Audiences: strings.Fields(*audience)})
+	cl, secret, err := a.CreateClient(ctx, nc)
 	if err != nil {
 		return fmt.Errorf("client create %q: %w", *id, err)
 	}
@@ -371,6 +399,10 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 			authhttp.ClientJSON
 			ClientSecret string `json:"client_secret"`
 		}{authhttp.ClientToJSON(*cl), secret})
+	}
+	if secret == "" {
+		fmt.Fprintf(c.stdout, "created %s, which has no secret\n\n", cl.ID)
+		return printClient(c.stdout, *cl)
 	}
 	fmt.Fprintf(c.stdout, "client_id:     %s\nclient_secret: %s\nid:            %d\nadmin:         %t\nscope:         %s\naudience:      %s\n",
 		cl.ID, secret, cl.RowID, cl.IsAdmin, orDash(strings.Join(cl.Scopes, " ")), audienceText(*cl))
@@ -471,12 +503,14 @@ func cmdClientUpdate(ctx context.Context, c *command, args []string) error {
 	admin := c.fs.Bool("admin", false, "make the client an admin (--admin or --admin=true) or not (--admin=false)")
 	scope := c.fs.String("scope", "", `replace the client's scopes (space-separated; "" removes them all)`)
 	audience := c.fs.String("audience", "", `replace the audiences the client may request besides the default one (space-separated; "" removes them all)`)
+	am := authFlags(c.fs)
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	pos, err := c.parse(args, 1, 1, "one client_id")
 	if err != nil {
 		return err
 	}
 	var u authsvc.ClientUpdate
+	var ferr error
 	c.fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "admin":
@@ -487,10 +521,25 @@ func cmdClientUpdate(ctx context.Context, c *command, args []string) error {
 		case "audience":
 			audiences := strings.Fields(*audience)
 			u.Audiences = &audiences
+		case "auth-method":
+			u.AuthMethod = am.method
+		case "jwks-uri":
+			u.JWKSURI = am.jwksURI
+		case "jwks-file":
+			var jwks []byte
+			if *am.jwksFile != "" {
+				jwks, ferr = readJWKSFile(*am.jwksFile, c.stdin)
+			}
+			u.JWKS = &jwks
+		case "federated":
+			u.FederatedCredentials = &am.federated.list
 		}
 	})
-	if u.IsAdmin == nil && u.Scopes == nil && u.Audiences == nil {
-		return c.usageError("nothing to change: give --admin=true|false, --scope or --audience")
+	if ferr != nil {
+		return fmt.Errorf("client update: %w", ferr)
+	}
+	if u.IsAdmin == nil && u.Scopes == nil && u.Audiences == nil && u.AuthMethod == nil && u.JWKS == nil && u.JWKSURI == nil && u.FederatedCredentials == nil {
+		return c.usageError("nothing to change: give --admin=true|false, --scope, --audience, --auth-method, --jwks-file, --jwks-uri or --federated")
 	}
 	return c.onClient(ctx, pos[0], *asJSON, func(a *authsvc.Authenticator) (*authsvc.Client, error) {
 		return a.UpdateClient(ctx, pos[0], u)

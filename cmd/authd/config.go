@@ -46,6 +46,7 @@ type config struct {
 	MaxRevocations        int           `envconfig:"MAX_REVOCATIONS_PER_CLIENT" default:"10000"` // past it a client's revocation logs it out everywhere
 	MaxChanges            int           `envconfig:"MAX_CHANGES" default:"1000000"`              // the change log's length bound (besides its age)
 	ClientCache           int           `envconfig:"CLIENT_CACHE" default:"100000"`              // client records kept in memory
+	AssertionMaxLifetime  time.Duration `envconfig:"ASSERTION_MAX_LIFETIME" default:"5m"`        // how far ahead a private_key_jwt assertion's exp may be
 	MetricsAddr           string        `envconfig:"METRICS_ADDR"`                               // serve /metrics there instead of on Addr
 	TrustedProxies        string        `envconfig:"TRUSTED_PROXIES"`                            // comma-separated CIDRs whose X-Forwarded-For is believed
 	Throttle              string        `envconfig:"THROTTLE" default:"on"`                      // on or off: the limits on failed client authentications
@@ -257,7 +258,8 @@ func (c *config) resolve(socketDir string) error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"JWKS_MAX_AGE", c.JWKSMaxAge}, {"POLL_INTERVAL", c.PollInterval}, {"MAX_STALENESS", c.MaxStaleness}, {"STORE_TIMEOUT", c.StoreTimeout}} {
+	}{{"JWKS_MAX_AGE", c.JWKSMaxAge}, {"POLL_INTERVAL", c.PollInterval}, {"MAX_STALENESS", c.MaxStaleness}, {"STORE_TIMEOUT", c.StoreTimeout},
+		{"ASSERTION_MAX_LIFETIME", c.AssertionMaxLifetime}} {
 		if d.v <= 0 {
 			return fmt.Errorf("config: %s_%s must be positive, got %s", envPrefix, d.name, d.v)
 		}

@@ -93,6 +93,7 @@ func libraryConfig(cfg config, log *slog.Logger) authsvc.Config {
 		MaxRevocationsPerClient: cfg.MaxRevocations,
 		MaxChanges:              cfg.MaxChanges,
 		ClientCacheSize:         cfg.ClientCache,
+		MaxAssertionLifetime:    cfg.AssertionMaxLifetime,
 	}
 	if cfg.SigningAlg == authsvc.AlgHS256 {
 		c.HMACSecret = []byte(cfg.HMACSecret)

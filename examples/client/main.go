@@ -1,14 +1,22 @@
-// Command client gets a token with golang.org/x/oauth2/clientcredentials
-// and uses it to write and read notes at the notes service.
+// Command client gets a token and uses it to write and read notes at the
+// notes service. It authenticates one of three ways:
 //
-//	client -token-url http://127.0.0.1:5000/oauth/token -client-id notes-client \
-//	       -client-secret S -notes http://127.0.0.1:8080 -text "hello"
+//	# a secret, with golang.org/x/oauth2/clientcredentials
+//	client -client-id notes-client -client-secret S -text "hello"
+//	# private_key_jwt: an assertion signed by its key (PKCS#8 PEM), no secret
+//	client -client-id notes-client -key-file key.pem -key-id k1 -text "hello"
+//	# workload identity federation: the platform's token (Kubernetes rotates it)
+//	client -token-file /var/run/secrets/tokens/authd-token -text "hello"
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,6 +25,8 @@ import (
 	"strings"
 
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/authsvc/authsvc/clientauth"
 )
 
 func main() {
@@ -33,13 +43,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	notesURL := fs.String("notes", "http://127.0.0.1:8080", "the notes service")
 	scope := fs.String("scope", "notes:read notes:write", "scopes to ask for")
 	text := fs.String("text", "hello from the client", "the note to write (empty: only read)")
+	keyFile := fs.String("key-file", "", "private_key_jwt: the client's private key, PKCS#8 PEM (Ed25519, P-256 or RSA)")
+	keyID := fs.String("key-id", "", "private_key_jwt: the key's kid in the client's registered JWK Set")
+	tokenFile := fs.String("token-file", "", "federation: the platform's token (a Kubernetes projected token), read at every refresh")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg := clientcredentials.Config{ClientID: *id, ClientSecret: *secret, TokenURL: *tokenURL, Scopes: strings.Fields(*scope)}
-	// cfg.Client fetches a token, adds it to every request, and renews it
+	// Each Client fetches a token, adds it to every request, and renews it
 	// before it expires.
-	hc := cfg.Client(ctx)
+	var hc *http.Client
+	switch {
+	case *tokenFile != "":
+		hc = (&clientauth.TokenFile{TokenURL: *tokenURL, Path: *tokenFile, ClientID: *id, Scopes: strings.Fields(*scope)}).Client(ctx)
+	case *keyFile != "":
+		key, err := readKey(*keyFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "client:", err)
+			return 1
+		}
+		hc = (&clientauth.PrivateKeyJWT{ClientID: *id, TokenURL: *tokenURL, Key: key, KeyID: *keyID, Scopes: strings.Fields(*scope)}).Client(ctx)
+	default:
+		cfg := clientcredentials.Config{ClientID: *id, ClientSecret: *secret, TokenURL: *tokenURL, Scopes: strings.Fields(*scope)}
+		hc = cfg.Client(ctx)
+	}
 	if *text != "" {
 		body, _ := json.Marshal(map[string]string{"text": *text})
 		resp, err := hc.Post(*notesURL+"/notes", "application/json", bytes.NewReader(body))
@@ -68,4 +94,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "notes: %s", b)
 	return 0
+}
+
+// readKey reads a PKCS#8 PEM private key.
+func readKey(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New(path + ": no PEM block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a signing key", path)
+	}
+	return s, nil
 }

@@ -1,0 +1,79 @@
+package authsvc
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// FuzzParseAssertion: any string given as a client_assertion is parsed or
+// refused with a message, never with a panic, and what parses has an
+// accepted algorithm and verifies against no key of an empty-handed set.
+func FuzzParseAssertion(f *testing.F) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	enc := base64.RawURLEncoding
+	signed := enc.EncodeToString([]byte(`{"alg":"EdDSA","kid":"k"}`)) + "." + enc.EncodeToString([]byte(`{"iss":"a","sub":"a","aud":"x","exp":2000000000,"jti":"j"}`))
+	f.Add(signed + "." + enc.EncodeToString(ed25519.Sign(priv, []byte(signed))))
+	f.Add("a.b.c")
+	f.Add("..")
+	f.Add(enc.EncodeToString([]byte(`{"alg":"none"}`)) + ".e30.")
+	f.Add(enc.EncodeToString([]byte(`{"alg":"ES256","crit":["x"]}`)) + ".e30.AA")
+	set := jwkSet{{kid: "k", key: pub, raw: jwk{Kty: "OKP", Crv: "Ed25519", X: enc.EncodeToString(pub)}}}
+	f.Fuzz(func(t *testing.T, s string) {
+		as, err := parseAssertion(s)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("an empty message")
+			}
+			return
+		}
+		if !strings.Contains(strings.Join(AssertionAlgorithms, " "), as.alg) || len(s) > MaxAssertionLen {
+			t.Fatalf("parsed %q with alg %q", s, as.alg)
+		}
+		as.verify(set) // must not panic, whatever the signature
+		AssertionIdentity(s)
+	})
+}
+
+// FuzzParseJWKSet: any document given as a JWK Set is read or refused,
+// never with a panic; what is read re-encodes to a set that reads the
+// same, and holds no private member.
+func FuzzParseJWKSet(f *testing.F) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	x := base64.RawURLEncoding.EncodeToString(pub)
+	f.Add([]byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `","kid":"a","alg":"EdDSA"}]}`))
+	f.Add([]byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `","d":"AA"}]}`))
+	f.Add([]byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}],"spiffe_sequence":1}`))
+	f.Add([]byte(`{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"},{"kty":"oct","k":"c2VjcmV0"}]}`))
+	f.Add([]byte(`{"keys":[{"kty":"EC","use":"x509-svid","x5c":["AA"]}]}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, strict := range []bool{true, false} {
+			set, err := parseJWKSet(b, strict)
+			if err != nil {
+				continue
+			}
+			if len(set) == 0 || len(set) > MaxJWKSKeys {
+				t.Fatalf("a set of %d keys", len(set))
+			}
+			out := set.encode()
+			var doc map[string][]map[string]any
+			if err := json.Unmarshal(out, &doc); err != nil {
+				t.Fatalf("re-encoded %s: %v", out, err)
+			}
+			for _, k := range doc["keys"] {
+				for _, private := range []string{"d", "p", "q", "k"} {
+					if _, has := k[private]; has {
+						t.Fatalf("re-encoded set has %q: %s", private, out)
+					}
+				}
+			}
+			again, err := parseJWKSet(out, strict)
+			if err != nil || len(again) != len(set) {
+				t.Fatalf("re-encoded set %s reads as %d keys, %v", out, len(again), err)
+			}
+		}
+	})
+}
