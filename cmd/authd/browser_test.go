@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -124,6 +125,10 @@ func (b *browserSession) rowIDs() []string {
 func (b *browserSession) shot(name string) {
 	b.t.Helper()
 	buf, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100)) // 100: PNG
+	if err == nil && len(buf) > maxShot {
+		// A long page: its first screenful keeps the docs small.
+		buf, err = chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	}
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -138,6 +143,9 @@ func (b *browserSession) shot(name string) {
 		b.t.Fatal(err)
 	}
 }
+
+// maxShot bounds a screenshot's size, so that docs/admin stays small.
+const maxShot = 140 << 10
 
 // cookie returns the browser's cookie of that name for the console.
 func (b *browserSession) cookie(name string) *network.Cookie {
@@ -202,6 +210,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	defer cancelRun()
 	b := &browserSession{t: t, ctx: tctx, base: base, shots: shots}
 	b.do("viewport", chromedp.EmulateViewport(1100, 800))
+	// The clipboard API works only in a focused page; a headless browser's
+	// page may not be (the copy button then says it could not copy).
+	if _, err := chromedp.Call(tctx, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true}); err != nil {
+		t.Fatalf("focus emulation: %v", err)
+	}
 
 	// Answer the confirm dialogs the script adds, as a person clicking OK.
 	dialogs := chromedp.Events(tctx, page.JavascriptDialogOpening)
