@@ -124,7 +124,9 @@ func TestVerifyWhileLoading(t *testing.T) {
 		if err := b.Logout(ctx, before); err != nil {
 			t.Fatal(err)
 		}
-		// a restarts its load, as New does, and stops before the revocations.
+		// a restarts its load, as New does, and stops before the revocations
+		// (once New's own load is over: two loads at once are not a case).
+		waitFor(t, 10*time.Second, "a's first load", func() bool { return !a.state.loading.Load() })
 		finish, err := a.state.loadInBackground(ctx, s, time.Now(), a.tokenLifetimeAgo(), a.reloadKeys)
 		if err != nil {
 			t.Fatal(err)

@@ -421,6 +421,7 @@ func TestRemoteVerifierWaitsForLoadingAuthd(t *testing.T) {
 	if err := m.a.Logout(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 10*time.Second, "the first load", func() bool { return !m.a.state.loading.Load() })
 	finish, err := m.a.state.loadInBackground(ctx, m.a.store, time.Now(), m.a.tokenLifetimeAgo(), m.a.reloadKeys)
 	if err != nil {
 		t.Fatal(err)
