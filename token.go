@@ -13,7 +13,9 @@ import (
 )
 
 // issue signs a token for client c.
-func (a *Authenticator) issue(c *Client, scopes, aud []string) (*Token, error) {
+// A token bound to a DPoP key (jkt, its RFC 7638 thumbprint, not empty)
+// carries cnf.jkt and is of type DPoP.
+func (a *Authenticator) issue(c *Client, scopes, aud []string, jkt string) (*Token, error) {
 	jtiBytes := make([]byte, 16) // 128 bits, RFC 9068 §2.2
 	if _, err := rand.Read(jtiBytes); err != nil {
 		return nil, err
@@ -33,6 +35,11 @@ func (a *Authenticator) issue(c *Client, scopes, aud []string) (*Token, error) {
 		ClientRowID:    c.RowID,
 		IsAdmin:        c.IsAdmin,
 		LegacyClientID: c.ID,
+	}
+	typ := "Bearer"
+	if jkt != "" {
+		claims.Confirmation = &Confirmation{JKT: jkt}
+		typ = "DPoP"
 	}
 	s := a.keys.Load().current(now)
 	// What jwt.Token.SignedString makes, without encoding the same header
@@ -54,7 +61,7 @@ func (a *Authenticator) issue(c *Client, scopes, aud []string) (*Token, error) {
 	buf = enc.AppendEncode(buf, sig)
 	return &Token{
 		AccessToken: string(buf),
-		TokenType:   "Bearer",
+		TokenType:   typ,
 		ExpiresAt:   time.Unix(exp.Unix(), 0),
 		ExpiresIn:   a.cfg.TokenTTL,
 		Scopes:      scopes,

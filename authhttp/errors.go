@@ -22,6 +22,7 @@ var errorKinds = []struct {
 	{authsvc.ErrUnavailable, http.StatusServiceUnavailable, "temporarily_unavailable", "service unavailable: the store cannot be reached"},
 	{authsvc.ErrInvalidClient, http.StatusUnauthorized, "invalid_client", "invalid client credentials"},
 	{authsvc.ErrInvalidToken, http.StatusUnauthorized, "invalid_token", "invalid token"},
+	{authsvc.ErrInvalidDPoPProof, http.StatusBadRequest, "invalid_dpop_proof", "invalid DPoP proof"},
 	{authsvc.ErrInvalidScope, http.StatusBadRequest, "invalid_scope", "invalid scope"},
 	{authsvc.ErrInvalidTarget, http.StatusBadRequest, "invalid_target", "invalid target"},
 	{authsvc.ErrInvalidArgument, http.StatusBadRequest, "invalid_request", "invalid request"},

@@ -330,6 +330,20 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 		req.Audience = append(req.Audience, res)
 	}
 	req.Audience = append(req.Audience, strings.Fields(v.Get("audience"))...)
+	// RFC 9449 §4.3: at most one DPoP proof; with one, the token is bound
+	// to its key.
+	switch proofs := r.Header.Values("DPoP"); len(proofs) {
+	case 0:
+	case 1:
+		if proofs[0] == "" {
+			oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "the DPoP header is empty")
+			return
+		}
+		req.DPoP, req.TokenEndpoint = proofs[0], h.base(r)+"/oauth/token"
+	default:
+		oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "more than one DPoP header")
+		return
+	}
 	var tok *authsvc.Token
 	if !h.attempt(w, r, cc, clientCheck{
 		secret: func(id, secret string) (err error) {
