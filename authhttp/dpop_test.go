@@ -1,0 +1,206 @@
+package authhttp
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/authsvc/authsvc"
+	"github.com/authsvc/authsvc/internal/testdb"
+)
+
+// proofSigner makes DPoP proofs with go-jose, an independent JOSE library.
+type proofSigner struct {
+	t    *testing.T
+	priv crypto.Signer
+	alg  jose.SignatureAlgorithm
+}
+
+func newProofSigner(t *testing.T, ed bool) proofSigner {
+	if ed {
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		return proofSigner{t, priv, jose.EdDSA}
+	}
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return proofSigner{t, priv, jose.ES256}
+}
+
+func (p proofSigner) thumbprint() string {
+	b, err := (&jose.JSONWebKey{Key: p.priv.Public()}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// proof signs a proof for method and htu, bound to token when it is not
+// empty, issued at iat.
+func (p proofSigner) proofAt(method, htu, token string, iat time.Time) string {
+	p.t.Helper()
+	opts := (&jose.SignerOptions{EmbedJWK: true}).WithType("dpop+jwt")
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: p.alg, Key: p.priv}, opts)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	c := map[string]any{"jti": rand.Text(), "htm": method, "htu": htu, "iat": iat.Unix()}
+	if token != "" {
+		c["ath"] = authsvc.AccessTokenHash(token)
+	}
+	b, _ := json.Marshal(c)
+	jws, err := s.Sign(b)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	out, _ := jws.CompactSerialize()
+	return out
+}
+
+func (p proofSigner) proof(method, htu, token string) string {
+	return p.proofAt(method, htu, token, time.Now())
+}
+
+// call sends a request with headers (each value a header line of its own).
+func call(t *testing.T, method, u, body string, header http.Header) (int, http.Header, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = header
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	json.Unmarshal(raw, &m)
+	return resp.StatusCode, resp.Header, m
+}
+
+// TestDPoPEndToEnd: a client gets a DPoP-bound token from /oauth/token and
+// reaches a service behind authsvc.Middleware with a fresh proof per
+// request; the token without a valid proof, or as Bearer, is refused.
+func TestDPoPEndToEnd(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		id, secret := ts.createClient(url.Values{"client_id": {"svc-dpop"}, "scope": {"notes:read"}})
+		key := newProofSigner(t, false)
+		const tokenURL = "http://authd.test/oauth/token" // the issuer's, as discovery names it
+		tokenReq := func(proofs ...string) (int, map[string]any) {
+			h := http.Header{"Content-Type": {form}, "Authorization": {basicAuth(id, secret)}}
+			for _, p := range proofs {
+				h.Add("DPoP", p)
+			}
+			status, _, body := call(t, "POST", ts.url+"/oauth/token", "grant_type=client_credentials", h)
+			return status, body
+		}
+
+		// The token endpoint: a proof binds the token.
+		status, body := tokenReq(key.proof("POST", tokenURL, ""))
+		if status != 200 || body["token_type"] != "DPoP" {
+			t.Fatalf("token: %d %v", status, body)
+		}
+		tok := body["access_token"].(string)
+		claims := verifyWithJOSE(t, ts.url, tok)
+		if cnf, _ := claims["cnf"].(map[string]any); cnf == nil || cnf["jkt"] != key.thumbprint() {
+			t.Fatalf("cnf %v, want jkt %s", claims["cnf"], key.thumbprint())
+		}
+		// Bad proofs at the token endpoint: 400 invalid_dpop_proof.
+		replayed := key.proof("POST", tokenURL, "")
+		if s, _ := tokenReq(replayed); s != 200 {
+			t.Fatalf("fresh proof: %d", s)
+		}
+		for name, proofs := range map[string][]string{
+			"replayed":  {replayed},
+			"wrong htu": {key.proof("POST", "http://authd.test/other", "")},
+			"wrong htm": {key.proof("GET", tokenURL, "")},
+			"stale iat": {key.proofAt("POST", tokenURL, "", time.Now().Add(-5*time.Minute))},
+			"with ath":  {key.proof("POST", tokenURL, "x")},
+			"two":       {key.proof("POST", tokenURL, ""), key.proof("POST", tokenURL, "")},
+			"empty":     {""},
+			"garbage":   {"not.a.proof"},
+		} {
+			s, b := tokenReq(proofs...)
+			if s != 400 || b["error"] != "invalid_dpop_proof" || b["error_description"] == "" {
+				t.Errorf("%s: %d %v", name, s, b)
+			}
+		}
+		// Without a proof: a bearer token, as before.
+		status, body = tokenReq()
+		if status != 200 || body["token_type"] != "Bearer" {
+			t.Fatalf("bearer token: %d %v", status, body)
+		}
+		bearer := body["access_token"].(string)
+
+		// The resource server.
+		api := httptest.NewServer(authsvc.Middleware(ts.auth)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, authsvc.ClaimsFromContext(r.Context()).Subject)
+		})))
+		defer api.Close()
+		notes := api.URL + "/notes"
+		get := func(auth string, proofs ...string) (int, http.Header) {
+			h := http.Header{"Authorization": {auth}}
+			for _, p := range proofs {
+				h.Add("DPoP", p)
+			}
+			s, hd, _ := call(t, "GET", notes+"?page=2", "", h)
+			return s, hd
+		}
+		if s, _ := get("DPoP "+tok, key.proof("GET", notes, tok)); s != 200 {
+			t.Fatalf("DPoP request: %d", s)
+		}
+		if s, _ := get("Bearer "+bearer); s != 200 {
+			t.Fatalf("bearer request: %d", s)
+		}
+		other := newProofSigner(t, true)
+		used := key.proof("GET", notes, tok)
+		if s, _ := get("DPoP "+tok, used); s != 200 {
+			t.Fatalf("DPoP request: %d", s)
+		}
+		for name, c := range map[string]struct {
+			auth   string
+			proofs []string
+			code   string
+		}{
+			"bound token as Bearer":   {"Bearer " + tok, []string{key.proof("GET", notes, tok)}, "invalid_token"},
+			"bound token, no proof":   {"Bearer " + tok, nil, "invalid_token"},
+			"DPoP, no proof":          {"DPoP " + tok, nil, "invalid_dpop_proof"},
+			"replayed proof":          {"DPoP " + tok, []string{used}, "invalid_dpop_proof"},
+			"wrong ath":               {"DPoP " + tok, []string{key.proof("GET", notes, bearer)}, "invalid_dpop_proof"},
+			"no ath":                  {"DPoP " + tok, []string{key.proof("GET", notes, "")}, "invalid_dpop_proof"},
+			"wrong key":               {"DPoP " + tok, []string{other.proof("GET", notes, tok)}, "invalid_dpop_proof"},
+			"wrong htm":               {"DPoP " + tok, []string{key.proof("POST", notes, tok)}, "invalid_dpop_proof"},
+			"wrong htu":               {"DPoP " + tok, []string{key.proof("GET", api.URL+"/admin", tok)}, "invalid_dpop_proof"},
+			"stale iat":               {"DPoP " + tok, []string{key.proofAt("GET", notes, tok, time.Now().Add(-2*time.Minute))}, "invalid_dpop_proof"},
+			"two proofs":              {"DPoP " + tok, []string{key.proof("GET", notes, tok), key.proof("GET", notes, tok)}, "invalid_dpop_proof"},
+			"bearer token as DPoP":    {"DPoP " + bearer, []string{key.proof("GET", notes, bearer)}, "invalid_token"},
+			"token endpoint's proof":  {"DPoP " + tok, []string{key.proof("POST", tokenURL, "")}, "invalid_dpop_proof"},
+			"DPoP scheme, blank":      {"DPoP ", []string{key.proof("GET", notes, tok)}, ""},
+			"DPoP scheme, not a JWT!": {"DPoP a b", []string{key.proof("GET", notes, tok)}, "invalid_token"},
+		} {
+			s, hd := get(c.auth, c.proofs...)
+			challenges := strings.Join(hd.Values("WWW-Authenticate"), " | ")
+			want := `DPoP realm="authsvc"`
+			if c.code != "" {
+				want += `, error="` + c.code + `"`
+			}
+			if s != 401 || !strings.Contains(challenges, want+`, algs="EdDSA Ed25519 ES256 RS256 PS256"`) {
+				t.Errorf("%s: %d %s", name, s, challenges)
+			}
+		}
+	})
+}
