@@ -37,7 +37,7 @@ func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*authsvc
 	if !ok {
 		return nil, false
 	}
-	claims, err := h.auth.Verify(r.Context(), tok)
+	claims, err := h.verifyBearer(r, tok)
 	if err != nil {
 		h.fail(w, r, err)
 		return nil, false

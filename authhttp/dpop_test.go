@@ -119,6 +119,26 @@ func TestDPoPEndToEnd(t *testing.T) {
 		if cnf, _ := claims["cnf"].(map[string]any); cnf == nil || cnf["jkt"] != key.thumbprint() {
 			t.Fatalf("cnf %v, want jkt %s", claims["cnf"], key.thumbprint())
 		}
+		// authd's own Bearer routes and the gateway take no proofs: the
+		// bound token is refused there (no downgrade to Bearer).
+		for _, route := range []struct{ method, path string }{
+			{"GET", "/verify"}, {"POST", "/verify"}, {"GET", "/clients"},
+		} {
+			s, _, b := call(t, route.method, ts.url+route.path, "", http.Header{"Authorization": {"Bearer " + tok}})
+			if s != 401 {
+				t.Errorf("%s %s with the bound token as Bearer: %d %v", route.method, route.path, s, b)
+			}
+		}
+		// Introspection says what it is bound to.
+		r := ts.form("/oauth/introspect", url.Values{"token": {tok}, "client_id": {id}, "client_secret": {secret}}, "")
+		if cnf, _ := r.body["cnf"].(map[string]any); r.body["active"] != true || r.body["token_type"] != "DPoP" || cnf["jkt"] != key.thumbprint() {
+			t.Errorf("introspection: %d %v", r.status, r.body)
+		}
+		// Discovery lists the proof algorithms.
+		r = ts.do("GET", "/.well-known/oauth-authorization-server", "", "", nil)
+		if algs, _ := r.body["dpop_signing_alg_values_supported"].([]any); len(algs) != len(authsvc.DPoPAlgorithms) {
+			t.Errorf("discovery: %v", r.body["dpop_signing_alg_values_supported"])
+		}
 		// Bad proofs at the token endpoint: 400 invalid_dpop_proof.
 		replayed := key.proof("POST", tokenURL, "")
 		if s, _ := tokenReq(replayed); s != 200 {

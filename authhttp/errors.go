@@ -145,3 +145,16 @@ func bearer(w http.ResponseWriter, r *http.Request, malformed int) (string, bool
 	}
 	return "", false
 }
+
+// verifyBearer verifies a token presented as a Bearer token: a token bound
+// to a DPoP key is refused, since a Bearer presentation proves nothing of
+// the key (RFC 9449 §7.2, no downgrade). authd's own routes and /verify
+// take no DPoP proofs yet, so such a token is used at resource servers
+// behind authsvc.Middleware only.
+func (h *handler) verifyBearer(r *http.Request, tok string) (*authsvc.Claims, error) {
+	claims, err := h.auth.Verify(r.Context(), tok)
+	if err == nil && claims.DPoPThumbprint() != "" {
+		return nil, &authsvc.Error{Kind: authsvc.ErrInvalidToken, Message: "the token is bound to a DPoP key: it is not accepted as a Bearer token"}
+	}
+	return claims, err
+}

@@ -189,7 +189,7 @@ func (h *handler) gate(w http.ResponseWriter, r *http.Request, req requirement) 
 	if !ok {
 		return nil, false
 	}
-	claims, err := h.auth.Verify(r.Context(), tok)
+	claims, err := h.verifyBearer(r, tok)
 	if err != nil {
 		h.fail(w, r, err) // 401 invalid_token, or 503 when the store is down
 		return nil, false
