@@ -2,9 +2,9 @@ package authsvc
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
-	"crypto/subtle"
 	"net/http"
 	"net/url"
 	"strings"

@@ -183,7 +183,7 @@ func TestDPoPEndToEnd(t *testing.T) {
 		if s, _ := get("DPoP "+tok, key.proof("GET", notes, tok)); s != 200 {
 			t.Fatalf("DPoP request: %d", s)
 		}
-		if s, _ := get("Bearer "+bearer); s != 200 {
+		if s, _ := get("Bearer " + bearer); s != 200 {
 			t.Fatalf("bearer request: %d", s)
 		}
 		other := newProofSigner(t, true)
