@@ -294,6 +294,9 @@ func (a *Authenticator) grant(ctx context.Context, c *Client, req TokenRequest) 
 		return nil, err
 	}
 	var jkt string
+	if req.DPoP == "" && c.DPoPBoundAccessTokens {
+		return nil, refuse(ErrInvalidDPoPProof, "client %s must send a DPoP proof (its tokens are DPoP-bound: dpop_bound_access_tokens)", c.ID)
+	}
 	if req.DPoP != "" {
 		// Checked last, once the request is otherwise good, so that a
 		// refused request does not use up the proof's jti.

@@ -1,6 +1,7 @@
 package authhttp
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -224,3 +225,49 @@ func TestDPoPEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestDPoPBoundClient: a client registered with dpop_bound_access_tokens
+// gets no token without a proof; UpdateClient turns the setting off.
+func TestDPoPBoundClient(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		r := ts.do("POST", "/client", "application/json", `{"client_id":"bound","client_secret":"bound-secret-0123456789abcdef","dpop_bound_access_tokens":true}`,
+			map[string]string{"Authorization": "Bearer " + ts.admin})
+		expect(t, "create", r, 201)
+		if r.body["dpop_bound_access_tokens"] != true {
+			t.Fatalf("create: %v", r.body)
+		}
+		key := newProofSigner(t, true)
+		tokenReq := func(proof string) (int, map[string]any) {
+			h := http.Header{"Content-Type": {form}, "Authorization": {basicAuth("bound", "bound-secret-0123456789abcdef")}}
+			if proof != "" {
+				h.Set("DPoP", proof)
+			}
+			s, _, b := call(t, "POST", ts.url+"/oauth/token", "grant_type=client_credentials", h)
+			return s, b
+		}
+		if s, b := tokenReq(""); s != 400 || b["error"] != "invalid_dpop_proof" {
+			t.Fatalf("no proof: %d %v", s, b)
+		}
+		if s, b := tokenReq(key.proof("POST", "http://authd.test/oauth/token", "")); s != 200 || b["token_type"] != "DPoP" {
+			t.Fatalf("with a proof: %d %v", s, b)
+		}
+		c, err := ts.auth.Client(context.Background(), "bound")
+		if err != nil || !c.DPoPBoundAccessTokens || !clientJSONBound(c) {
+			t.Fatalf("client: %+v %v", c, err)
+		}
+		off := false
+		if _, err := ts.auth.UpdateClient(context.Background(), "bound", authsvc.ClientUpdate{DPoPBoundAccessTokens: &off}); err != nil {
+			t.Fatal(err)
+		}
+		if s, b := tokenReq(""); s != 200 || b["token_type"] != "Bearer" {
+			t.Fatalf("setting off: %d %v", s, b)
+		}
+		// Not a boolean: refused.
+		r = ts.do("POST", "/client", "application/json", `{"client_id":"bound2","dpop_bound_access_tokens":"maybe"}`,
+			map[string]string{"Authorization": "Bearer " + ts.admin})
+		expect(t, "bad flag", r, 400)
+	})
+}
+
+func clientJSONBound(c *authsvc.Client) bool { return ClientToJSON(*c).DPoPBoundAccessTokens }
