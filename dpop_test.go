@@ -11,6 +11,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -244,6 +246,58 @@ func TestSameHTU(t *testing.T) {
 	} {
 		if got := sameHTU(c.htu, mustURL(c.url)); got != c.same {
 			t.Errorf("sameHTU(%q, %q) = %v", c.htu, c.url, got)
+		}
+	}
+}
+
+// TestDPoPRemoteMiddleware: a service behind Middleware with a
+// RemoteVerifier takes a DPoP-bound token with its proof, refuses it as
+// Bearer, without a proof, and with a replayed proof.
+func TestDPoPRemoteMiddleware(t *testing.T) {
+	ctx := context.Background()
+	m := newMiniAuthd(t, Config{})
+	_, secret := mustClient(t, m.a, NewClient{ID: "svc"})
+	key := newDPoPKey(t, jose.ES256)
+	tokenURL := m.URL + "/oauth/token"
+	tok, err := m.a.Authenticate(ctx, "svc", secret, TokenRequest{
+		DPoP: key.proof(t, dpopClaimsAt(time.Now(), "POST", tokenURL), nil), TokenEndpoint: tokenURL,
+	})
+	if err != nil || tok.TokenType != "DPoP" {
+		t.Fatalf("Authenticate: %+v %v", tok, err)
+	}
+	v := newRemote(t, m)
+	api := httptest.NewServer(Middleware(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+	defer api.Close()
+	u := api.URL + "/notes"
+	proof := func() string {
+		c := dpopClaimsAt(time.Now(), "GET", u)
+		c["ath"] = AccessTokenHash(tok.AccessToken)
+		return key.proof(t, c, nil)
+	}
+	get := func(auth, proof string) int {
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("Authorization", auth)
+		if proof != "" {
+			req.Header.Set("DPoP", proof)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	p := proof()
+	if s := get("DPoP "+tok.AccessToken, p); s != 200 {
+		t.Fatalf("with its proof: %d", s)
+	}
+	for name, s := range map[string]int{
+		"replayed":  get("DPoP "+tok.AccessToken, p),
+		"as Bearer": get("Bearer "+tok.AccessToken, ""),
+		"no proof":  get("DPoP "+tok.AccessToken, ""),
+	} {
+		if s != 401 {
+			t.Errorf("%s: %d", name, s)
 		}
 	}
 }
