@@ -11,10 +11,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,6 +300,66 @@ func TestDPoPRemoteMiddleware(t *testing.T) {
 	} {
 		if s != 401 {
 			t.Errorf("%s: %d", name, s)
+		}
+	}
+}
+
+// BenchmarkDPoP is the cost of a DPoP-bound request at a resource: Verify
+// of a seen token plus its proof's check (a second signature, parsing the
+// jwk, the thumbprint), with the proof's jti recorded in the store (what
+// an Authenticator does), in the process (a RemoteVerifier), or not at all
+// (the cost of the check alone). Compare with BenchmarkVerify/*/seen and
+// BenchmarkRawSignature/*/verify.
+func BenchmarkDPoP(b *testing.B) {
+	ctx := context.Background()
+	ba := newBenchAuth(b, testdb.SQLite(b), AlgEdDSA)
+	a := ba.a
+	u := mustURL("https://api.test/notes")
+	for _, alg := range []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256} {
+		key := newDPoPKey(b, alg)
+		tokReq := TokenRequest{DPoP: key.proof(b, dpopClaimsAt(time.Now(), "POST", testIssuer+"/oauth/token"), nil), TokenEndpoint: testIssuer + "/oauth/token"}
+		t, err := a.Authenticate(ctx, "gen", ba.genSecret, tokReq)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tok := t.AccessToken
+		proofs := make([]string, 4096)
+		for i := range proofs {
+			c := dpopClaimsAt(time.Now(), "GET", u.String())
+			c["ath"] = AccessTokenHash(tok)
+			proofs[i] = key.proof(b, c, nil)
+		}
+		req := DPoPRequest{Method: "GET", URL: u, AccessToken: tok}
+		var round atomic.Int64
+		replays := map[string]dpopReplay{
+			"none": func(context.Context, string, string, time.Time, time.Time) (bool, error) { return true, nil },
+			"process": func(ctx context.Context, jkt, jti string, until, now time.Time) (bool, error) {
+				var s dpopJTIs // one per call: the cost of the map, not its growth
+				return s.use(ctx, jkt, jti, until, now)
+			},
+			"store": func(ctx context.Context, jkt, jti string, until, now time.Time) (bool, error) {
+				return a.store.useJTI(ctx, "dpop "+jkt, fmt.Sprint(round.Load())+jti, until, now)
+			},
+		}
+		for _, name := range []string{"none", "process", "store"} {
+			replay := replays[name]
+			b.Run(string(alg)+"/"+name, func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if i == len(proofs) {
+						i = 0
+						round.Add(1)
+					}
+					if _, err := a.Verify(ctx, tok); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := checkDPoPProof(ctx, proofs[i], req, time.Now(), time.Minute, replay); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
 		}
 	}
 }

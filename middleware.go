@@ -125,6 +125,16 @@ func WithDPoPURL(f func(r *http.Request) *url.URL) MiddlewareOption {
 	return func(m *middleware) { m.dpopURL = f }
 }
 
+// WithDPoPReplayInProcess remembers DPoP proofs' jtis in this process only
+// (DefaultDPoPWindow, on the real clock), even with an Authenticator, whose
+// own check records each jti in the store so that every instance refuses
+// a replay. That store write is most of a DPoP request's cost
+// (docs/performance.md); in process, a proof replayed to another instance
+// within the window passes there.
+func WithDPoPReplayInProcess() MiddlewareOption {
+	return func(m *middleware) { m.dpop = &localDPoP{} }
+}
+
 // RequestURL is the URL a request reached this server at: https when it
 // came over TLS, else http, its Host, and the path it was sent with
 // (before any http.StripPrefix).
@@ -186,13 +196,13 @@ func ClaimsFromContext(ctx context.Context) *Claims {
 // detail and never echo the token.
 func Middleware(v Verifier, opts ...MiddlewareOption) func(http.Handler) http.Handler {
 	m := &middleware{v: v, realm: "authsvc", skip: map[string]bool{}, writeError: writeErrorJSON, dpopURL: RequestURL}
-	for _, o := range opts {
-		o(m)
-	}
 	if c, ok := v.(DPoPChecker); ok {
 		m.dpop = c
 	} else {
 		m.dpop = &localDPoP{}
+	}
+	for _, o := range opts {
+		o(m)
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -192,6 +192,15 @@ func TestDPoPEndToEnd(t *testing.T) {
 		if s, _ := get("DPoP "+tok, used); s != 200 {
 			t.Fatalf("DPoP request: %d", s)
 		}
+		// With the replay window in process: a proof passes once.
+		local := httptest.NewServer(authsvc.Middleware(ts.auth, authsvc.WithDPoPReplayInProcess())(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+		defer local.Close()
+		lp := key.proof("GET", local.URL+"/x", tok)
+		for i, want := range []int{200, 401} {
+			if s, _, _ := call(t, "GET", local.URL+"/x", "", http.Header{"Authorization": {"DPoP " + tok}, "Dpop": {lp}}); s != want {
+				t.Errorf("in-process window, request %d: %d", i+1, s)
+			}
+		}
 		for name, c := range map[string]struct {
 			auth   string
 			proofs []string
