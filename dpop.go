@@ -282,12 +282,14 @@ func (a *Authenticator) useDPoPJTI(ctx context.Context, jkt, jti string, until, 
 // store (RemoteVerifier): each (thumbprint, jti) until its proof's iat
 // leaves the window. Instances do not share it.
 type dpopJTIs struct {
-	mu   sync.Mutex           // guards seen
-	seen map[string]time.Time // thumbprint + " " + jti → until
+	mu    sync.Mutex           // guards seen and swept
+	seen  map[string]time.Time // thumbprint + " " + jti → until
+	swept time.Time            // expired entries were last deleted
 }
 
-// maxDPoPJTIs bounds dpopJTIs: beyond it, new proofs are refused until
-// entries expire (fail closed), rather than memory growing without end.
+// maxDPoPJTIs bounds dpopJTIs (about 100 bytes an entry): beyond it, new
+// proofs are refused until entries expire (fail closed), rather than
+// memory growing without end.
 const maxDPoPJTIs = 1 << 20
 
 func (s *dpopJTIs) use(_ context.Context, jkt, jti string, until, now time.Time) (bool, error) {
@@ -300,15 +302,19 @@ func (s *dpopJTIs) use(_ context.Context, jkt, jti string, until, now time.Time)
 	if t, ok := s.seen[k]; ok && !t.Before(now) {
 		return false, nil
 	}
-	if len(s.seen) >= maxDPoPJTIs {
+	// Expired entries go once a minute, or once a second when the map is
+	// full: a sweep costs a pass over the map, which must not be paid on
+	// every request.
+	if since := now.Sub(s.swept); since >= time.Minute || since < 0 || (len(s.seen) >= maxDPoPJTIs && since >= time.Second) {
 		for k, t := range s.seen {
 			if t.Before(now) {
 				delete(s.seen, k)
 			}
 		}
-		if len(s.seen) >= maxDPoPJTIs {
-			return false, wrapErr(ErrUnavailable, "too many DPoP proofs within the window")
-		}
+		s.swept = now
+	}
+	if len(s.seen) >= maxDPoPJTIs {
+		return false, wrapErr(ErrUnavailable, "too many DPoP proofs within the window")
 	}
 	s.seen[k] = until
 	return true, nil

@@ -363,3 +363,26 @@ func BenchmarkDPoP(b *testing.B) {
 		}
 	}
 }
+
+// TestDPoPJTIsExpire: the per-process window forgets a jti once its proof
+// is out of the window, and sweeps expired entries.
+func TestDPoPJTIsExpire(t *testing.T) {
+	var s dpopJTIs
+	ctx := context.Background()
+	now := time.Unix(1_900_000_000, 0)
+	for i := 0; i < 100; i++ {
+		if ok, _ := s.use(ctx, "k", fmt.Sprint(i), now.Add(time.Minute), now); !ok {
+			t.Fatal("fresh jti refused")
+		}
+	}
+	if ok, _ := s.use(ctx, "k", "0", now.Add(time.Minute), now.Add(30*time.Second)); ok {
+		t.Fatal("replay within the window passed")
+	}
+	later := now.Add(2 * time.Minute)
+	if ok, _ := s.use(ctx, "k", "0", later.Add(time.Minute), later); !ok {
+		t.Fatal("a jti out of the window is still refused")
+	}
+	if len(s.seen) != 1 {
+		t.Fatalf("%d entries after the sweep, want 1", len(s.seen))
+	}
+}
