@@ -137,7 +137,9 @@ func WithDPoPReplayInProcess() MiddlewareOption {
 
 // RequestURL is the URL a request reached this server at: https when it
 // came over TLS, else http, its Host, and the path it was sent with
-// (before any http.StripPrefix).
+// (before any http.StripPrefix). The Host is the client's word: a server
+// that answers under any name should give WithDPoPURL its public scheme
+// and host, so that a proof made for another server does not pass here.
 func RequestURL(r *http.Request) *url.URL {
 	u := &url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath}
 	if r.TLS != nil {
