@@ -248,6 +248,20 @@ func Middleware(v Verifier, opts ...MiddlewareOption) func(http.Handler) http.Ha
 	}
 }
 
+// DPoPToken returns the token of the request's Authorization header of
+// the DPoP scheme (RFC 9449 §7.1), with the rules of BearerToken: no
+// header, another scheme or a blank credential gives ErrNoToken.
+func DPoPToken(r *http.Request) (string, error) {
+	tok, dpop, err := accessToken(r)
+	if errors.Is(err, ErrMalformedAuthorization) {
+		return "", err
+	}
+	if !dpop {
+		return "", ErrNoToken
+	}
+	return tok, err
+}
+
 // accessToken reads the request's access token: of the Bearer scheme
 // (RFC 6750) or the DPoP scheme (RFC 9449 §7.1, dpop true), with the
 // rules of BearerToken.

@@ -130,6 +130,44 @@ func TestDPoPEndToEnd(t *testing.T) {
 				t.Errorf("%s %s with the bound token as Bearer: %d %v", route.method, route.path, s, b)
 			}
 		}
+		// The gateway form with the DPoP scheme: the gateway names the
+		// client's request, and the proof must match it.
+		fwd := func(method, uri string) http.Header {
+			return http.Header{"Authorization": {"DPoP " + tok}, "X-Forwarded-Method": {method},
+				"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.test"}, "X-Forwarded-Uri": {uri}}
+		}
+		gw := key.proof("GET", "https://app.test/notes", tok)
+		h := fwd("GET", "/notes?page=2")
+		h.Set("DPoP", gw)
+		if s, hd, b := call(t, "GET", ts.url+"/verify?scope=notes:read", "", h); s != 200 || hd.Get("X-Auth-Subject") != id {
+			t.Fatalf("gateway with DPoP: %d %v %v", s, hd, b)
+		}
+		envoy := http.Header{"Authorization": {"DPoP " + tok}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.test"},
+			"Dpop": {key.proof("DELETE", "https://app.test/notes/1", tok)}}
+		if s, _, b := call(t, "DELETE", ts.url+"/verify/notes/1?x=y", "", envoy); s != 200 {
+			t.Fatalf("Envoy form with DPoP: %d %v", s, b)
+		}
+		for name, c := range map[string]struct {
+			h     http.Header
+			proof string
+			code  string
+		}{
+			"replayed":           {fwd("GET", "/notes"), gw, "invalid_dpop_proof"},
+			"other method":       {fwd("POST", "/notes"), key.proof("GET", "https://app.test/notes", tok), "invalid_dpop_proof"},
+			"other path":         {fwd("GET", "/admin"), key.proof("GET", "https://app.test/notes", tok), "invalid_dpop_proof"},
+			"no forwarded uri":   {fwd("GET", ""), key.proof("GET", "https://app.test/notes", tok), "invalid_dpop_proof"},
+			"other key":          {fwd("GET", "/notes"), newProofSigner(t, true).proof("GET", "https://app.test/notes", tok), "invalid_dpop_proof"},
+			"no proof":           {fwd("GET", "/notes"), "", "invalid_dpop_proof"},
+			"bearer token, DPoP": {http.Header{"Authorization": {"DPoP " + bearerFor(t, ts, id, secret)}, "X-Forwarded-Method": {"GET"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.test"}, "X-Forwarded-Uri": {"/notes"}}, key.proof("GET", "https://app.test/notes", tok), "invalid_token"},
+		} {
+			if c.proof != "" {
+				c.h.Set("DPoP", c.proof)
+			}
+			s, hd, _ := call(t, "GET", ts.url+"/verify", "", c.h)
+			if s != 401 || !strings.Contains(hd.Get("WWW-Authenticate"), `DPoP realm="authd", error="`+c.code+`"`) {
+				t.Errorf("gateway, %s: %d %q", name, s, hd.Get("WWW-Authenticate"))
+			}
+		}
 		// Introspection says what it is bound to.
 		r := ts.form("/oauth/introspect", url.Values{"token": {tok}, "client_id": {id}, "client_secret": {secret}}, "")
 		if cnf, _ := r.body["cnf"].(map[string]any); r.body["active"] != true || r.body["token_type"] != "DPoP" || cnf["jkt"] != key.thumbprint() {
@@ -280,3 +318,13 @@ func TestDPoPBoundClient(t *testing.T) {
 }
 
 func clientJSONBound(c *authsvc.Client) bool { return ClientToJSON(*c).DPoPBoundAccessTokens }
+
+// bearerFor gets a bearer token (no proof) for the client.
+func bearerFor(t *testing.T, ts *testServer, id, secret string) string {
+	t.Helper()
+	r := ts.form("/oauth/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}}, "")
+	if r.status != 200 {
+		t.Fatalf("token: %d %s", r.status, r.raw)
+	}
+	return r.body["access_token"].(string)
+}
