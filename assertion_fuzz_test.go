@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -74,6 +76,35 @@ func FuzzParseJWKSet(f *testing.F) {
 			if err != nil || len(again) != len(set) {
 				t.Fatalf("re-encoded set %s reads as %d keys, %v", out, len(again), err)
 			}
+		}
+	})
+}
+
+// FuzzParseDPoPProof: any string given as a DPoP header is parsed or
+// refused with ErrInvalidDPoPProof and a message, never with a panic; what
+// parses has typ dpop+jwt, an accepted algorithm and a public key.
+func FuzzParseDPoPProof(f *testing.F) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	enc := base64.RawURLEncoding
+	header := `{"typ":"dpop+jwt","alg":"EdDSA","jwk":{"kty":"OKP","crv":"Ed25519","x":"` + enc.EncodeToString(pub) + `"}}`
+	signed := enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString([]byte(`{"jti":"j","htm":"POST","htu":"https://a.test/t","iat":1900000000}`))
+	f.Add(signed + "." + enc.EncodeToString(ed25519.Sign(priv, []byte(signed))))
+	f.Add("a.b.c")
+	f.Add(enc.EncodeToString([]byte(`{"typ":"dpop+jwt","alg":"none"}`)) + ".e30.")
+	f.Add(enc.EncodeToString([]byte(`{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"AA","y":"AA","d":"AA"}}`)) + ".e30.AA")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := parseDPoPProof(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidDPoPProof) || ErrorMessage(err) == "" {
+				t.Fatalf("refused without a message: %v", err)
+			}
+			return
+		}
+		if len(s) > MaxDPoPProofLen || !slices.Contains(DPoPAlgorithms, p.alg) || !p.key.allows(p.alg) {
+			t.Fatalf("parsed %q with alg %q", s, p.alg)
+		}
+		if p.key.thumbprint() == "" {
+			t.Fatal("no thumbprint")
 		}
 	})
 }

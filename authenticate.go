@@ -16,12 +16,20 @@ type TokenRequest struct {
 	// audience, else ErrInvalidTarget. Empty means the default audience
 	// (Config.DefaultAudience).
 	Audience []string
+	// DPoP is the request's DPoP header (RFC 9449 §5), if it had one: the
+	// token is then bound to the proof's key (cnf.jkt) and its type is
+	// "DPoP". The proof is checked, after the client, against a POST to
+	// TokenEndpoint; a bad proof is ErrInvalidDPoPProof.
+	DPoP string
+	// TokenEndpoint is the token endpoint's URL as the client addressed
+	// it (discovery's token_endpoint): a DPoP proof's htu.
+	TokenEndpoint string
 }
 
 // Token is an issued access token.
 type Token struct {
 	AccessToken string
-	TokenType   string // always "Bearer"
+	TokenType   string // "Bearer", or "DPoP" for a token bound to a DPoP key
 	ExpiresAt   time.Time
 	ExpiresIn   time.Duration
 	Scopes      []string
@@ -37,7 +45,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret strin
 	if err != nil {
 		return nil, err
 	}
-	return a.grant(c, req)
+	return a.grant(ctx, c, req)
 }
 
 // AuthenticateClient checks a client's credentials without issuing a token

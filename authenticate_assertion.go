@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -37,7 +39,7 @@ func (a *Authenticator) AuthenticateAssertion(ctx context.Context, ca ClientAsse
 	if err != nil {
 		return nil, err
 	}
-	return a.grant(c, req)
+	return a.grant(ctx, c, req)
 }
 
 // AuthenticateClientAssertion checks a client assertion without issuing a
@@ -282,7 +284,7 @@ func (a *Authenticator) useOnce(ctx context.Context, clientID, jti string, as *a
 
 // grant issues a token for an authenticated client: the scopes and
 // audiences asked for, if the client may have them.
-func (a *Authenticator) grant(c *Client, req TokenRequest) (*Token, error) {
+func (a *Authenticator) grant(ctx context.Context, c *Client, req TokenRequest) (*Token, error) {
 	scopes, err := grantScopes(c.Scopes, req.Scopes)
 	if err != nil {
 		return nil, err
@@ -291,7 +293,24 @@ func (a *Authenticator) grant(c *Client, req TokenRequest) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok, err := a.issue(c, scopes, aud)
+	var jkt string
+	if req.DPoP == "" && c.DPoPBoundAccessTokens {
+		return nil, refuse(ErrInvalidDPoPProof, "client %s must send a DPoP proof (its tokens are DPoP-bound: dpop_bound_access_tokens)", c.ID)
+	}
+	if req.DPoP != "" {
+		// Checked last, once the request is otherwise good, so that a
+		// refused request does not use up the proof's jti.
+		u, perr := url.Parse(req.TokenEndpoint)
+		if perr != nil || req.TokenEndpoint == "" {
+			u = nil // no htu matches: the proof is refused
+		}
+		p, err := a.CheckDPoPProof(ctx, req.DPoP, DPoPRequest{Method: http.MethodPost, URL: u})
+		if err != nil {
+			return nil, err
+		}
+		jkt = p.Thumbprint
+	}
+	tok, err := a.issue(c, scopes, aud, jkt)
 	if err != nil {
 		return nil, err
 	}

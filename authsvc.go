@@ -66,6 +66,11 @@ type Config struct {
 	// 30 seconds; a negative value means none.
 	Leeway time.Duration
 
+	// DPoPWindow is how far a DPoP proof's iat may be from now, either way
+	// (RFC 9449 §11.1); its jti is remembered that long. Zero means
+	// DefaultDPoPWindow (60 seconds); at most 10 minutes.
+	DPoPWindow time.Duration
+
 	// Logger receives the library's few log lines (legacy hash upgrades,
 	// store errors). Nil means no logging. Secrets and tokens are never logged.
 	Logger *slog.Logger
@@ -344,6 +349,12 @@ func checkConfig(cfg *Config) error {
 	}
 	if cfg.Leeway < 0 {
 		cfg.Leeway = 0
+	}
+	if cfg.DPoPWindow == 0 {
+		cfg.DPoPWindow = DefaultDPoPWindow
+	}
+	if cfg.DPoPWindow < time.Second || cfg.DPoPWindow > 10*time.Minute {
+		return fmt.Errorf("authsvc: Config.DPoPWindow is %s; it must be between 1s and 10m", cfg.DPoPWindow)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

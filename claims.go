@@ -30,6 +30,26 @@ type Claims struct {
 	ClientRowID    int64  `json:"id"`       // the seed service's numeric client id
 	IsAdmin        bool   `json:"isAdmin"`  // the seed service's admin flag
 	LegacyClientID string `json:"clientId"` // = sub; the seed's code names it so
+
+	// Confirmation binds the token to a key (RFC 7800 cnf): nil for a
+	// bearer token.
+	Confirmation *Confirmation `json:"cnf,omitempty"`
+}
+
+// Confirmation is a token's cnf claim.
+type Confirmation struct {
+	// JKT is the RFC 7638 SHA-256 thumbprint of the DPoP key the token is
+	// bound to (RFC 9449 §6.1), base64url.
+	JKT string `json:"jkt,omitempty"`
+}
+
+// DPoPThumbprint is the thumbprint of the DPoP key the token is bound to,
+// or "" for a bearer token.
+func (c *Claims) DPoPThumbprint() string {
+	if c.Confirmation == nil {
+		return ""
+	}
+	return c.Confirmation.JKT
 }
 
 // Scopes returns the token's scopes.

@@ -36,6 +36,11 @@ type Client struct {
 	// FederatedCredentials are the (issuer, subject) pairs whose tokens,
 	// from a trusted issuer, authenticate as this client.
 	FederatedCredentials []FederatedCredential
+
+	// DPoPBoundAccessTokens (RFC 9449 §5.2's dpop_bound_access_tokens)
+	// makes a DPoP proof mandatory at the token endpoint: the client's
+	// tokens are always bound to its DPoP key.
+	DPoPBoundAccessTokens bool
 }
 
 // Client authentication methods (RFC 7591 token_endpoint_auth_method).
@@ -93,6 +98,8 @@ type NewClient struct {
 	// issuer must be trusted already (AddTrustedIssuer), and each pair may
 	// belong to one client only.
 	FederatedCredentials []FederatedCredential
+	// DPoPBoundAccessTokens is Client.DPoPBoundAccessTokens.
+	DPoPBoundAccessTokens bool
 }
 
 // CreateClient registers a client and returns it with its secret. The secret
@@ -128,7 +135,7 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 	rec := &clientRecord{
 		Client: Client{
 			ID: nc.ID, RowID: nc.RowID, IsAdmin: nc.IsAdmin, Scopes: scopes, Audiences: audiences,
-			CreatedAt: now, UpdatedAt: now,
+			CreatedAt: now, UpdatedAt: now, DPoPBoundAccessTokens: nc.DPoPBoundAccessTokens,
 		},
 		SecretHash: hash,
 	}
@@ -258,6 +265,8 @@ type ClientUpdate struct {
 	JWKSURI *string
 	// FederatedCredentials replaces the list.
 	FederatedCredentials *[]FederatedCredential
+	// DPoPBoundAccessTokens sets Client.DPoPBoundAccessTokens.
+	DPoPBoundAccessTokens *bool
 }
 
 // UpdateClient changes a client's admin flag, scopes or audiences. Tokens
@@ -331,6 +340,9 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 		}
 		if u.FederatedCredentials != nil {
 			rec.FederatedCredentials = ca.federated
+		}
+		if u.DPoPBoundAccessTokens != nil {
+			rec.DPoPBoundAccessTokens = *u.DPoPBoundAccessTokens
 		}
 		return checkClientAuth(rec)
 	})

@@ -2,10 +2,13 @@ package authsvc
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
+	"time"
 )
 
 // Errors of BearerToken.
@@ -115,8 +118,58 @@ func WithAudience(aud string) MiddlewareOption {
 	return func(m *middleware) { m.audience = aud }
 }
 
+// WithDPoPURL sets how the middleware learns the URL a request was sent
+// to, which a DPoP proof's htu must name (RFC 9449 §4.3): behind a proxy
+// or a prefix-stripping router, the public URL. The default is RequestURL.
+func WithDPoPURL(f func(r *http.Request) *url.URL) MiddlewareOption {
+	return func(m *middleware) { m.dpopURL = f }
+}
+
+// WithDPoPReplayInProcess remembers DPoP proofs' jtis in this process only
+// (DefaultDPoPWindow, on the real clock), even with an Authenticator, whose
+// own check records each jti in the store so that every instance refuses
+// a replay. That store write is most of a DPoP request's cost
+// (docs/performance.md); in process, a proof replayed to another instance
+// within the window passes there.
+func WithDPoPReplayInProcess() MiddlewareOption {
+	return func(m *middleware) { m.dpop = &localDPoP{} }
+}
+
+// RequestURL is the URL a request reached this server at: https when it
+// came over TLS, else http, its Host, and the path it was sent with
+// (before any http.StripPrefix). The Host is the client's word: a server
+// that answers under any name should give WithDPoPURL its public scheme
+// and host, so that a proof made for another server does not pass here.
+func RequestURL(r *http.Request) *url.URL {
+	u := &url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath}
+	if r.TLS != nil {
+		u.Scheme = "https"
+	}
+	if sent, err := url.ParseRequestURI(r.RequestURI); err == nil && sent.Path != "" {
+		u.Path, u.RawPath = sent.Path, sent.RawPath
+	}
+	return u
+}
+
+// DPoPChecker checks DPoP proofs (RFC 9449). Authenticator and
+// RemoteVerifier are DPoPCheckers; Middleware uses its Verifier's when it
+// has one, else a per-process replay window.
+type DPoPChecker interface {
+	CheckDPoPProof(ctx context.Context, proof string, req DPoPRequest) (*DPoPProof, error)
+}
+
+// localDPoP checks proofs on the real clock with a per-process replay
+// window: for Verifiers that are not DPoPCheckers.
+type localDPoP struct{ seen dpopJTIs }
+
+func (l *localDPoP) CheckDPoPProof(ctx context.Context, proof string, req DPoPRequest) (*DPoPProof, error) {
+	return checkDPoPProof(ctx, proof, req, time.Now(), DefaultDPoPWindow, l.seen.use)
+}
+
 type middleware struct {
 	v          Verifier
+	dpop       DPoPChecker
+	dpopURL    func(*http.Request) *url.URL
 	realm      string
 	skip       map[string]bool
 	audience   string
@@ -144,7 +197,12 @@ func ClaimsFromContext(ctx context.Context) *Claims {
 // an unreachable store 503 (it fails closed). Refusals never say why in
 // detail and never echo the token.
 func Middleware(v Verifier, opts ...MiddlewareOption) func(http.Handler) http.Handler {
-	m := &middleware{v: v, realm: "authsvc", skip: map[string]bool{}, writeError: writeErrorJSON}
+	m := &middleware{v: v, realm: "authsvc", skip: map[string]bool{}, writeError: writeErrorJSON, dpopURL: RequestURL}
+	if c, ok := v.(DPoPChecker); ok {
+		m.dpop = c
+	} else {
+		m.dpop = &localDPoP{}
+	}
 	for _, o := range opts {
 		o(m)
 	}
@@ -154,7 +212,7 @@ func Middleware(v Verifier, opts ...MiddlewareOption) func(http.Handler) http.Ha
 				next.ServeHTTP(w, r)
 				return
 			}
-			tok, err := BearerToken(r)
+			tok, dpop, err := accessToken(r)
 			switch {
 			case errors.Is(err, ErrNoToken):
 				m.refuse(w, r, http.StatusUnauthorized, "")
@@ -176,11 +234,86 @@ func Middleware(v Verifier, opts ...MiddlewareOption) func(http.Handler) http.Ha
 				m.refuse(w, r, http.StatusUnauthorized, "invalid_token")
 				return
 			}
+			if status, code := m.checkBinding(r, tok, dpop, claims); status != 0 {
+				if status == http.StatusServiceUnavailable {
+					w.Header().Set("Retry-After", "1")
+				}
+				m.refuse(w, r, status, code)
+				return
+			}
 			ctx := context.WithValue(r.Context(), claimsKey, claims)
 			ctx = context.WithValue(ctx, middlewareKey, m)
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
+}
+
+// DPoPToken returns the token of the request's Authorization header of
+// the DPoP scheme (RFC 9449 §7.1), with the rules of BearerToken: no
+// header, another scheme or a blank credential gives ErrNoToken.
+func DPoPToken(r *http.Request) (string, error) {
+	tok, dpop, err := accessToken(r)
+	if errors.Is(err, ErrMalformedAuthorization) {
+		return "", err
+	}
+	if !dpop {
+		return "", ErrNoToken
+	}
+	return tok, err
+}
+
+// accessToken reads the request's access token: of the Bearer scheme
+// (RFC 6750) or the DPoP scheme (RFC 9449 §7.1, dpop true), with the
+// rules of BearerToken.
+func accessToken(r *http.Request) (tok string, dpop bool, err error) {
+	values := r.Header.Values("Authorization")
+	switch len(values) {
+	case 0:
+		return "", false, ErrNoToken
+	case 1:
+	default:
+		return "", false, ErrMalformedAuthorization
+	}
+	h := values[0]
+	const scheme = "dpop"
+	if len(h) >= len(scheme) && strings.EqualFold(h[:len(scheme)], scheme) && (len(h) == len(scheme) || h[len(scheme)] == ' ') {
+		tok, err = parseBearer("Bearer" + h[len(scheme):])
+		return tok, true, err
+	}
+	tok, err = parseBearer(h)
+	return tok, false, err
+}
+
+// checkBinding checks a verified token's key binding: a DPoP-bound token
+// must come with the DPoP scheme (no downgrade to Bearer) and a proof by
+// its key, for this request and this token; a bearer token must not come
+// with the DPoP scheme. It returns the refusal's status and error code, or
+// 0 when the request may pass.
+func (m *middleware) checkBinding(r *http.Request, tok string, dpop bool, claims *Claims) (int, string) {
+	jkt := claims.DPoPThumbprint()
+	if !dpop {
+		if jkt != "" {
+			return http.StatusUnauthorized, "invalid_token" // bound: a Bearer presentation is a downgrade
+		}
+		return 0, ""
+	}
+	if jkt == "" {
+		return http.StatusUnauthorized, "invalid_token" // a bearer token is not a DPoP token
+	}
+	proofs := r.Header.Values("DPoP")
+	if len(proofs) != 1 {
+		return http.StatusUnauthorized, "invalid_dpop_proof"
+	}
+	p, err := m.dpop.CheckDPoPProof(r.Context(), proofs[0], DPoPRequest{Method: r.Method, URL: m.dpopURL(r), AccessToken: tok})
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable, ""
+	case err != nil:
+		return http.StatusUnauthorized, "invalid_dpop_proof"
+	case subtle.ConstantTimeCompare([]byte(p.Thumbprint), []byte(jkt)) != 1:
+		return http.StatusUnauthorized, "invalid_dpop_proof" // signed by another key than the token's
+	}
+	return 0, ""
 }
 
 // refuse sets the status and challenge, then lets the error writer write.
@@ -191,13 +324,19 @@ func (m *middleware) refuse(w http.ResponseWriter, r *http.Request, status int, 
 func (m *middleware) refuseScope(w http.ResponseWriter, r *http.Request, status int, code, scope string) {
 	if status != http.StatusServiceUnavailable {
 		c := `Bearer realm="` + m.realm + `"`
-		if code != "" {
-			c += `, error="` + code + `"`
+		bearerCode := code
+		if code == "invalid_dpop_proof" {
+			bearerCode = "" // not an RFC 6750 code: the DPoP challenge carries it
+		}
+		if bearerCode != "" {
+			c += `, error="` + bearerCode + `"`
 		}
 		if scope != "" {
 			c += `, scope="` + scope + `"`
 		}
+		// Both schemes are accepted, so both are challenged (RFC 9449 §7.1).
 		w.Header().Set("WWW-Authenticate", c)
+		w.Header().Add("WWW-Authenticate", dpopChallenge(m.realm, code))
 	}
 	m.writeError(w, r, status, code)
 }

@@ -58,6 +58,8 @@ type RemoteVerifier struct {
 	purgedAt time.Time // expired revocations were last purged (by v.now)
 	verified map[[32]byte]*Claims
 
+	dpopSeen dpopJTIs // the jtis of DPoP proofs checked by this process
+
 	stop context.CancelFunc
 	done chan struct{}
 }
@@ -551,4 +553,13 @@ func (v *RemoteVerifier) purgeExpired(now time.Time) {
 		v.revoked.sweepShard(i, now.Unix(), nil)
 		v.mu.Unlock()
 	}
+}
+
+// CheckDPoPProof checks a DPoP proof as Authenticator.CheckDPoPProof does,
+// within DefaultDPoPWindow, except that a jti is remembered by this
+// process only: a proof replayed to another instance of the service
+// within the window passes there (RFC 9449 §11.1 leaves the scope of the
+// check to the server). Middleware uses it for a RemoteVerifier.
+func (v *RemoteVerifier) CheckDPoPProof(ctx context.Context, proof string, req DPoPRequest) (*DPoPProof, error) {
+	return checkDPoPProof(ctx, proof, req, v.now(), DefaultDPoPWindow, v.dpopSeen.use)
 }

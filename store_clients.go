@@ -28,9 +28,10 @@ type clientRow struct {
 	JWKS               string `db:"jwks"`
 	JWKSURI            string `db:"jwks_uri"`
 	Federated          string `db:"federated"` // JSON: [{"issuer","subject"}]
+	DPoPBound          bool   `db:"dpop_bound_access_tokens"`
 }
 
-const clientColumns = `id, client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at, auth_method, jwks, jwks_uri, federated`
+const clientColumns = `id, client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at, auth_method, jwks, jwks_uri, federated, dpop_bound_access_tokens`
 
 func (r *clientRow) record() *clientRecord {
 	c := &clientRecord{
@@ -41,7 +42,7 @@ func (r *clientRow) record() *clientRecord {
 		SecretHash:    r.SecretHash,
 		OldSecretHash: r.OldSecretHash,
 	}
-	c.AuthMethod, c.JWKSURI = r.AuthMethod, r.JWKSURI
+	c.AuthMethod, c.JWKSURI, c.DPoPBoundAccessTokens = r.AuthMethod, r.JWKSURI, r.DPoPBound
 	if c.AuthMethod == "" {
 		c.AuthMethod = AuthSecretBasic
 	}
@@ -102,14 +103,14 @@ func (s *sqlStore) createClient(ctx context.Context, c *clientRecord) error {
 	var id int64
 	args := []any{c.ID, c.SecretHash, c.OldSecretHash, unixOrZero(c.OldSecretExpiresAt), c.IsAdmin, strings.Join(c.Scopes, " "),
 		strings.Join(c.Audiences, " "), unixOrZero(c.TokensValidAfter), created, updated,
-		authMethodOrDefault(c.AuthMethod), string(c.JWKS), c.JWKSURI, encodeFederated(c.FederatedCredentials)}
+		authMethodOrDefault(c.AuthMethod), string(c.JWKS), c.JWKSURI, encodeFederated(c.FederatedCredentials), c.DPoPBoundAccessTokens}
 	q := `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at,
-		auth_method, jwks, jwks_uri, federated)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
+		auth_method, jwks, jwks_uri, federated, dpop_bound_access_tokens)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
 	if c.RowID != 0 {
 		q = `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at,
-		auth_method, jwks, jwks_uri, federated, id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
+		auth_method, jwks, jwks_uri, federated, dpop_bound_access_tokens, id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
 		args = append(args, c.RowID)
 	}
 	err = tx.GetContext(ctx, &id, tx.Rebind(q), args...)
@@ -241,10 +242,10 @@ func (s *sqlStore) updateClient(ctx context.Context, clientID, action string, up
 	rec.UpdatedAt = time.Now().UTC().Truncate(time.Second)
 	_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE authsvc_clients SET secret_hash = ?, old_secret_hash = ?,
 		old_secret_expires_at = ?, is_admin = ?, scopes = ?, audiences = ?, tokens_valid_after = ?, updated_at = ?,
-		auth_method = ?, jwks = ?, jwks_uri = ?, federated = ? WHERE id = ?`),
+		auth_method = ?, jwks = ?, jwks_uri = ?, federated = ?, dpop_bound_access_tokens = ? WHERE id = ?`),
 		rec.SecretHash, rec.OldSecretHash, unixOrZero(rec.OldSecretExpiresAt), rec.IsAdmin,
 		strings.Join(rec.Scopes, " "), strings.Join(rec.Audiences, " "), unixOrZero(rec.TokensValidAfter), rec.UpdatedAt.Unix(),
-		authMethodOrDefault(rec.AuthMethod), string(rec.JWKS), rec.JWKSURI, encodeFederated(rec.FederatedCredentials), rec.RowID)
+		authMethodOrDefault(rec.AuthMethod), string(rec.JWKS), rec.JWKSURI, encodeFederated(rec.FederatedCredentials), rec.DPoPBoundAccessTokens, rec.RowID)
 	if err != nil {
 		return nil, unavailable(err)
 	}

@@ -13,13 +13,15 @@ import (
 )
 
 // issue signs a token for client c.
-func (a *Authenticator) issue(c *Client, scopes, aud []string) (*Token, error) {
-	return a.issueWith(c, scopes, aud, a.cfg.TokenTTL, nil)
+// A token bound to a DPoP key (jkt, its RFC 7638 thumbprint, not empty)
+// carries cnf.jkt and is of type DPoP.
+func (a *Authenticator) issue(c *Client, scopes, aud []string, jkt string) (*Token, error) {
+	return a.issueWith(c, scopes, aud, jkt, a.cfg.TokenTTL, nil)
 }
 
-// issueWith signs a token for client c that lives ttl, with the claims
-// session (when not nil) sets besides.
-func (a *Authenticator) issueWith(c *Client, scopes, aud []string, ttl time.Duration, session func(*Claims)) (*Token, error) {
+// issueWith is issue for a token that lives ttl, with the claims session
+// (when not nil) sets besides.
+func (a *Authenticator) issueWith(c *Client, scopes, aud []string, jkt string, ttl time.Duration, session func(*Claims)) (*Token, error) {
 	jtiBytes := make([]byte, 16) // 128 bits, RFC 9068 §2.2
 	if _, err := rand.Read(jtiBytes); err != nil {
 		return nil, err
@@ -43,6 +45,11 @@ func (a *Authenticator) issueWith(c *Client, scopes, aud []string, ttl time.Dura
 	if session != nil {
 		session(claims)
 	}
+	typ := "Bearer"
+	if jkt != "" {
+		claims.Confirmation = &Confirmation{JKT: jkt}
+		typ = "DPoP"
+	}
 	s := a.keys.Load().current(now)
 	// What jwt.Token.SignedString makes, without encoding the same header
 	// as a map for every token: header (made once), payload, signature.
@@ -63,7 +70,7 @@ func (a *Authenticator) issueWith(c *Client, scopes, aud []string, ttl time.Dura
 	buf = enc.AppendEncode(buf, sig)
 	return &Token{
 		AccessToken: string(buf),
-		TokenType:   "Bearer",
+		TokenType:   typ,
 		ExpiresAt:   time.Unix(exp.Unix(), 0),
 		ExpiresIn:   ttl,
 		Scopes:      scopes,

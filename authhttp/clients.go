@@ -40,7 +40,7 @@ func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*http.Re
 	if !ok {
 		return r, nil, false
 	}
-	claims, err := h.auth.Verify(r.Context(), tok)
+	claims, err := h.verifyBearer(r, tok)
 	if err != nil {
 		h.fail(w, r, err)
 		return r, nil, false
@@ -86,14 +86,15 @@ func (h *handler) adminNow(ctx context.Context, clientID string) error {
 // audiences the client may request, space-separated or a JSON array), and
 // RFC 7591's token_endpoint_auth_method, jwks (a JWK Set: a JSON object,
 // or its text in a form) and jwks_uri, with federated_credentials (a JSON
-// array of {"issuer","subject"}).
+// array of {"issuer","subject"}), and RFC 9449's dpop_bound_access_tokens
+// (a boolean: the client's token requests must carry a DPoP proof).
 func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 	r, caller, ok := h.requireAdmin(w, r)
 	if !ok {
 		return
 	}
 	p, ok := params(w, r, "client_id", "client_secret", "is_admin", "scope", "audience",
-		"token_endpoint_auth_method", "jwks", "jwks_uri", "federated_credentials")
+		"token_endpoint_auth_method", "jwks", "jwks_uri", "federated_credentials", "dpop_bound_access_tokens")
 	if !ok {
 		return
 	}
@@ -106,6 +107,11 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	dpopBound, err := parseBool(p["dpop_bound_access_tokens"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	fcs, err := parseFederated(p["federated_credentials"])
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -114,7 +120,7 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 	nc := authsvc.NewClient{
 		ID: p["client_id"], Secret: p["client_secret"], IsAdmin: isAdmin, Scopes: authsvc.ParseScope(p["scope"]),
 		Audiences: strings.Fields(p["audience"]), AuthMethod: p["token_endpoint_auth_method"],
-		JWKSURI: p["jwks_uri"], FederatedCredentials: fcs,
+		JWKSURI: p["jwks_uri"], FederatedCredentials: fcs, DPoPBoundAccessTokens: dpopBound,
 	}
 	if p["jwks"] != "" {
 		nc.JWKS = []byte(p["jwks"])
@@ -132,6 +138,7 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 		"id": c.RowID, "is_admin": c.IsAdmin, "scope": strings.Join(c.Scopes, " "),
 		"audience":                   strings.Join(c.Audiences, " "),
 		"token_endpoint_auth_method": c.AuthMethod,
+		"dpop_bound_access_tokens":   c.DPoPBoundAccessTokens,
 	}
 	if secret != "" {
 		out["client_secret"] = secret
@@ -398,13 +405,17 @@ type ClientJSON struct {
 	// FederatedCredentials are the (issuer, subject) pairs that log in as
 	// the client.
 	FederatedCredentials []authsvc.FederatedCredential `json:"federated_credentials,omitempty"`
+	// DPoPBoundAccessTokens: the client's tokens must be DPoP-bound (RFC
+	// 9449 §5.2).
+	DPoPBoundAccessTokens bool `json:"dpop_bound_access_tokens,omitempty"`
 }
 
 // ClientToJSON returns c's JSON form.
 func ClientToJSON(c authsvc.Client) ClientJSON {
 	out := ClientJSON{ClientID: c.ID, ID: c.RowID, IsAdmin: c.IsAdmin, Scope: strings.Join(c.Scopes, " "),
 		Audience: strings.Join(c.Audiences, " "), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
-		TokenEndpointAuthMethod: c.AuthMethod, JWKSURI: c.JWKSURI, FederatedCredentials: c.FederatedCredentials}
+		TokenEndpointAuthMethod: c.AuthMethod, JWKSURI: c.JWKSURI, FederatedCredentials: c.FederatedCredentials,
+		DPoPBoundAccessTokens: c.DPoPBoundAccessTokens}
 	if len(c.JWKS) > 0 {
 		out.JWKS = json.RawMessage(c.JWKS)
 	}

@@ -113,6 +113,7 @@ func buildDiscovery(a *authsvc.Authenticator, base string, scopes []string) []by
 		"introspection_endpoint_auth_methods_supported":            auth,
 		"revocation_endpoint_auth_methods_supported":               auth,
 		"token_endpoint_auth_signing_alg_values_supported":         assertionAlgs,
+		"dpop_signing_alg_values_supported":                        authsvc.DPoPAlgorithms,
 		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
 		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
 		// No ID tokens are issued; OpenID parsers require these two fields,

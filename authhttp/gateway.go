@@ -1,6 +1,7 @@
 package authhttp
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -185,14 +186,22 @@ func (h *handler) requirement(w http.ResponseWriter, r *http.Request) (requireme
 // X-Auth-* headers and returns the claims; on a refusal it has written the
 // reply (401, 403, 503) and ok is false.
 func (h *handler) gate(w http.ResponseWriter, r *http.Request, req requirement) (*authsvc.Claims, bool) {
-	tok, ok := bearer(w, r, http.StatusUnauthorized)
-	if !ok {
-		return nil, false
-	}
-	claims, err := h.auth.Verify(r.Context(), tok)
-	if err != nil {
-		h.fail(w, r, err) // 401 invalid_token, or 503 when the store is down
-		return nil, false
+	var claims *authsvc.Claims
+	if tok, err := authsvc.DPoPToken(r); err == nil || errors.Is(err, authsvc.ErrInvalidToken) {
+		var ok bool
+		if claims, ok = h.gateDPoP(w, r, tok, err); !ok {
+			return nil, false
+		}
+	} else {
+		tok, ok := bearer(w, r, http.StatusUnauthorized)
+		if !ok {
+			return nil, false
+		}
+		claims, err = h.verifyBearer(r, tok)
+		if err != nil {
+			h.fail(w, r, err) // 401 invalid_token, or 503 when the store is down
+			return nil, false
+		}
 	}
 	if scopes, audiences := req.unmet(claims); len(scopes) > 0 || len(audiences) > 0 {
 		// RFC 6750 §3: the scope attribute names the scope necessary for
@@ -227,4 +236,80 @@ func (h *handler) gate(w http.ResponseWriter, r *http.Request, req requirement) 
 	hd.Set(headerAdmin, strconv.FormatBool(c.IsAdmin))
 	hd.Set(headerExpires, strconv.FormatInt(claims.ExpiresAt, 10))
 	return claims, true
+}
+
+// gateDPoP checks a token of the DPoP scheme (parsed with err) and its
+// proof against the client's request, which the gateway names: its method
+// and URL in X-Forwarded-Method, X-Forwarded-Proto, X-Forwarded-Host and
+// X-Forwarded-Uri (Traefik and Caddy send them; nginx and Envoy are told
+// to: docs/gateways.md). On Envoy's /verify/… form the method and path are
+// the request's own. Without them the token is refused: a proof cannot be
+// checked against a request nobody named. On a refusal it has answered.
+func (h *handler) gateDPoP(w http.ResponseWriter, r *http.Request, tok string, err error) (*authsvc.Claims, bool) {
+	refuse := func(code, msg string) (*authsvc.Claims, bool) {
+		w.Header().Set("WWW-Authenticate", `DPoP realm="authd", error="`+code+`", algs="`+strings.Join(authsvc.DPoPAlgorithms, " ")+`"`)
+		writeError(w, http.StatusUnauthorized, msg)
+		return nil, false
+	}
+	if err != nil {
+		return refuse("invalid_token", "invalid token")
+	}
+	claims, err := h.auth.Verify(r.Context(), tok)
+	if errors.Is(err, authsvc.ErrUnavailable) {
+		h.fail(w, r, err)
+		return nil, false
+	}
+	if err != nil {
+		return refuse("invalid_token", "invalid token")
+	}
+	if claims.DPoPThumbprint() == "" {
+		return refuse("invalid_token", "a bearer token is not accepted with the DPoP scheme")
+	}
+	proofs := r.Header.Values("DPoP")
+	if len(proofs) != 1 {
+		return refuse("invalid_dpop_proof", "one DPoP proof header is required")
+	}
+	method, u, ok := forwardedRequest(r)
+	if !ok {
+		h.log.Warn("forward auth: a DPoP token without the original method and URL; check the gateway's configuration (X-Forwarded-Method, -Proto, -Host, -Uri)", "path", clip(r.URL.Path))
+		return refuse("invalid_dpop_proof", "the gateway did not name the original request (X-Forwarded-Method, X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Uri)")
+	}
+	p, err := h.auth.CheckDPoPProof(r.Context(), proofs[0], authsvc.DPoPRequest{Method: method, URL: u, AccessToken: tok})
+	if errors.Is(err, authsvc.ErrUnavailable) {
+		h.fail(w, r, err)
+		return nil, false
+	}
+	if err != nil {
+		return refuse("invalid_dpop_proof", authsvc.ErrorMessage(err))
+	}
+	if p.Thumbprint != claims.DPoPThumbprint() {
+		return refuse("invalid_dpop_proof", "the DPoP proof is signed by another key than the token's")
+	}
+	setClient(r, claims.Subject)
+	return claims, true
+}
+
+// forwardedRequest is the client's request as the gateway names it: each
+// of X-Forwarded-Method, -Proto, -Host and -Uri exactly once (the method
+// and path are the request's own on the /verify/… form).
+func forwardedRequest(r *http.Request) (string, *url.URL, bool) {
+	one := func(name string) string {
+		if v := r.Header.Values(name); len(v) == 1 && len(v[0]) <= 2048 {
+			return v[0]
+		}
+		return ""
+	}
+	method, uri := one("X-Forwarded-Method"), one("X-Forwarded-Uri")
+	if strings.HasPrefix(r.URL.Path, "/verify/") {
+		method, uri = r.Method, strings.TrimPrefix(r.URL.EscapedPath(), "/verify")
+	}
+	proto, host := one("X-Forwarded-Proto"), one("X-Forwarded-Host")
+	if method == "" || uri == "" || host == "" || (proto != "http" && proto != "https") {
+		return "", nil, false
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil || u.Host != "" {
+		return "", nil, false
+	}
+	return method, &url.URL{Scheme: proto, Host: host, Path: u.Path, RawPath: u.RawPath}, true
 }

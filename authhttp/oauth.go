@@ -330,6 +330,20 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 		req.Audience = append(req.Audience, res)
 	}
 	req.Audience = append(req.Audience, strings.Fields(v.Get("audience"))...)
+	// RFC 9449 §4.3: at most one DPoP proof; with one, the token is bound
+	// to its key.
+	switch proofs := r.Header.Values("DPoP"); len(proofs) {
+	case 0:
+	case 1:
+		if proofs[0] == "" {
+			oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "the DPoP header is empty")
+			return
+		}
+		req.DPoP, req.TokenEndpoint = proofs[0], h.base(r)+"/oauth/token"
+	default:
+		oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "more than one DPoP header")
+		return
+	}
 	var tok *authsvc.Token
 	if !h.attempt(w, r, cc, clientCheck{
 		secret: func(id, secret string) (err error) {
@@ -366,17 +380,18 @@ type tokenResponse struct {
 
 // introspection is RFC 7662's body for an active token.
 type introspection struct {
-	Active    bool             `json:"active"`
-	Audience  authsvc.Audience `json:"aud"`
-	ClientID  string           `json:"client_id"`
-	ExpiresAt int64            `json:"exp"`
-	IssuedAt  int64            `json:"iat"`
-	Issuer    string           `json:"iss"`
-	ID        string           `json:"jti"`
-	NotBefore int64            `json:"nbf"`
-	Scope     string           `json:"scope"`
-	Subject   string           `json:"sub"`
-	TokenType string           `json:"token_type"`
+	Active       bool                  `json:"active"`
+	Audience     authsvc.Audience      `json:"aud"`
+	ClientID     string                `json:"client_id"`
+	Confirmation *authsvc.Confirmation `json:"cnf,omitempty"` // RFC 9449 §6.2
+	ExpiresAt    int64                 `json:"exp"`
+	IssuedAt     int64                 `json:"iat"`
+	Issuer       string                `json:"iss"`
+	ID           string                `json:"jti"`
+	NotBefore    int64                 `json:"nbf"`
+	Scope        string                `json:"scope"`
+	Subject      string                `json:"sub"`
+	TokenType    string                `json:"token_type"`
 }
 
 // inactive is RFC 7662's body for any token that does not verify.
@@ -423,8 +438,17 @@ func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, introspection{
 		Active: true, Scope: claims.Scope, ClientID: claims.ClientID, Subject: claims.Subject,
 		ExpiresAt: claims.ExpiresAt, IssuedAt: claims.IssuedAt, NotBefore: claims.NotBefore, Issuer: claims.Issuer,
-		Audience: claims.Audience, ID: claims.ID, TokenType: "Bearer",
+		Audience: claims.Audience, ID: claims.ID, TokenType: tokenType(claims), Confirmation: claims.Confirmation,
 	})
+}
+
+// tokenType is the token_type of a token with claims: DPoP for a token
+// bound to a DPoP key (RFC 9449 §6.2), else Bearer.
+func tokenType(claims *authsvc.Claims) string {
+	if claims.DPoPThumbprint() != "" {
+		return "DPoP"
+	}
+	return "Bearer"
 }
 
 // hasBearerScheme reports whether the request's one Authorization header
@@ -457,7 +481,7 @@ func (h *handler) bearerCaller(w http.ResponseWriter, r *http.Request, v url.Val
 	}
 	var claims *authsvc.Claims
 	if err == nil {
-		claims, err = h.auth.Verify(r.Context(), tok)
+		claims, err = h.verifyBearer(r, tok)
 	}
 	if err == nil && !h.auth.ForIssuer(claims) {
 		err = &authsvc.Error{Kind: authsvc.ErrInvalidToken, Message: "the token is not meant for this server (its aud lacks the issuer)"}

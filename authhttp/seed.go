@@ -64,7 +64,7 @@ func (h *handler) verify(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	claims, err := h.auth.Verify(r.Context(), tok)
+	claims, err := h.verifyBearer(r, tok)
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -18,9 +18,6 @@ package clientauth
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -91,21 +88,9 @@ func (c *PrivateKeyJWT) assertion() (string, error) {
 	if c.Key == nil || c.ClientID == "" || c.TokenURL == "" {
 		return "", errors.New("clientauth: PrivateKeyJWT needs ClientID, TokenURL and Key")
 	}
-	alg := c.Algorithm
-	if alg == "" {
-		switch pub := c.Key.Public().(type) {
-		case ed25519.PublicKey:
-			alg = "EdDSA"
-		case *ecdsa.PublicKey:
-			if pub.Curve != elliptic.P256() {
-				return "", errors.New("clientauth: an ECDSA key must be on P-256 (ES256)")
-			}
-			alg = "ES256"
-		case *rsa.PublicKey:
-			alg = "RS256"
-		default:
-			return "", fmt.Errorf("clientauth: unsupported key type %T", pub)
-		}
+	alg, err := algFor(c.Key, c.Algorithm)
+	if err != nil {
+		return "", err
 	}
 	aud := c.Audience
 	if aud == "" {

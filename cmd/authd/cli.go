@@ -56,11 +56,11 @@ type commandSpec struct {
 // commands is every command, in the order usage lists them.
 var commands = []commandSpec{
 	{"serve", "", "Run the server (the default command). Configured by the environment only."},
-	{"client create", `--id ID [--admin] [--scope "a b"] [--audience "a b"] [--secret-stdin] [--auth-method M] [--jwks-file F | --jwks-uri URL] [--federated ISSUER=SUBJECT]... [--json]`,
+	{"client create", `--id ID [--admin] [--scope "a b"] [--audience "a b"] [--secret-stdin] [--auth-method M] [--jwks-file F | --jwks-uri URL] [--federated ISSUER=SUBJECT]... [--dpop-bound] [--json]`,
 		"Register a client. Its secret is generated (or read from standard input) and shown once; a private_key_jwt\nclient has none: it logs in with assertions signed by its keys (--jwks-file, --jwks-uri) or with a\ntrusted issuer's token (--federated)."},
 	{"client list", "[--prefix P] [--json]", "List the clients (never their secrets), a page at a time from the store."},
 	{"client show", "ID [--json]", "Show one client, with its log-out-everywhere cut-off if any."},
-	{"client update", `ID [--admin=true|false] [--scope "a b"] [--audience "a b"] [--auth-method M] [--jwks-file F | --jwks-uri URL] [--federated ISSUER=SUBJECT]... [--json]`,
+	{"client update", `ID [--admin=true|false] [--scope "a b"] [--audience "a b"] [--auth-method M] [--jwks-file F | --jwks-uri URL] [--federated ISSUER=SUBJECT]... [--dpop-bound=true|false] [--json]`,
 		"Change a client's admin flag, scopes, audiences, authentication method, keys or federated credentials;\nonly the flags given change. Tokens already issued keep their claims. --auth-method private_key_jwt\ndrops the client's secret."},
 	{"client delete", "ID [--json]", "Delete a client. Its tokens are refused at once, even those not yet expired."},
 	{"client rotate-secret", "ID [--grace 24h] [--logout-everywhere] [--secret-stdin] [--json]",
@@ -327,6 +327,9 @@ func printClient(w io.Writer, c authsvc.Client) error {
 	for _, fc := range c.FederatedCredentials {
 		fmt.Fprintf(tw, "federated:\t%s %s\n", fc.Issuer, fc.Subject)
 	}
+	if c.DPoPBoundAccessTokens {
+		fmt.Fprintf(tw, "dpop:\ttokens must be DPoP-bound (a proof at each token request)\n")
+	}
 	fmt.Fprintf(tw, "created:\t%s\n", stamp(c.CreatedAt))
 	fmt.Fprintf(tw, "updated:\t%s\n", stamp(c.UpdatedAt))
 	return tw.Flush()
@@ -358,6 +361,7 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 	scope := c.fs.String("scope", "", "space-separated scopes the client may request")
 	audience := c.fs.String("audience", "", "space-separated audiences (aud values, resource URIs) the client may request besides the default one")
 	admin := c.fs.Bool("admin", false, "make it an admin (may manage clients over HTTP)")
+	dpopBound := c.fs.Bool("dpop-bound", false, "its token requests must carry a DPoP proof (dpop_bound_access_tokens, RFC 9449)")
 	secretStdin := c.fs.Bool("secret-stdin", false, "read a chosen secret from the first line of standard input instead of generating one\n(16+ characters, 5+ different ones, not blank, not a shorter string repeated)")
 	am := authFlags(c.fs)
 	asJSON := c.fs.Bool("json", false, "print JSON")
@@ -375,7 +379,8 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 		}
 	}
 	nc := authsvc.NewClient{ID: *id, Secret: secret, IsAdmin: *admin, Scopes: authsvc.ParseScope(*scope),
-		Audiences: strings.Fields(*audience), AuthMethod: *am.method, JWKSURI: *am.jwksURI, FederatedCredentials: am.federated.list}
+		Audiences: strings.Fields(*audience), AuthMethod: *am.method, JWKSURI: *am.jwksURI, FederatedCredentials: am.federated.list,
+		DPoPBoundAccessTokens: *dpopBound}
 	if *am.jwksFile != "" {
 		var err error
 		if nc.JWKS, err = readJWKSFile(*am.jwksFile, c.stdin); err != nil {
@@ -501,6 +506,7 @@ func cmdClientShow(ctx context.Context, c *command, args []string) error {
 
 func cmdClientUpdate(ctx context.Context, c *command, args []string) error {
 	admin := c.fs.Bool("admin", false, "make the client an admin (--admin or --admin=true) or not (--admin=false)")
+	dpopBound := c.fs.Bool("dpop-bound", false, "require a DPoP proof at each token request (--dpop-bound=true) or not (--dpop-bound=false)")
 	scope := c.fs.String("scope", "", `replace the client's scopes (space-separated; "" removes them all)`)
 	audience := c.fs.String("audience", "", `replace the audiences the client may request besides the default one (space-separated; "" removes them all)`)
 	am := authFlags(c.fs)
@@ -533,13 +539,15 @@ func cmdClientUpdate(ctx context.Context, c *command, args []string) error {
 			u.JWKS = &jwks
 		case "federated":
 			u.FederatedCredentials = &am.federated.list
+		case "dpop-bound":
+			u.DPoPBoundAccessTokens = dpopBound
 		}
 	})
 	if ferr != nil {
 		return fmt.Errorf("client update: %w", ferr)
 	}
-	if u.IsAdmin == nil && u.Scopes == nil && u.Audiences == nil && u.AuthMethod == nil && u.JWKS == nil && u.JWKSURI == nil && u.FederatedCredentials == nil {
-		return c.usageError("nothing to change: give --admin=true|false, --scope, --audience, --auth-method, --jwks-file, --jwks-uri or --federated")
+	if u.IsAdmin == nil && u.Scopes == nil && u.Audiences == nil && u.AuthMethod == nil && u.JWKS == nil && u.JWKSURI == nil && u.FederatedCredentials == nil && u.DPoPBoundAccessTokens == nil {
+		return c.usageError("nothing to change: give --admin=true|false, --scope, --audience, --auth-method, --jwks-file, --jwks-uri, --federated or --dpop-bound=true|false")
 	}
 	return c.onClient(ctx, pos[0], *asJSON, func(a *authsvc.Authenticator) (*authsvc.Client, error) {
 		return a.UpdateClient(ctx, pos[0], u)

@@ -113,6 +113,7 @@ type cliClientOut struct {
 	JWKS                 json.RawMessage               `json:"jwks"`
 	JWKSURI              string                        `json:"jwks_uri"`
 	FederatedCredentials []authsvc.FederatedCredential `json:"federated_credentials"`
+	DPoPBound            bool                          `json:"dpop_bound_access_tokens"`
 }
 
 func TestCLIHelp(t *testing.T) {

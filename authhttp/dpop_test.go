@@ -1,0 +1,330 @@
+package authhttp
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/authsvc/authsvc"
+	"github.com/authsvc/authsvc/internal/testdb"
+)
+
+// proofSigner makes DPoP proofs with go-jose, an independent JOSE library.
+type proofSigner struct {
+	t    *testing.T
+	priv crypto.Signer
+	alg  jose.SignatureAlgorithm
+}
+
+func newProofSigner(t *testing.T, ed bool) proofSigner {
+	if ed {
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		return proofSigner{t, priv, jose.EdDSA}
+	}
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return proofSigner{t, priv, jose.ES256}
+}
+
+func (p proofSigner) thumbprint() string {
+	b, err := (&jose.JSONWebKey{Key: p.priv.Public()}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// proof signs a proof for method and htu, bound to token when it is not
+// empty, issued at iat.
+func (p proofSigner) proofAt(method, htu, token string, iat time.Time) string {
+	p.t.Helper()
+	opts := (&jose.SignerOptions{EmbedJWK: true}).WithType("dpop+jwt")
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: p.alg, Key: p.priv}, opts)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	c := map[string]any{"jti": rand.Text(), "htm": method, "htu": htu, "iat": iat.Unix()}
+	if token != "" {
+		c["ath"] = authsvc.AccessTokenHash(token)
+	}
+	b, _ := json.Marshal(c)
+	jws, err := s.Sign(b)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	out, _ := jws.CompactSerialize()
+	return out
+}
+
+func (p proofSigner) proof(method, htu, token string) string {
+	return p.proofAt(method, htu, token, time.Now())
+}
+
+// call sends a request with headers (each value a header line of its own).
+func call(t *testing.T, method, u, body string, header http.Header) (int, http.Header, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = header
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	json.Unmarshal(raw, &m)
+	return resp.StatusCode, resp.Header, m
+}
+
+// TestDPoPEndToEnd: a client gets a DPoP-bound token from /oauth/token and
+// reaches a service behind authsvc.Middleware with a fresh proof per
+// request; the token without a valid proof, or as Bearer, is refused.
+func TestDPoPEndToEnd(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		id, secret := ts.createClient(url.Values{"client_id": {"svc-dpop"}, "scope": {"notes:read"}})
+		key := newProofSigner(t, false)
+		const tokenURL = "http://authd.test/oauth/token" // the issuer's, as discovery names it
+		tokenReq := func(proofs ...string) (int, map[string]any) {
+			h := http.Header{"Content-Type": {form}, "Authorization": {basicAuth(id, secret)}}
+			for _, p := range proofs {
+				h.Add("DPoP", p)
+			}
+			status, _, body := call(t, "POST", ts.url+"/oauth/token", "grant_type=client_credentials", h)
+			return status, body
+		}
+
+		// The token endpoint: a proof binds the token.
+		status, body := tokenReq(key.proof("POST", tokenURL, ""))
+		if status != 200 || body["token_type"] != "DPoP" {
+			t.Fatalf("token: %d %v", status, body)
+		}
+		tok := body["access_token"].(string)
+		claims := verifyWithJOSE(t, ts.url, tok)
+		if cnf, _ := claims["cnf"].(map[string]any); cnf == nil || cnf["jkt"] != key.thumbprint() {
+			t.Fatalf("cnf %v, want jkt %s", claims["cnf"], key.thumbprint())
+		}
+		// authd's own Bearer routes and the gateway take no proofs: the
+		// bound token is refused there (no downgrade to Bearer).
+		for _, route := range []struct{ method, path string }{
+			{"GET", "/verify"}, {"POST", "/verify"}, {"GET", "/clients"},
+		} {
+			s, _, b := call(t, route.method, ts.url+route.path, "", http.Header{"Authorization": {"Bearer " + tok}})
+			if s != 401 {
+				t.Errorf("%s %s with the bound token as Bearer: %d %v", route.method, route.path, s, b)
+			}
+		}
+		// The gateway form with the DPoP scheme: the gateway names the
+		// client's request, and the proof must match it.
+		fwd := func(method, uri string) http.Header {
+			return http.Header{"Authorization": {"DPoP " + tok}, "X-Forwarded-Method": {method},
+				"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.test"}, "X-Forwarded-Uri": {uri}}
+		}
+		gw := key.proof("GET", "https://app.test/notes", tok)
+		h := fwd("GET", "/notes?page=2")
+		h.Set("DPoP", gw)
+		if s, hd, b := call(t, "GET", ts.url+"/verify?scope=notes:read", "", h); s != 200 || hd.Get("X-Auth-Subject") != id {
+			t.Fatalf("gateway with DPoP: %d %v %v", s, hd, b)
+		}
+		envoy := http.Header{"Authorization": {"DPoP " + tok}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.test"},
+			"Dpop": {key.proof("DELETE", "https://app.test/notes/1", tok)}}
+		if s, _, b := call(t, "DELETE", ts.url+"/verify/notes/1?x=y", "", envoy); s != 200 {
+			t.Fatalf("Envoy form with DPoP: %d %v", s, b)
+		}
+		for name, c := range map[string]struct {
+			h     http.Header
+			proof string
+			code  string
+		}{
+			"replayed":           {fwd("GET", "/notes"), gw, "invalid_dpop_proof"},
+			"other method":       {fwd("POST", "/notes"), key.proof("GET", "https://app.test/notes", tok), "invalid_dpop_proof"},
+			"other path":         {fwd("GET", "/admin"), key.proof("GET", "https://app.test/notes", tok), "invalid_dpop_proof"},
+			"no forwarded uri":   {fwd("GET", ""), key.proof("GET", "https://app.test/notes", tok), "invalid_dpop_proof"},
+			"other key":          {fwd("GET", "/notes"), newProofSigner(t, true).proof("GET", "https://app.test/notes", tok), "invalid_dpop_proof"},
+			"no proof":           {fwd("GET", "/notes"), "", "invalid_dpop_proof"},
+			"bearer token, DPoP": {http.Header{"Authorization": {"DPoP " + bearerFor(t, ts, id, secret)}, "X-Forwarded-Method": {"GET"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.test"}, "X-Forwarded-Uri": {"/notes"}}, key.proof("GET", "https://app.test/notes", tok), "invalid_token"},
+		} {
+			if c.proof != "" {
+				c.h.Set("DPoP", c.proof)
+			}
+			s, hd, _ := call(t, "GET", ts.url+"/verify", "", c.h)
+			if s != 401 || !strings.Contains(hd.Get("WWW-Authenticate"), `DPoP realm="authd", error="`+c.code+`"`) {
+				t.Errorf("gateway, %s: %d %q", name, s, hd.Get("WWW-Authenticate"))
+			}
+		}
+		// Introspection says what it is bound to.
+		r := ts.form("/oauth/introspect", url.Values{"token": {tok}, "client_id": {id}, "client_secret": {secret}}, "")
+		if cnf, _ := r.body["cnf"].(map[string]any); r.body["active"] != true || r.body["token_type"] != "DPoP" || cnf["jkt"] != key.thumbprint() {
+			t.Errorf("introspection: %d %v", r.status, r.body)
+		}
+		// Discovery lists the proof algorithms.
+		r = ts.do("GET", "/.well-known/oauth-authorization-server", "", "", nil)
+		if algs, _ := r.body["dpop_signing_alg_values_supported"].([]any); len(algs) != len(authsvc.DPoPAlgorithms) {
+			t.Errorf("discovery: %v", r.body["dpop_signing_alg_values_supported"])
+		}
+		// Bad proofs at the token endpoint: 400 invalid_dpop_proof.
+		replayed := key.proof("POST", tokenURL, "")
+		if s, _ := tokenReq(replayed); s != 200 {
+			t.Fatalf("fresh proof: %d", s)
+		}
+		for name, proofs := range map[string][]string{
+			"replayed":  {replayed},
+			"wrong htu": {key.proof("POST", "http://authd.test/other", "")},
+			"wrong htm": {key.proof("GET", tokenURL, "")},
+			"stale iat": {key.proofAt("POST", tokenURL, "", time.Now().Add(-5*time.Minute))},
+			"with ath":  {key.proof("POST", tokenURL, "x")},
+			"two":       {key.proof("POST", tokenURL, ""), key.proof("POST", tokenURL, "")},
+			"empty":     {""},
+			"garbage":   {"not.a.proof"},
+		} {
+			s, b := tokenReq(proofs...)
+			if s != 400 || b["error"] != "invalid_dpop_proof" || b["error_description"] == "" {
+				t.Errorf("%s: %d %v", name, s, b)
+			}
+		}
+		// Without a proof: a bearer token, as before.
+		status, body = tokenReq()
+		if status != 200 || body["token_type"] != "Bearer" {
+			t.Fatalf("bearer token: %d %v", status, body)
+		}
+		bearer := body["access_token"].(string)
+
+		// The resource server.
+		api := httptest.NewServer(authsvc.Middleware(ts.auth)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, authsvc.ClaimsFromContext(r.Context()).Subject)
+		})))
+		defer api.Close()
+		notes := api.URL + "/notes"
+		get := func(auth string, proofs ...string) (int, http.Header) {
+			h := http.Header{"Authorization": {auth}}
+			for _, p := range proofs {
+				h.Add("DPoP", p)
+			}
+			s, hd, _ := call(t, "GET", notes+"?page=2", "", h)
+			return s, hd
+		}
+		if s, _ := get("DPoP "+tok, key.proof("GET", notes, tok)); s != 200 {
+			t.Fatalf("DPoP request: %d", s)
+		}
+		if s, _ := get("Bearer " + bearer); s != 200 {
+			t.Fatalf("bearer request: %d", s)
+		}
+		other := newProofSigner(t, true)
+		used := key.proof("GET", notes, tok)
+		if s, _ := get("DPoP "+tok, used); s != 200 {
+			t.Fatalf("DPoP request: %d", s)
+		}
+		// With the replay window in process: a proof passes once.
+		local := httptest.NewServer(authsvc.Middleware(ts.auth, authsvc.WithDPoPReplayInProcess())(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+		defer local.Close()
+		lp := key.proof("GET", local.URL+"/x", tok)
+		for i, want := range []int{200, 401} {
+			if s, _, _ := call(t, "GET", local.URL+"/x", "", http.Header{"Authorization": {"DPoP " + tok}, "Dpop": {lp}}); s != want {
+				t.Errorf("in-process window, request %d: %d", i+1, s)
+			}
+		}
+		for name, c := range map[string]struct {
+			auth   string
+			proofs []string
+			code   string
+		}{
+			"bound token as Bearer":   {"Bearer " + tok, []string{key.proof("GET", notes, tok)}, "invalid_token"},
+			"bound token, no proof":   {"Bearer " + tok, nil, "invalid_token"},
+			"DPoP, no proof":          {"DPoP " + tok, nil, "invalid_dpop_proof"},
+			"replayed proof":          {"DPoP " + tok, []string{used}, "invalid_dpop_proof"},
+			"wrong ath":               {"DPoP " + tok, []string{key.proof("GET", notes, bearer)}, "invalid_dpop_proof"},
+			"no ath":                  {"DPoP " + tok, []string{key.proof("GET", notes, "")}, "invalid_dpop_proof"},
+			"wrong key":               {"DPoP " + tok, []string{other.proof("GET", notes, tok)}, "invalid_dpop_proof"},
+			"wrong htm":               {"DPoP " + tok, []string{key.proof("POST", notes, tok)}, "invalid_dpop_proof"},
+			"wrong htu":               {"DPoP " + tok, []string{key.proof("GET", api.URL+"/admin", tok)}, "invalid_dpop_proof"},
+			"stale iat":               {"DPoP " + tok, []string{key.proofAt("GET", notes, tok, time.Now().Add(-2*time.Minute))}, "invalid_dpop_proof"},
+			"two proofs":              {"DPoP " + tok, []string{key.proof("GET", notes, tok), key.proof("GET", notes, tok)}, "invalid_dpop_proof"},
+			"bearer token as DPoP":    {"DPoP " + bearer, []string{key.proof("GET", notes, bearer)}, "invalid_token"},
+			"token endpoint's proof":  {"DPoP " + tok, []string{key.proof("POST", tokenURL, "")}, "invalid_dpop_proof"},
+			"DPoP scheme, blank":      {"DPoP ", []string{key.proof("GET", notes, tok)}, ""},
+			"DPoP scheme, not a JWT!": {"DPoP a b", []string{key.proof("GET", notes, tok)}, "invalid_token"},
+		} {
+			s, hd := get(c.auth, c.proofs...)
+			challenges := strings.Join(hd.Values("WWW-Authenticate"), " | ")
+			want := `DPoP realm="authsvc"`
+			if c.code != "" {
+				want += `, error="` + c.code + `"`
+			}
+			if s != 401 || !strings.Contains(challenges, want+`, algs="EdDSA Ed25519 ES256 RS256 PS256"`) {
+				t.Errorf("%s: %d %s", name, s, challenges)
+			}
+		}
+	})
+}
+
+// TestDPoPBoundClient: a client registered with dpop_bound_access_tokens
+// gets no token without a proof; UpdateClient turns the setting off.
+func TestDPoPBoundClient(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		r := ts.do("POST", "/client", "application/json", `{"client_id":"bound","client_secret":"bound-secret-0123456789abcdef","dpop_bound_access_tokens":true}`,
+			map[string]string{"Authorization": "Bearer " + ts.admin})
+		expect(t, "create", r, 201)
+		if r.body["dpop_bound_access_tokens"] != true {
+			t.Fatalf("create: %v", r.body)
+		}
+		key := newProofSigner(t, true)
+		tokenReq := func(proof string) (int, map[string]any) {
+			h := http.Header{"Content-Type": {form}, "Authorization": {basicAuth("bound", "bound-secret-0123456789abcdef")}}
+			if proof != "" {
+				h.Set("DPoP", proof)
+			}
+			s, _, b := call(t, "POST", ts.url+"/oauth/token", "grant_type=client_credentials", h)
+			return s, b
+		}
+		if s, b := tokenReq(""); s != 400 || b["error"] != "invalid_dpop_proof" {
+			t.Fatalf("no proof: %d %v", s, b)
+		}
+		if s, b := tokenReq(key.proof("POST", "http://authd.test/oauth/token", "")); s != 200 || b["token_type"] != "DPoP" {
+			t.Fatalf("with a proof: %d %v", s, b)
+		}
+		c, err := ts.auth.Client(context.Background(), "bound")
+		if err != nil || !c.DPoPBoundAccessTokens || !clientJSONBound(c) {
+			t.Fatalf("client: %+v %v", c, err)
+		}
+		off := false
+		if _, err := ts.auth.UpdateClient(context.Background(), "bound", authsvc.ClientUpdate{DPoPBoundAccessTokens: &off}); err != nil {
+			t.Fatal(err)
+		}
+		if s, b := tokenReq(""); s != 200 || b["token_type"] != "Bearer" {
+			t.Fatalf("setting off: %d %v", s, b)
+		}
+		// Not a boolean: refused.
+		r = ts.do("POST", "/client", "application/json", `{"client_id":"bound2","dpop_bound_access_tokens":"maybe"}`,
+			map[string]string{"Authorization": "Bearer " + ts.admin})
+		expect(t, "bad flag", r, 400)
+	})
+}
+
+func clientJSONBound(c *authsvc.Client) bool { return ClientToJSON(*c).DPoPBoundAccessTokens }
+
+// bearerFor gets a bearer token (no proof) for the client.
+func bearerFor(t *testing.T, ts *testServer, id, secret string) string {
+	t.Helper()
+	r := ts.form("/oauth/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}}, "")
+	if r.status != 200 {
+		t.Fatalf("token: %d %s", r.status, r.raw)
+	}
+	return r.body["access_token"].(string)
+}
