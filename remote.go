@@ -499,9 +499,11 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 	return nil
 }
 
-// maxSnapshotHint bounds the room a snapshot's Total makes at once (a
-// larger snapshot grows the set as it comes).
-const maxSnapshotHint = 100_000_000
+// maxSnapshotHint bounds the room a snapshot's Total makes at once, about
+// 130 MB (a larger snapshot grows the set as it comes): the hint is the
+// feed's word, and a wrong or hostile one must not make the verifier
+// allocate gigabytes before a single key arrives.
+const maxSnapshotHint = 4 << 20
 
 // feedPartTimeout bounds the reading of one part of a snapshot.
 const feedPartTimeout = 30 * time.Second
