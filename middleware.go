@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -135,6 +136,15 @@ func WithDPoPReplayInProcess() MiddlewareOption {
 	return func(m *middleware) { m.dpop = &localDPoP{} }
 }
 
+// WithClientCertHeader reads the TLS client certificate of requests from
+// the header name when they come from one of trustedProxies (a proxy
+// that terminates TLS: see ClientCertHeader for the formats), for tokens
+// bound to a certificate (RFC 8705 §3). Without it, or from any other
+// address, the certificate is the request's own TLS connection's.
+func WithClientCertHeader(name string, trustedProxies ...netip.Prefix) MiddlewareOption {
+	return func(m *middleware) { m.certHeader = &ClientCertHeader{Name: name, TrustedProxies: trustedProxies} }
+}
+
 // RequestURL is the URL a request reached this server at: https when it
 // came over TLS, else http, its Host, and the path it was sent with
 // (before any http.StripPrefix). The Host is the client's word: a server
@@ -170,6 +180,7 @@ type middleware struct {
 	v          Verifier
 	dpop       DPoPChecker
 	dpopURL    func(*http.Request) *url.URL
+	certHeader *ClientCertHeader // nil: the TLS connection's certificate only
 	realm      string
 	skip       map[string]bool
 	audience   string
@@ -284,12 +295,22 @@ func accessToken(r *http.Request) (tok string, dpop bool, err error) {
 	return tok, false, err
 }
 
-// checkBinding checks a verified token's key binding: a DPoP-bound token
+// checkBinding checks a verified token's key binding: a certificate-bound
+// token must come over a connection with that TLS client certificate (or
+// from a trusted proxy that names it: WithClientCertHeader); a DPoP-bound token
 // must come with the DPoP scheme (no downgrade to Bearer) and a proof by
 // its key, for this request and this token; a bearer token must not come
 // with the DPoP scheme. It returns the refusal's status and error code, or
 // 0 when the request may pass.
 func (m *middleware) checkBinding(r *http.Request, tok string, dpop bool, claims *Claims) (int, string) {
+	if claims.CertificateThumbprint() != "" {
+		// RFC 8705 §3: only with the certificate it is bound to, else 401
+		// invalid_token.
+		ders, _, err := clientCertDER(r, m.certHeader)
+		if err != nil || len(ders) == 0 || !claims.CertificateBindingMatches(ders[0]) {
+			return http.StatusUnauthorized, "invalid_token"
+		}
+	}
 	jkt := claims.DPoPThumbprint()
 	if !dpop {
 		if jkt != "" {
