@@ -2,6 +2,7 @@ package authsvc
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
@@ -357,8 +358,8 @@ func (a *Authenticator) clientKeys(ctx context.Context, rec *clientRecord) (jwkS
 }
 
 // hasPublicKey reports whether pub is one of the set's keys.
-func (s jwkSet) hasPublicKey(pub any) bool {
-	type equaler interface{ Equal(x any) bool }
+func (s jwkSet) hasPublicKey(pub crypto.PublicKey) bool {
+	type equaler interface{ Equal(x crypto.PublicKey) bool }
 	for _, k := range s {
 		if e, ok := k.key.(equaler); ok && e.Equal(pub) {
 			return true
