@@ -132,6 +132,9 @@ func parseCertHeader(name, v string) ([][]byte, error) {
 	if err != nil {
 		return nil, ErrBadClientCert
 	}
+	// Query-style escaping writes the armour's spaces as "+".
+	text = strings.ReplaceAll(strings.ReplaceAll(text, "-----BEGIN+CERTIFICATE-----", "-----BEGIN CERTIFICATE-----"),
+		"-----END+CERTIFICATE-----", "-----END CERTIFICATE-----")
 	var ders [][]byte
 	if strings.Contains(text, "-----BEGIN") {
 		rest := []byte(text)
@@ -141,7 +144,7 @@ func parseCertHeader(name, v string) ([][]byte, error) {
 			if b == nil {
 				break
 			}
-			if b.Type != "CERTIFICATE" || len(ders) == MaxClientCertChain {
+			if b.Type != "CERTIFICATE" || len(b.Bytes) == 0 || len(ders) == MaxClientCertChain {
 				return nil, ErrBadClientCert
 			}
 			ders = append(ders, b.Bytes)
