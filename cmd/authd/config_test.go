@@ -87,6 +87,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		AssertionMaxLifetime: 5 * time.Minute,
 		Throttle:             "on",
 		AdminConsole:         "on",
+		TLSSelfSignedClients: "off",
 	}
 	tests := []struct {
 		name   string
@@ -414,6 +415,11 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"AUTHSVC_BOOTSTRAP_CLIENT_SECRET": "boot-secret-value"}, "AUTHSVC_BOOTSTRAP_CLIENT_ID"},
 		{map[string]string{"AUTHSVC_TLS_CERT_FILE": "cert.pem"}, "AUTHSVC_TLS_KEY_FILE"},
 		{map[string]string{"AUTHSVC_TLS_KEY_FILE": "key.pem"}, "AUTHSVC_TLS_CERT_FILE"},
+		{map[string]string{"AUTHSVC_TLS_CLIENT_CA": "ca.pem"}, "AUTHSVC_TLS_CERT_FILE"},
+		{map[string]string{"AUTHSVC_TLS_SELF_SIGNED_CLIENTS": "on"}, "AUTHSVC_TLS_CLIENT_CERT_HEADER"},
+		{map[string]string{"AUTHSVC_TLS_SELF_SIGNED_CLIENTS": "yes"}, "AUTHSVC_TLS_SELF_SIGNED_CLIENTS"},
+		{map[string]string{"AUTHSVC_TLS_CLIENT_CERT_HEADER": "X-SSL-Client-Cert"}, "AUTHSVC_TRUSTED_PROXIES"},
+		{map[string]string{"AUTHSVC_TLS_CLIENT_CERT_HEADER": "X SSL", "AUTHSVC_TRUSTED_PROXIES": "10.0.0.0/8"}, "AUTHSVC_TLS_CLIENT_CERT_HEADER"},
 		{map[string]string{"AUTHSVC_LOG_FORMAT": "xml"}, "AUTHSVC_LOG_FORMAT"},
 		{map[string]string{"AUTHSVC_LOG_LEVEL": "trace"}, "AUTHSVC_LOG_LEVEL"},
 		{map[string]string{"AUTHSVC_LOG_LEVEL": ""}, "AUTHSVC_LOG_LEVEL"},

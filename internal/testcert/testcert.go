@@ -89,10 +89,11 @@ func SelfSigned(t testing.TB, cn string) tls.Certificate {
 	return issue(t, Names{Subject: pkix.Name{CommonName: cn}}, nil, key, key)
 }
 
-// Server makes a server certificate for 127.0.0.1 and localhost.
+// Server makes a server certificate for 127.0.0.1, localhost and
+// authd.test (the issuer of authd's tests).
 func (ca *CA) Server(t testing.TB) tls.Certificate {
 	t.Helper()
-	return ca.Issue(t, Names{Subject: pkix.Name{CommonName: "localhost"}, DNS: []string{"localhost"}, IPs: []string{"127.0.0.1", "::1"}, Server: true})
+	return ca.Issue(t, Names{Subject: pkix.Name{CommonName: "localhost"}, DNS: []string{"localhost", "authd.test"}, IPs: []string{"127.0.0.1", "::1"}, Server: true})
 }
 
 func issue(t testing.TB, n Names, parent *x509.Certificate, parentKey crypto.Signer, key crypto.Signer) tls.Certificate {
