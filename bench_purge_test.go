@@ -173,26 +173,34 @@ func BenchmarkPurgeStall(b *testing.B) {
 func BenchmarkRemoteFeedPage(b *testing.B) {
 	for _, n := range benchRevocationCounts(b, 100_000, 330_000, 1_000_000) {
 		b.Run(fmt.Sprintf("revocations=%d", n), func(b *testing.B) {
-			const chunk = snapshotPartKeys
-			parts := (n + chunk - 1) / chunk
+			// Served as authd serves a snapshot: from keys held by shard,
+			// a part being whole shards from the one it is named after,
+			// grouped by minute of expiry.
 			r := rand.New(rand.NewPCG(2, uint64(n)))
 			now := time.Now().Unix()
+			var byShard [revShards][]revSlot
+			for range n {
+				k := revocationKeyOf(benchJTI(r))
+				exp := uint32((bucketOf(now+30+r.Int64N(3600)) + 1) * expiryBucketSecs)
+				byShard[shardOf(&k)] = append(byShard[shardOf(&k)], revSlot{key: k, exp: exp})
+			}
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 				q := req.URL.Query()
 				after, _ := strconv.Atoi(q.Get("after"))
 				part, _ := strconv.Atoi(q.Get("part"))
 				page := feedPage{Cursor: int64(after + 1), Cutoffs: []feedCutoff{}, Deleted: []feedDeletion{}}
 				if after == 0 {
-					// A snapshot's part: keys grouped by minute.
 					page.Cursor, page.Reset, page.Part = 1, true, part
-					if part+1 < parts {
-						page.NextPart = part + 1
-					}
 					byExp := map[int64][]byte{}
-					for range min(chunk, n-part*chunk) {
-						k := revocationKeyOf(benchJTI(r))
-						exp := (bucketOf(now+30+r.Int64N(3600)) + 1) * expiryBucketSecs
-						byExp[exp] = append(byExp[exp], k[:]...)
+					shard, keys := part, 0
+					for ; shard < revShards && keys < snapshotPartKeys; shard++ {
+						for _, sl := range byShard[shard] {
+							byExp[int64(sl.exp)] = append(byExp[int64(sl.exp)], sl.key[:]...)
+						}
+						keys += len(byShard[shard])
+					}
+					if shard < revShards {
+						page.NextPart = shard
 					}
 					for exp, keys := range byExp {
 						page.RevokedKeys = append(page.RevokedKeys, feedKeys{ExpiresAt: exp, Keys: keys})

@@ -265,30 +265,17 @@ func rebind(postgres bool, q string) string {
 
 func seedPostgres(ctx context.Context, db *sql.DB, clients, revocations int, hash string, now int64,
 	client func(int) (string, int64), revocation func() (string, string, int64)) error {
+	// COPY in batches, each its own transaction: one transaction of ten
+	// million rows holds the server's xmin horizon for minutes, and every
+	// change-log reader on the server (authd's followers, the tests of
+	// another checkout) waits behind it (docs/design.md §9).
 	copyRows := func(table string, cols []string, n int, row func(i int) []any) error {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		// The table and columns are this file's own names, never input
-		// (pq.CopyIn, which built this, is deprecated).
-		stmt, err := tx.PrepareContext(ctx, "COPY "+table+" ("+strings.Join(cols, ", ")+") FROM STDIN")
-		if err != nil {
-			return err
-		}
-		for i := range n {
-			if _, err := stmt.ExecContext(ctx, row(i)...); err != nil {
+		for from := 0; from < n; from += copyBatch {
+			if err := copyBatchRows(ctx, db, table, cols, from, min(n, from+copyBatch), row); err != nil {
 				return err
 			}
 		}
-		if _, err := stmt.ExecContext(ctx); err != nil {
-			return err
-		}
-		if err := stmt.Close(); err != nil {
-			return err
-		}
-		return tx.Commit()
+		return nil
 	}
 	if err := copyRows("authsvc_clients", []string{"client_id", "secret_hash", "scopes", "tokens_valid_after", "created_at", "updated_at"}, clients,
 		func(i int) []any {
@@ -306,6 +293,36 @@ func seedPostgres(ctx context.Context, db *sql.DB, clients, revocations int, has
 	}
 	_, err := db.ExecContext(ctx, `ANALYZE`)
 	return err
+}
+
+// copyBatch is how many rows one transaction of seedPostgres copies.
+const copyBatch = 200_000
+
+// copyBatchRows copies rows [from, to) into table in one transaction.
+func copyBatchRows(ctx context.Context, db *sql.DB, table string, cols []string, from, to int, row func(i int) []any) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// The table and columns are this file's own names, never input
+	// (pq.CopyIn, which built this, is deprecated).
+	stmt, err := tx.PrepareContext(ctx, "COPY "+table+" ("+strings.Join(cols, ", ")+") FROM STDIN")
+	if err != nil {
+		return err
+	}
+	for i := from; i < to; i++ {
+		if _, err := stmt.ExecContext(ctx, row(i)...); err != nil {
+			return err
+		}
+	}
+	if _, err := stmt.ExecContext(ctx); err != nil {
+		return err
+	}
+	if err := stmt.Close(); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func seedSQLite(ctx context.Context, db *sql.DB, clients, revocations int, hash string, now int64,
