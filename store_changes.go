@@ -207,6 +207,10 @@ func (s *sqlStore) notifyLoop() {
 		select {
 		case <-s.notifyKick:
 			send()
+			// Writers committing during the gap are announced by the next
+			// NOTIFY: one per gap, not one per write, under a stream of
+			// them (each wakes every instance for a catch-up).
+			time.Sleep(catchUpGap)
 		case <-s.notifyStop:
 			select {
 			case <-s.notifyKick:
