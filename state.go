@@ -648,19 +648,24 @@ func (st *state) freshness() (time.Time, bool) {
 // purgeExpired drops revocations and cached tokens past their exp (exp <
 // now): the revocations a shard per hold of the lock, the cached tokens
 // from their oldest expiry buckets, purgeBatch keys per hold, so that a
-// Verify waits for one small batch at most.
-func (st *state) purgeExpired(now int64) {
-	for i := range revShards {
+// Verify waits for one small batch at most. It returns the longest hold,
+// that wait's bound.
+func (st *state) purgeExpired(now int64) (longestHold time.Duration) {
+	held := func(f func()) {
 		st.mu.Lock()
+		t0 := time.Now()
+		f()
+		longestHold = max(longestHold, time.Since(t0))
+		st.mu.Unlock()
+	}
+	for i := range revShards {
 		// The set may have been replaced by a reload meanwhile: each
 		// shard is swept in whichever set is current.
-		st.revoked.sweepShard(i, now, st.revokers.drop)
-		st.mu.Unlock()
+		held(func() { st.revoked.sweepShard(i, now, st.revokers.drop) })
 	}
 	dropVerified := st.dropVerified(now)
 	for more := true; more; {
-		st.mu.Lock()
-		more = st.verifiedExp.sweep(now, purgeBatch, dropVerified)
-		st.mu.Unlock()
+		held(func() { more = st.verifiedExp.sweep(now, purgeBatch, dropVerified) })
 	}
+	return longestHold
 }
