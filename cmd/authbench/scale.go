@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,6 +81,9 @@ type scaleReport struct {
 	Callers    int     `json:"callers"`
 	LogoutsOne float64 `json:"logouts_per_s_one_instance"`
 	LogoutsTwo float64 `json:"logouts_per_s_two_instances,omitempty"`
+	// LogoutCPU is the CPU a logout cost, one instance: where the time of
+	// a machine that runs the load, authd and the database goes.
+	LogoutCPU cpuMeter `json:"logout_cpu"`
 
 	RSSAfterMB float64 `json:"rss_after_mb"` // after the load: the client cache filled
 }
@@ -139,6 +143,7 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	rep.LoadedMs = ms(ready + loaded)
+	rep.LogoutCPU = cpuMeter{authd: proc.cmd.Process.Pid, postgres: st.postgresPids}
 	time.Sleep(time.Second) // what start left for the collector goes first
 	rep.RSSMB, _ = proc.memory()
 	if o.revocations > 0 {
@@ -180,7 +185,7 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 
 	logouts := o.logouts
 	fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, one instance\n", logouts, o.conns)
-	if rep.LogoutsOne, err = logoutRate(a, []*api{a}, adminID, secret, o.clients, logouts, o.conns); err != nil {
+	if rep.LogoutsOne, err = logoutRate(a, []*api{a}, adminID, secret, o.clients, logouts, o.conns, &rep.LogoutCPU); err != nil {
 		return err
 	}
 	if o.store == "postgres" {
@@ -195,7 +200,7 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, two instances\n", logouts, o.conns)
-		rep.LogoutsTwo, err = logoutRate(a, []*api{a, b}, adminID, secret, o.clients, logouts, o.conns)
+		rep.LogoutsTwo, err = logoutRate(a, []*api{a, b}, adminID, secret, o.clients, logouts, o.conns, nil)
 		second.stop()
 		if err != nil {
 			return err
@@ -214,6 +219,9 @@ type scaleStore struct {
 	cutoffs         int
 	seedS           float64
 	drop            func()
+	// postgresPids lists the server processes serving the store's
+	// database (nil on SQLite).
+	postgresPids func() []int
 }
 
 // newScaleStore makes a fresh store (a database on -postgres, or a SQLite
@@ -233,6 +241,7 @@ func newScaleStore(ctx context.Context, o options, bin, dir string, clients, rev
 			}
 		}
 		dbURL, driverName, dsn = pg.url, "postgres", pg.url
+		st.postgresPids = func() []int { return pg.backends() }
 	}
 	defer func() {
 		if err != nil {
@@ -396,7 +405,12 @@ func seedPostgres(ctx context.Context, db *sql.DB, clients, revocations int, has
 		}); err != nil {
 		return err
 	}
-	_, err := db.ExecContext(ctx, `ANALYZE`)
+	// As a store that has lived: rows frozen and visible to all, statistics
+	// fresh. Without it autovacuum works through the freshly copied
+	// millions while the load is measured, and every first read of a row
+	// sets its hint bits (and dirties its page): a cost the smaller store
+	// pays for a moment and the larger one for the whole run.
+	_, err := db.ExecContext(ctx, `VACUUM (FREEZE, ANALYZE)`)
 	return err
 }
 
@@ -645,7 +659,7 @@ func issueTokens(a *api, adminID, secret string, clients, n int) ([]string, erro
 
 // logoutRate issues n tokens, then logs them out from callers concurrent
 // callers spread over the instances, and returns logouts per second.
-func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, n, callers int) (float64, error) {
+func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, n, callers int, cpu *cpuMeter) (float64, error) {
 	var tokens []string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -667,6 +681,9 @@ func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, 
 	}
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
+	if cpu != nil {
+		cpu.start()
+	}
 	t0 := time.Now()
 	for c := range callers {
 		api := instances[c%len(instances)]
@@ -686,6 +703,9 @@ func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, 
 	}
 	wg.Wait()
 	elapsed := time.Since(t0)
+	if cpu != nil {
+		cpu.stop(len(tokens))
+	}
 	if f := failed.Load(); f > 0 {
 		return 0, fmt.Errorf("%d of %d logouts failed, first: %v", f, len(tokens), firstErr.Load())
 	}
@@ -730,6 +750,71 @@ func printScale(w io.Writer, r *scaleReport) {
 		fmt.Fprintf(tw, ", two instances %.0f/s", r.LogoutsTwo)
 	}
 	fmt.Fprintf(tw, "\n")
+	c := r.LogoutCPU
+	fmt.Fprintf(tw, "  CPU a logout, one instance\tauthd %.0f µs, PostgreSQL %.0f µs, authbench %.0f µs (%.1f of %d cores busy)\n",
+		c.AuthdUs, c.PostgresUs, c.LoadUs, c.CoresBusy, r.CPUs)
 	fmt.Fprintf(tw, "RSS after the load\t%.1f MB\n", r.RSSAfterMB)
 	tw.Flush()
+}
+
+// cpuMeter measures the CPU time that authd, the store's PostgreSQL
+// backends and authbench itself spend between start and stop, per
+// operation. A rate on a shared machine depends on what else runs; the CPU
+// an operation costs does not (much).
+type cpuMeter struct {
+	authd    int
+	postgres func() []int
+
+	AuthdUs    float64 `json:"authd_us"`
+	PostgresUs float64 `json:"postgres_us"`
+	LoadUs     float64 `json:"authbench_us"`
+	CoresBusy  float64 `json:"cores_busy"` // all three, over the wall time
+
+	t0            time.Time
+	authd0, self0 float64
+	pg0           map[int]float64
+}
+
+func (m *cpuMeter) start() {
+	m.t0, m.authd0, m.self0 = time.Now(), procCPU(m.authd), procCPU(os.Getpid())
+	m.pg0 = map[int]float64{}
+	if m.postgres != nil {
+		for _, pid := range m.postgres() {
+			m.pg0[pid] = procCPU(pid)
+		}
+	}
+}
+
+func (m *cpuMeter) stop(ops int) {
+	wall := time.Since(m.t0).Seconds()
+	authd, self, pg := procCPU(m.authd)-m.authd0, procCPU(os.Getpid())-m.self0, 0.0
+	if m.postgres != nil {
+		// A backend that started meanwhile counts from zero; one that
+		// ended meanwhile is lost (authd's pool keeps its connections).
+		for _, pid := range m.postgres() {
+			pg += procCPU(pid) - m.pg0[pid]
+		}
+	}
+	per := 1e6 / float64(max(ops, 1))
+	m.AuthdUs, m.PostgresUs, m.LoadUs = round(authd*per, 0), round(pg*per, 0), round(self*per, 0)
+	m.CoresBusy = round((authd+pg+self)/wall, 1)
+}
+
+// procCPU is the user and system CPU seconds process pid has used (Linux:
+// /proc/PID/stat, in clock ticks of 1/100 s); 0 when it cannot be read.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after its closing one. utime and stime are fields 14 and 15.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
 }
