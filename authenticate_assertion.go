@@ -293,7 +293,7 @@ func (a *Authenticator) grant(ctx context.Context, c *Client, req TokenRequest) 
 	if err != nil {
 		return nil, err
 	}
-	var jkt string
+	var jkt, nonce string
 	if req.DPoP == "" && c.DPoPBoundAccessTokens {
 		return nil, refuse(ErrInvalidDPoPProof, "client %s must send a DPoP proof (its tokens are DPoP-bound: dpop_bound_access_tokens)", c.ID)
 	}
@@ -308,12 +308,13 @@ func (a *Authenticator) grant(ctx context.Context, c *Client, req TokenRequest) 
 		if err != nil {
 			return nil, err
 		}
-		jkt = p.Thumbprint
+		jkt, nonce = p.Thumbprint, p.Nonce
 	}
 	tok, err := a.issue(c, scopes, aud, jkt)
 	if err != nil {
 		return nil, err
 	}
+	tok.DPoPNonce = nonce
 	a.stats.tokensIssued.Add(1) // counted once issued: not a refused scope or audience
 	return tok, nil
 }

@@ -71,6 +71,17 @@ type Config struct {
 	// DefaultDPoPWindow (60 seconds); at most 10 minutes.
 	DPoPWindow time.Duration
 
+	// DPoPTokenNonce requires a server nonce (RFC 9449 §8) in DPoP proofs
+	// at the token endpoint, and DPoPResourceNonce (§9) in proofs checked
+	// with an access token (CheckDPoPProof: authhttp's GET /verify,
+	// Middleware): a proof without a current nonce is refused with a
+	// *DPoPNonceError naming one. Nonces are stateless, valid for one to
+	// two DPoPWindows, and keyed by a key derived from the signing keys,
+	// so every instance on the store accepts every other's without a
+	// store round trip. Off by default.
+	DPoPTokenNonce    bool
+	DPoPResourceNonce bool
+
 	// Logger receives the library's few log lines (legacy hash upgrades,
 	// store errors). Nil means no logging. Secrets and tokens are never logged.
 	Logger *slog.Logger

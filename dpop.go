@@ -56,6 +56,11 @@ type DPoPRequest struct {
 	// proof: the proof's ath must be its hash. Empty at the token
 	// endpoint, where a proof with an ath is refused.
 	AccessToken string
+	// Nonces, when set, requires the proof to carry a server nonce they
+	// made that has not expired (RFC 9449 §8, §9); else the check fails
+	// with a *DPoPNonceError naming the nonce to use. Nil: none is
+	// required (an Authenticator then applies its Config).
+	Nonces *DPoPNonces
 }
 
 // DPoPProof is a checked proof.
@@ -65,6 +70,10 @@ type DPoPProof struct {
 	Thumbprint string
 	ID         string    // jti
 	IssuedAt   time.Time // iat
+	// Nonce, when not empty, is a fresh server nonce to send the client
+	// in the DPoP-Nonce response header: the one its proof carried
+	// expires soon.
+	Nonce string
 }
 
 // dpopProof is a parsed, not yet verified, DPoP proof.
@@ -82,6 +91,7 @@ type dpopClaims struct {
 	URI      string  `json:"htu"`
 	IssuedAt numeric `json:"iat"`
 	ATH      string  `json:"ath"`
+	Nonce    string  `json:"nonce"`
 }
 
 // dpopError refuses a proof with a message its sender may be shown.
@@ -185,6 +195,14 @@ func checkDPoPProof(ctx context.Context, proof string, req DPoPRequest, now time
 			return nil, dpopError("the DPoP proof's ath is not the hash of the access token presented with it")
 		}
 	}
+	var next string
+	if req.Nonces != nil {
+		// Judged after the rest, so that a proof that is wrong anyway is
+		// refused as such, and before the jti is used up.
+		if next, err = req.Nonces.check(cl.Nonce); err != nil {
+			return nil, err
+		}
+	}
 	jkt := pr.key.thumbprint()
 	// A proof stays usable until its iat leaves the window.
 	fresh, err := replay(ctx, jkt, cl.ID, iat.Add(window), now)
@@ -194,7 +212,7 @@ func checkDPoPProof(ctx context.Context, proof string, req DPoPRequest, now time
 	if !fresh {
 		return nil, dpopError("replay: this DPoP proof (jti %q) was used before; make a fresh proof for each request", clipText(cl.ID))
 	}
-	return &DPoPProof{Thumbprint: jkt, ID: cl.ID, IssuedAt: iat}, nil
+	return &DPoPProof{Thumbprint: jkt, ID: cl.ID, IssuedAt: iat, Nonce: next}, nil
 }
 
 // AccessTokenHash is a DPoP proof's ath for token: base64url(SHA-256).
@@ -264,10 +282,18 @@ func (k publicJWK) thumbprint() string {
 // at a resource server. A jti is refused on every instance sharing the
 // store for as long as its proof's iat is within Config.DPoPWindow. The
 // proof's key is not compared with any token's cnf: the caller does that
-// with the returned Thumbprint (Middleware does). Errors wrap
-// ErrInvalidDPoPProof, or ErrUnavailable when the store cannot record the
-// jti.
+// with the returned Thumbprint (Middleware does). Without req.Nonces, a
+// server nonce is required as Config.DPoPTokenNonce and DPoPResourceNonce
+// say. Errors wrap ErrInvalidDPoPProof, ErrUseDPoPNonce, or ErrUnavailable
+// when the store cannot record the jti.
 func (a *Authenticator) CheckDPoPProof(ctx context.Context, proof string, req DPoPRequest) (*DPoPProof, error) {
+	if req.Nonces == nil {
+		if ks := a.keys.Load(); req.AccessToken == "" && a.cfg.DPoPTokenNonce {
+			req.Nonces = ks.tokenNonces
+		} else if req.AccessToken != "" && a.cfg.DPoPResourceNonce {
+			req.Nonces = ks.resourceNonces
+		}
+	}
 	return checkDPoPProof(ctx, proof, req, a.now(), a.cfg.DPoPWindow, a.useDPoPJTI)
 }
 
@@ -320,10 +346,10 @@ func (s *dpopJTIs) use(_ context.Context, jkt, jti string, until, now time.Time)
 	return true, nil
 }
 
-// dpopChallenge is the WWW-Authenticate challenge of RFC 9449 §7.1: the
+// DPoPChallenge is the WWW-Authenticate challenge of RFC 9449 §7.1: the
 // realm, the error code when there is one, and the accepted algorithms.
-// None of them comes from the request.
-func dpopChallenge(realm, errCode string) string {
+// Neither realm nor errCode may come from the request.
+func DPoPChallenge(realm, errCode string) string {
 	c := `DPoP realm="` + realm + `"`
 	if errCode != "" {
 		c += `, error="` + errCode + `"`

@@ -1,0 +1,115 @@
+package authsvc
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authsvc/authsvc/internal/testdb"
+	"github.com/go-jose/go-jose/v4"
+)
+
+// TestDPoPNonceRoundTrip: with nonces required, a proof without one is
+// refused with the nonce to use; with it, it passes on every instance of
+// the store; a nonce about to expire passes with a fresh one to send, an
+// expired, forged or other-purpose one is refused with a fresh one.
+func TestDPoPNonceRoundTrip(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dburl string) {
+		clock := &fakeClock{t: time.Unix(1_900_000_000, 0)}
+		cfg := Config{Now: clock.Now, DPoPTokenNonce: true, DPoPResourceNonce: true}
+		a1 := newAuth(t, openStore(t, dburl), cfg)
+		a2 := newAuth(t, openStore(t, dburl), cfg)
+		other := newAuth(t, openStore(t, testdb.SQLite(t)), cfg) // another deployment
+		k := newDPoPKey(t, jose.EdDSA)
+		const htu = "https://auth.test/oauth/token"
+		req := DPoPRequest{Method: "POST", URL: mustURL(htu)}
+		proof := func(nonce string) string {
+			c := dpopClaimsAt(clock.Now(), "POST", htu)
+			if nonce != "" {
+				c["nonce"] = nonce
+			}
+			return k.proof(t, c, nil)
+		}
+		challenged := func(a *Authenticator, p string, r DPoPRequest) string {
+			t.Helper()
+			_, err := a.CheckDPoPProof(context.Background(), p, r)
+			var ne *DPoPNonceError
+			if !errors.As(err, &ne) || !errors.Is(err, ErrUseDPoPNonce) || errors.Is(err, ErrInvalidDPoPProof) || len(ne.Nonce) != dpopNonceLen {
+				t.Fatalf("want a DPoPNonceError, got %v", err)
+			}
+			return ne.Nonce
+		}
+		nonce := challenged(a1, proof(""), req)
+		for _, a := range []*Authenticator{a1, a2} {
+			got, err := a.CheckDPoPProof(context.Background(), proof(nonce), req)
+			if err != nil || got.Nonce != "" {
+				t.Fatalf("with the nonce: %+v %v", got, err)
+			}
+		}
+		// Another deployment's, a forged one, and a token endpoint's at a
+		// resource are refused.
+		challenged(other, proof(nonce), req)
+		challenged(a1, proof(strings.Repeat("A", dpopNonceLen)), req)
+		challenged(a1, proof(nonce+"x"), req)
+		tok := "eyJ.token.x"
+		rreq := DPoPRequest{Method: "GET", URL: mustURL("https://api.test/notes"), AccessToken: tok}
+		rproof := func(nonce string) string {
+			c := dpopClaimsAt(clock.Now(), "GET", "https://api.test/notes")
+			c["ath"], c["nonce"] = AccessTokenHash(tok), nonce
+			return k.proof(t, c, nil)
+		}
+		rnonce := challenged(a1, rproof(nonce), rreq)
+		if _, err := a2.CheckDPoPProof(context.Background(), rproof(rnonce), rreq); err != nil {
+			t.Fatalf("the resource nonce: %v", err)
+		}
+		// Next period: still good, with a fresh nonce to send.
+		clock.Add(DefaultDPoPWindow)
+		got, err := a2.CheckDPoPProof(context.Background(), proof(nonce), req)
+		if err != nil || got.Nonce == "" || got.Nonce == nonce {
+			t.Fatalf("a nonce about to roll: %+v %v", got, err)
+		}
+		fresh := got.Nonce
+		// A period later the first one has expired; the fresh one is good,
+		// and so is the one the challenge names.
+		clock.Add(DefaultDPoPWindow)
+		current := challenged(a1, proof(nonce), req)
+		for _, n := range []string{fresh, current} {
+			if _, err := a1.CheckDPoPProof(context.Background(), proof(n), req); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestDPoPNoncesOff: without Config's nonce settings a proof needs none,
+// and one it carries is not judged.
+func TestDPoPNoncesOff(t *testing.T) {
+	a := newAuth(t, openStore(t, testdb.SQLite(t)), Config{})
+	k := newDPoPKey(t, jose.ES256)
+	c := dpopClaimsAt(time.Now(), "POST", "https://auth.test/oauth/token")
+	c["nonce"] = "whatever"
+	if _, err := a.CheckDPoPProof(context.Background(), k.proof(t, c, nil), DPoPRequest{Method: "POST", URL: mustURL("https://auth.test/oauth/token")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNewDPoPNonces: nonces of one secret pass at every holder of it and
+// nowhere else; a short secret is refused.
+func TestNewDPoPNonces(t *testing.T) {
+	secret := []byte(strings.Repeat("s", 32))
+	n1, _ := NewDPoPNonces(secret)
+	n2, _ := NewDPoPNonces(secret)
+	n3, _ := NewDPoPNonces(nil)
+	nonce := n1.Nonce()
+	if _, err := n2.check(nonce); err != nil {
+		t.Errorf("same secret: %v", err)
+	}
+	if _, err := n3.check(nonce); !errors.Is(err, ErrUseDPoPNonce) {
+		t.Errorf("another secret: %v", err)
+	}
+	if _, err := NewDPoPNonces(secret[:31]); err == nil {
+		t.Error("a 31-byte secret was accepted")
+	}
+}
