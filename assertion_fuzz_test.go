@@ -92,8 +92,12 @@ func FuzzParseDPoPProof(f *testing.F) {
 	f.Add("a.b.c")
 	f.Add(enc.EncodeToString([]byte(`{"typ":"dpop+jwt","alg":"none"}`)) + ".e30.")
 	f.Add(enc.EncodeToString([]byte(`{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"AA","y":"AA","d":"AA"}}`)) + ".e30.AA")
+	var headers dpopHeaders // the second parse reads the header from it
 	f.Fuzz(func(t *testing.T, s string) {
-		p, err := parseDPoPProof(s)
+		p, err := parseDPoPProof(s, &headers)
+		if q, err2 := parseDPoPProof(s, &headers); (err == nil) != (err2 == nil) || err == nil && (p.alg != q.alg || p.jkt != q.jkt || p.claims != q.claims) {
+			t.Fatalf("parsed differently the second time: %v, then %v", err, err2)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalidDPoPProof) || ErrorMessage(err) == "" {
 				t.Fatalf("refused without a message: %v", err)
@@ -103,7 +107,7 @@ func FuzzParseDPoPProof(f *testing.F) {
 		if len(s) > MaxDPoPProofLen || !slices.Contains(DPoPAlgorithms, p.alg) || !p.key.allows(p.alg) {
 			t.Fatalf("parsed %q with alg %q", s, p.alg)
 		}
-		if p.key.thumbprint() == "" {
+		if p.jkt == "" || p.jkt != p.key.thumbprint() {
 			t.Fatal("no thumbprint")
 		}
 	})

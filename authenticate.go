@@ -46,6 +46,9 @@ type Token struct {
 // An unknown client_id and a wrong secret both give ErrInvalidClient, in
 // about the same time.
 func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret string, req TokenRequest) (*Token, error) {
+	if err := a.dpopNonceFirst(req); err != nil {
+		return nil, err
+	}
 	c, err := a.AuthenticateClient(ctx, clientID, secret)
 	if err != nil {
 		return nil, err

@@ -35,6 +35,9 @@ type ClientAssertion struct {
 // ErrInvalidClient with a Message that says why (ErrorMessage); a store
 // that cannot be reached is ErrUnavailable.
 func (a *Authenticator) AuthenticateAssertion(ctx context.Context, ca ClientAssertion, req TokenRequest) (*Token, error) {
+	if err := a.dpopNonceFirst(req); err != nil {
+		return nil, err
+	}
 	c, err := a.AuthenticateClientAssertion(ctx, ca)
 	if err != nil {
 		return nil, err

@@ -82,6 +82,15 @@ type Config struct {
 	DPoPTokenNonce    bool
 	DPoPResourceNonce bool
 
+	// DPoPSharedReplay records the jti of every DPoP proof checked with an
+	// access token (CheckDPoPProof at a resource: GET /verify, Middleware)
+	// in the store, as the token endpoint's always are, so that a proof
+	// replayed to another instance within DPoPWindow is refused there too.
+	// Off by default: those jtis are remembered in this process only (RFC
+	// 9449 §11.1 lets a server keep its own window), since the store write
+	// is most of a DPoP request's cost (docs/performance.md).
+	DPoPSharedReplay bool
+
 	// Logger receives the library's few log lines (legacy hash upgrades,
 	// store errors). Nil means no logging. Secrets and tokens are never logged.
 	Logger *slog.Logger
@@ -171,6 +180,7 @@ type Authenticator struct {
 	cfg      Config
 	hasher   *secretHasher
 	keys     atomic.Pointer[keySet]
+	dpop     dpopState // DPoP headers read, and resource proofs' jtis (unless Config.DPoPSharedReplay)
 	state    *state
 	known    *knownAddrs // who authenticated from where (known.go)
 	fetcher  *keyFetcher // keys of jwks_uris and trusted issuers (keyfetch.go)

@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -124,4 +126,34 @@ func (n *DPoPNonces) check(nonce string) (next string, err error) {
 		}
 	}
 	return "", &DPoPNonceError{Nonce: n.make(n.keys[0], now)}
+}
+
+// dpopNonceFirst refuses a token request whose DPoP proof lacks a current
+// server nonce, before the client is authenticated: a client assertion,
+// whose jti authentication uses up, can then be sent again with a new
+// proof. Only the proof's nonce claim is read here; grant checks the whole
+// proof, the nonce again included.
+func (a *Authenticator) dpopNonceFirst(req TokenRequest) error {
+	if req.DPoP == "" || !a.cfg.DPoPTokenNonce {
+		return nil
+	}
+	_, err := a.keys.Load().tokenNonces.check(proofNonce(req.DPoP))
+	return err
+}
+
+// proofNonce is the nonce claim of a DPoP proof, unverified, or "".
+func proofNonce(proof string) string {
+	if len(proof) > MaxDPoPProofLen {
+		return ""
+	}
+	_, rest, _ := strings.Cut(proof, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	var claims struct {
+		Nonce string `json:"nonce"`
+	}
+	if err != nil || json.Unmarshal(b, &claims) != nil {
+		return ""
+	}
+	return claims.Nonce
 }

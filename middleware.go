@@ -126,11 +126,11 @@ func WithDPoPURL(f func(r *http.Request) *url.URL) MiddlewareOption {
 }
 
 // WithDPoPReplayInProcess remembers DPoP proofs' jtis in this process only
-// (DefaultDPoPWindow, on the real clock), even with an Authenticator, whose
-// own check records each jti in the store so that every instance refuses
-// a replay. That store write is most of a DPoP request's cost
-// (docs/performance.md); in process, a proof replayed to another instance
-// within the window passes there.
+// (DefaultDPoPWindow, on the real clock), even with an Authenticator whose
+// Config.DPoPSharedReplay records them in the store so that every instance
+// refuses a replay. (Without that setting an Authenticator keeps them in
+// the process already.) A proof replayed to another instance within the
+// window passes there.
 func WithDPoPReplayInProcess() MiddlewareOption {
 	return func(m *middleware) { m.dpop = &localDPoP{} }
 }
@@ -171,10 +171,10 @@ type DPoPChecker interface {
 
 // localDPoP checks proofs on the real clock with a per-process replay
 // window: for Verifiers that are not DPoPCheckers.
-type localDPoP struct{ seen dpopJTIs }
+type localDPoP struct{ dpop dpopState }
 
 func (l *localDPoP) CheckDPoPProof(ctx context.Context, proof string, req DPoPRequest) (*DPoPProof, error) {
-	return checkDPoPProof(ctx, proof, req, time.Now(), DefaultDPoPWindow, l.seen.use)
+	return checkDPoPProof(ctx, proof, req, time.Now(), DefaultDPoPWindow, &l.dpop.headers, l.dpop.seen.use)
 }
 
 type middleware struct {

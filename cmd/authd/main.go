@@ -97,6 +97,7 @@ func libraryConfig(cfg config, log *slog.Logger) authsvc.Config {
 
 		DPoPTokenNonce:    cfg.DPoPNonce == "token" || cfg.DPoPNonce == "all",
 		DPoPResourceNonce: cfg.DPoPNonce == "resource" || cfg.DPoPNonce == "all",
+		DPoPSharedReplay:  cfg.DPoPReplay == "store",
 	}
 	if cfg.SigningAlg == authsvc.AlgHS256 {
 		c.HMACSecret = []byte(cfg.HMACSecret)
