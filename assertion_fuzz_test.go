@@ -112,3 +112,30 @@ func FuzzParseDPoPProof(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDPoPClaims: the fast reading of a proof's claims agrees with
+// encoding/json on everything it accepts, and parseDPoPClaims with
+// json.Unmarshal on everything.
+func FuzzDPoPClaims(f *testing.F) {
+	f.Add(`{"jti":"j1","htm":"GET","htu":"https://a.test/x","iat":1900000000,"ath":"abc","nonce":"n"}`)
+	f.Add(`{"jti":"j1","iat":1.9e9,"extra":"x","n":-0.5}`)
+	f.Add(` { } `)
+	f.Add(`{"JTI":"a","jti":"b"}`)
+	f.Add(`{"jti":"a","jti":"b"}`)
+	f.Add(`{"iat":"1900000000"}`)
+	f.Add(`{"jti":1}`)
+	f.Add(`{"jti":"\u0041","x":[1,{"y":null}],"iat":null}`)
+	f.Add(`{"iat":01}`)
+	f.Add(`{"iat":1e400}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		var fast, std, both dpopClaims
+		stdErr := json.Unmarshal([]byte(s), &std)
+		if readDPoPClaims([]byte(s), &fast) && (stdErr != nil || fast != std) {
+			t.Fatalf("%q: fast %+v, encoding/json %+v %v", s, fast, std, stdErr)
+		}
+		err := parseDPoPClaims([]byte(s), &both)
+		if (err == nil) != (stdErr == nil) || err == nil && both != std {
+			t.Fatalf("%q: parseDPoPClaims %+v %v, encoding/json %+v %v", s, both, err, std, stdErr)
+		}
+	})
+}

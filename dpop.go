@@ -174,7 +174,7 @@ func parseDPoPProof(s string, headers *dpopHeaders) (*dpopProof, error) {
 		headers.put(h, dh)
 	}
 	pr := &dpopProof{dpopHeader: dh}
-	if err := json.Unmarshal(pb, &pr.claims); err != nil {
+	if err := parseDPoPClaims(pb, &pr.claims); err != nil {
 		return nil, dpopError("the DPoP proof's claims are malformed (jti, htm, htu, ath and nonce strings; iat a number)")
 	}
 	return pr, nil

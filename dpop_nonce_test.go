@@ -113,3 +113,31 @@ func TestNewDPoPNonces(t *testing.T) {
 		t.Error("a 31-byte secret was accepted")
 	}
 }
+
+// FuzzDPoPNonce: any string is accepted as a nonce only if it is one the
+// nonces made for the current, previous or next period; anything else is
+// refused with the current one, never a panic. proofNonce reads any proof.
+func FuzzDPoPNonce(f *testing.F) {
+	now := time.Unix(1_900_000_000, 0)
+	n := newDPoPNonces([][]byte{[]byte(strings.Repeat("k", 32))}, "resource", time.Minute, func() time.Time { return now })
+	f.Add(n.Nonce())
+	f.Add(n.make(n.keys[0], n.bucket(now)-1))
+	f.Add(n.make(n.keys[0], n.bucket(now)-2))
+	f.Add("")
+	f.Add(strings.Repeat("A", dpopNonceLen))
+	f.Add("eyJ.eyJub25jZSI6IngifQ.sig")
+	f.Fuzz(func(t *testing.T, s string) {
+		proofNonce(s)
+		_, err := n.check(s)
+		var ne *DPoPNonceError
+		switch {
+		case err == nil:
+			b := n.bucket(now)
+			if s != n.make(n.keys[0], b) && s != n.make(n.keys[0], b-1) && s != n.make(n.keys[0], b+1) {
+				t.Fatalf("accepted %q, which it did not make", s)
+			}
+		case !errors.As(err, &ne) || ne.Nonce != n.Nonce():
+			t.Fatalf("refused %q with %v", s, err)
+		}
+	})
+}
