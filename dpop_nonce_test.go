@@ -141,3 +141,15 @@ func FuzzDPoPNonce(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDPoPNonce is what a required nonce adds to a proof's check.
+func BenchmarkDPoPNonce(b *testing.B) {
+	n, _ := NewDPoPNonces(nil)
+	nonce := n.Nonce()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := n.check(nonce); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
