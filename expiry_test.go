@@ -271,8 +271,24 @@ func TestRevocationSetModel(t *testing.T) {
 	}
 	now := int64(1000)
 	for round := range 60 {
-		for range r.IntN(5000) {
-			k := key(r.IntN(200_000))
+		batch := make([]revocationKey, r.IntN(5000))
+		for i := range batch {
+			batch[i] = key(r.IntN(200_000))
+		}
+		// On odd rounds room is made first, as a snapshot's part does:
+		// then no shard grows while the batch goes in.
+		var sizes [revShards]int
+		if round%2 == 1 {
+			var more [revShards]int
+			for i := range batch {
+				more[shardOf(&batch[i])]++
+			}
+			s.reserve(&more)
+			for i := range sizes {
+				sizes[i] = len(s.shards[i].slots)
+			}
+		}
+		for _, k := range batch {
 			exp, owner := now+r.Int64N(600)-100, uint32(r.IntN(50))
 			e, ok := model[k]
 			if s.put(k, exp, owner) == ok {
@@ -282,6 +298,11 @@ func TestRevocationSetModel(t *testing.T) {
 				model[k] = entry{clampExp(exp), owner}
 			} else {
 				model[k] = entry{max(e.exp, clampExp(exp)), e.owner}
+			}
+		}
+		for i := range sizes {
+			if round%2 == 1 && len(s.shards[i].slots) != sizes[i] {
+				t.Fatalf("round %d: shard %d grew from %d to %d slots after reserve", round, i, sizes[i], len(s.shards[i].slots))
 			}
 		}
 		now += r.Int64N(120)

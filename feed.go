@@ -53,7 +53,8 @@ type feedPage struct {
 	Part        int        `json:"part,omitempty"`
 	NextPart    int        `json:"next_part,omitempty"`
 	// Total is about how many revocations the whole snapshot has (in its
-	// first part), so that the follower can make room for them at once.
+	// first part). Verifiers before the parts were read ahead sized their
+	// set by it; today's size theirs by what comes.
 	Total int `json:"total,omitempty"`
 }
 

@@ -466,23 +466,9 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 	if page.Reset {
 		// Built aside, part by part, and swapped in whole: until then
 		// Verify goes on with what it had.
-		snap = newRevocationSet(min(page.Total, maxSnapshotHint), false)
-		for {
-			for _, g := range page.RevokedKeys {
-				for i := 0; i+len(revocationKey{}) <= len(g.Keys); i += len(revocationKey{}) {
-					snap.put(revocationKey(g.Keys[i:]), g.ExpiresAt, 0)
-				}
-			}
-			if page.NextPart == 0 {
-				break
-			}
-			cut, deleted := page.Cutoffs, page.Deleted
-			next := fmt.Sprintf("%s?v=2&snapshot=%d&part=%d", v.feedURL, page.Cursor, page.NextPart)
-			page = feedPage{}
-			if err := v.getFeed(ctx, next, feedPartTimeout, &page); err != nil {
-				return fmt.Errorf("authsvc: revocation feed snapshot: %w", err)
-			}
-			page.Cutoffs, page.Deleted = cut, deleted
+		var err error
+		if snap, err = v.readSnapshot(ctx, &page); err != nil {
+			return err
 		}
 	}
 	if page.KeysChanged {
@@ -499,11 +485,80 @@ func (v *RemoteVerifier) poll(ctx context.Context, cursor int64) error {
 	return nil
 }
 
-// maxSnapshotHint bounds the room a snapshot's Total makes at once, about
-// 130 MB (a larger snapshot grows the set as it comes): the hint is the
-// feed's word, and a wrong or hostile one must not make the verifier
-// allocate gigabytes before a single key arrives.
-const maxSnapshotHint = 4 << 20
+// readSnapshot reads a snapshot whose first part is first, into a new
+// set, and leaves in first the last part with the first's cut-offs and
+// deletions. The next part is fetched while one is added: the sender
+// serves from memory, so the two overlap. The set is sized by what comes,
+// not by the snapshot's Total: a wrong or hostile hint cannot make the
+// verifier allocate before a single key arrived.
+func (v *RemoteVerifier) readSnapshot(ctx context.Context, first *feedPage) (*revocationSet, error) {
+	snap := newRevocationSet(0, false)
+	type part struct {
+		page feedPage
+		err  error
+	}
+	parts := make(chan part, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		for range parts { // the fetcher stops at cancel; wait for it
+		}
+	}()
+	go func() {
+		defer close(parts)
+		for next, cursor := first.NextPart, first.Cursor; next != 0; {
+			var p part
+			u := fmt.Sprintf("%s?v=2&snapshot=%d&part=%d", v.feedURL, cursor, next)
+			if p.err = v.getFeed(ctx, u, feedPartTimeout, &p.page); p.err != nil {
+				p.err = fmt.Errorf("authsvc: revocation feed snapshot: %w", p.err)
+			}
+			select {
+			case parts <- p:
+			case <-ctx.Done():
+				return
+			}
+			if p.err != nil {
+				return
+			}
+			if p.page.NextPart != 0 && p.page.NextPart <= next {
+				// Parts are numbered by the shards they start at: a feed
+				// going back must not keep the verifier reading forever.
+				parts <- part{err: fmt.Errorf("authsvc: revocation feed snapshot: part %d named %d next", next, p.page.NextPart)}
+				return
+			}
+			next = p.page.NextPart
+		}
+	}()
+	addSnapshotKeys(snap, first.RevokedKeys)
+	cut, deleted := first.Cutoffs, first.Deleted
+	for p := range parts {
+		if p.err != nil {
+			return nil, p.err
+		}
+		addSnapshotKeys(snap, p.page.RevokedKeys)
+		*first = p.page
+	}
+	first.Cutoffs, first.Deleted = cut, deleted
+	return snap, nil
+}
+
+// addSnapshotKeys adds a snapshot part's revocations to set, making room
+// in each shard for its share first.
+func addSnapshotKeys(set *revocationSet, groups []feedKeys) {
+	const n = len(revocationKey{})
+	var more [revShards]int
+	for _, g := range groups {
+		for i := 0; i+n <= len(g.Keys); i += n {
+			more[shardOf((*revocationKey)(g.Keys[i:i+n]))]++
+		}
+	}
+	set.reserve(&more)
+	for _, g := range groups {
+		for i := 0; i+n <= len(g.Keys); i += n {
+			set.put(revocationKey(g.Keys[i:i+n]), g.ExpiresAt, 0)
+		}
+	}
+}
 
 // feedPartTimeout bounds the reading of one part of a snapshot.
 const feedPartTimeout = 30 * time.Second

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -439,5 +440,78 @@ func TestRemoteVerifierWaitsForLoadingAuthd(t *testing.T) {
 	v := <-started
 	if _, err := v.Verify(ctx, tok); !errors.Is(err, ErrTokenRevoked) {
 		t.Fatalf("the revoked token: %v", err)
+	}
+}
+
+// TestRemoteSnapshotFeedFaults: a snapshot is read ahead, part by part, and
+// a feed that misbehaves half-way leaves the verifier with what it had and
+// an error that says why: a part that fails, a part naming an earlier part
+// next (which would keep it reading forever), a size hint of a trillion
+// (which must allocate nothing before keys come).
+func TestRemoteSnapshotFeedFaults(t *testing.T) {
+	key := func(i int) []byte {
+		k := revocationKeyOf(fmt.Sprintf("fault-%d", i))
+		return k[:]
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	for _, c := range []struct {
+		name string
+		// next is the NextPart of part (0: the last); fail makes it 500.
+		next func(part int) int
+		fail int
+		want string
+	}{
+		{"part fails", func(p int) int { return (p + 1) % 4 }, 2, "500"},
+		{"part goes back", func(p int) int { return map[int]int{0: 5, 5: 3}[p] }, -1, "part 5 named 3 next"},
+		{"part repeats", func(p int) int { return map[int]int{0: 7, 7: 7}[p] }, -1, "part 7 named 7 next"},
+		{"hint of a trillion", func(p int) int { return (p + 1) % 3 }, -1, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var served atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				part := 0
+				fmt.Sscan(r.URL.Query().Get("part"), &part)
+				if served.Add(1) > 100 || part == c.fail {
+					http.Error(w, "no", http.StatusInternalServerError)
+					return
+				}
+				page := feedPage{Cursor: 9, Reset: true, Part: part, NextPart: c.next(part),
+					RevokedKeys: []feedKeys{{ExpiresAt: exp, Keys: key(part)}}}
+				if part == 0 {
+					page.Total = 1 << 40
+					page.Cutoffs = []feedCutoff{{ClientID: "cut", NotBefore: 5}}
+				}
+				json.NewEncoder(w).Encode(page)
+			}))
+			defer srv.Close()
+			v := &RemoteVerifier{
+				feedURL: srv.URL, feed: srv.Client(), clientID: "svc", secret: "s", feedWait: time.Second,
+				log: slog.New(slog.DiscardHandler), now: time.Now,
+				revoked: newRevocationSet(0, false), cutoffs: map[string]int64{}, deleted: map[int64]bool{}, verified: map[[32]byte]*Claims{},
+			}
+			had := revocationKeyOf("held before")
+			v.revoked.put(had, exp, 0)
+			before := heapAlloc()
+			err := v.poll(context.Background(), 0)
+			grew := int64(heapAlloc()) - int64(before)
+			if grew > 16<<20 {
+				t.Errorf("the snapshot's hint made the verifier allocate %d bytes", grew)
+			}
+			if served.Load() > 10 {
+				t.Errorf("%d parts asked for", served.Load())
+			}
+			if c.want == "" {
+				if err != nil || v.revoked.len() != 3 || v.revoked.has(had) || v.cutoffs["cut"] != 5 || v.cursor != 9 {
+					t.Fatalf("snapshot: %v, %d held, cut-off %d, cursor %d", err, v.revoked.len(), v.cutoffs["cut"], v.cursor)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error with %q", err, c.want)
+			}
+			if v.revoked.len() != 1 || !v.revoked.has(had) || v.cursor != 0 {
+				t.Fatalf("after a failed snapshot the verifier holds %d revocations at cursor %d, want what it had", v.revoked.len(), v.cursor)
+			}
+		})
 	}
 }

@@ -99,7 +99,24 @@ func mix(k *revocationKey) uint64 {
 const shardBits = 10 // revShards = 1 << shardBits
 
 func (s *revocationSet) shard(k *revocationKey) *revShard {
-	return &s.shards[mix(k)>>(64-shardBits)]
+	return &s.shards[shardOf(k)]
+}
+
+// shardOf is the index of a key's shard.
+func shardOf(k *revocationKey) int { return int(mix(k) >> (64 - shardBits)) }
+
+// reserve makes room for more[i] more revocations in shard i, so that
+// adding them grows each shard once instead of step by step: a snapshot
+// part carries whole shards of the sender's set, so a set built from one
+// part at a time allocates each table at its final size and fills it while
+// it is in the cache.
+func (s *revocationSet) reserve(more *[revShards]int) {
+	for i, m := range more {
+		sh := &s.shards[i]
+		if need := (sh.n+m)*4/3 + 1; m > 0 && need > len(sh.slots) {
+			sh.resize(need, s.owners)
+		}
+	}
 }
 
 // home is the slot a key's probe starts at, in a table of size slots: the

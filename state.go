@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"math"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,6 +149,14 @@ func (st *state) loadInBackground(ctx context.Context, store Store, now, deleted
 			revoked, counts, err := loadRevocations(ctx, store, now)
 			if err == nil {
 				st.mergeLoaded(revoked, counts)
+				if revoked.len() >= bigLoad {
+					// The load's garbage (the driver's rows, about as much
+					// again as the set) would otherwise be held by the
+					// process for minutes, until the runtime's scavenger
+					// returns it: a ten-million load idled at twice its
+					// live heap. Once, at start.
+					debug.FreeOSMemory()
+				}
 				return
 			}
 			if ctx.Err() != nil {
@@ -162,6 +171,10 @@ func (st *state) loadInBackground(ctx context.Context, store Store, now, deleted
 		}
 	}, nil
 }
+
+// bigLoad is how many revocations make a background load return its
+// garbage to the operating system at once.
+const bigLoad = 500_000
 
 // mergeLoaded installs the revocations a background load read, with those
 // applied meanwhile.
@@ -648,19 +661,24 @@ func (st *state) freshness() (time.Time, bool) {
 // purgeExpired drops revocations and cached tokens past their exp (exp <
 // now): the revocations a shard per hold of the lock, the cached tokens
 // from their oldest expiry buckets, purgeBatch keys per hold, so that a
-// Verify waits for one small batch at most.
-func (st *state) purgeExpired(now int64) {
-	for i := range revShards {
+// Verify waits for one small batch at most. It returns the longest hold,
+// that wait's bound.
+func (st *state) purgeExpired(now int64) (longestHold time.Duration) {
+	held := func(f func()) {
 		st.mu.Lock()
+		t0 := time.Now()
+		f()
+		longestHold = max(longestHold, time.Since(t0))
+		st.mu.Unlock()
+	}
+	for i := range revShards {
 		// The set may have been replaced by a reload meanwhile: each
 		// shard is swept in whichever set is current.
-		st.revoked.sweepShard(i, now, st.revokers.drop)
-		st.mu.Unlock()
+		held(func() { st.revoked.sweepShard(i, now, st.revokers.drop) })
 	}
 	dropVerified := st.dropVerified(now)
 	for more := true; more; {
-		st.mu.Lock()
-		more = st.verifiedExp.sweep(now, purgeBatch, dropVerified)
-		st.mu.Unlock()
+		held(func() { more = st.verifiedExp.sweep(now, purgeBatch, dropVerified) })
 	}
+	return longestHold
 }

@@ -186,12 +186,12 @@ type sqlStore struct {
 	driver   driver.Driver // the registered driver's extras
 	timeout  atomic.Int64  // a round trip's bound, in nanoseconds (see setTimeout)
 
-	revokeStmt atomic.Pointer[sqlx.Stmt] // PostgreSQL: revokeSQL, prepared
-	notifier   sync.Once                 // starts notifyLoop on the first announce
-	notifyKick chan struct{}             // announce → notifyLoop
-	notifyStop chan struct{}             // closed by Close
-	notifyDone chan struct{}             // closed when notifyLoop has stopped
-	closing    sync.Once                 // Close may be called twice
+	stmts      sync.Map      // query → *sqlx.Stmt: the hot paths' statements, prepared (see prepared)
+	notifier   sync.Once     // starts notifyLoop on the first announce
+	notifyKick chan struct{} // announce → notifyLoop
+	notifyStop chan struct{} // closed by Close
+	notifyDone chan struct{} // closed when notifyLoop has stopped
+	closing    sync.Once     // Close may be called twice
 }
 
 // defaultStoreTimeout bounds a round trip until New sets Config.StoreTimeout.
@@ -385,9 +385,10 @@ func (s *sqlStore) Close() error {
 			close(s.notifyStop) // the notifier sends what is pending, then stops
 			<-s.notifyDone
 		}
-		if st := s.revokeStmt.Load(); st != nil {
-			st.Close()
-		}
+		s.stmts.Range(func(_, st any) bool {
+			st.(*sqlx.Stmt).Close()
+			return true
+		})
 	})
 	return s.db.Close()
 }

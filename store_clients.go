@@ -140,9 +140,16 @@ func (s *sqlStore) createClient(ctx context.Context, c *clientRecord) error {
 	return nil
 }
 
+// clientByIDSQL reads a client, on every miss of the client cache.
+const clientByIDSQL = `SELECT ` + clientColumns + ` FROM authsvc_clients WHERE client_id = ?`
+
 func (s *sqlStore) client(ctx context.Context, clientID string) (*clientRecord, error) {
 	var r clientRow
-	err := s.db.GetContext(ctx, &r, s.db.Rebind(`SELECT `+clientColumns+` FROM authsvc_clients WHERE client_id = ?`), clientID)
+	stmt, err := s.prepared(ctx, clientByIDSQL)
+	if err != nil {
+		return nil, err
+	}
+	err = stmt.GetContext(ctx, &r, clientID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrClientNotFound
 	}

@@ -21,12 +21,23 @@ func (a *Authenticator) follow(ctx context.Context) {
 	defer known.Stop()
 	down := false
 	var retry time.Duration // the pending retry's delay, doubled while changes stay held
+	var caughtUp time.Time  // when the last catch-up began
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-poll.C:
 		case <-a.kick:
+			// Under a stream of writes every one kicks: a catch-up at most
+			// every catchUpGap serves them all (one query for many
+			// changes, not one each), a few milliseconds later at most.
+			if wait := catchUpGap - time.Since(caughtUp); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		case <-housekeeping.C:
 			if _, err := a.store.tryLock(ctx, "housekeeping", a.housekeep); err != nil && ctx.Err() == nil {
 				a.log.Warn("authsvc: housekeeping failed", "err", err)
@@ -41,6 +52,7 @@ func (a *Authenticator) follow(ctx context.Context) {
 			continue
 		}
 		var err error
+		caughtUp = time.Now()
 		if synced, _ := a.state.freshness(); time.Since(synced) > a.cfg.MaxStaleness {
 			// Out of touch long enough that another instance's housekeeping
 			// may have purged changes we missed: reload everything. A
@@ -85,6 +97,12 @@ func (a *Authenticator) follow(ctx context.Context) {
 		}
 	}
 }
+
+// catchUpGap is the least time between two catch-ups asked for by kicks
+// (writes, notifications): a change reaches the feed and the other
+// instances at most this much later, and a stream of writes costs a
+// catch-up query per gap instead of one per write.
+const catchUpGap = 5 * time.Millisecond
 
 // pendingRetry is how soon a catch-up that found changes held back behind
 // a transaction in flight tries again (see store_changes.go).

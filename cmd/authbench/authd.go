@@ -84,6 +84,28 @@ func createPostgres(ctx context.Context, base string) (*pgDatabase, error) {
 	return &pgDatabase{admin: base, name: name, url: u.String()}, nil
 }
 
+// backends lists the server processes connected to the database.
+func (p *pgDatabase) backends() []int {
+	db, err := sql.Open("postgres", p.admin)
+	if err != nil {
+		return nil
+	}
+	defer db.Close()
+	var pids []int
+	rows, err := db.Query(`SELECT pid FROM pg_stat_activity WHERE datname = $1`, p.name)
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid int
+		if rows.Scan(&pid) == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 func (p *pgDatabase) drop() error {
 	db, err := sql.Open("postgres", p.admin)
 	if err != nil {

@@ -70,8 +70,11 @@ type options struct {
 	serveBare   string
 	scale       bool
 	clients     int
-	revocations int
-	logouts     int
+	// baselineClients (with -scale): a second, smaller store to measure
+	// token issue against in turns.
+	baselineClients int
+	revocations     int
+	logouts         int
 }
 
 // allRoutes are the workloads, in the order they run.
@@ -111,6 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.serveBare, "serve-bare", "", "internal: serve the bare handler on this address")
 	fs.BoolVar(&o.scale, "scale", false, "measure how costs grow with the store instead: seed -clients and -revocations by bulk insert and report start, memory, listing, feed snapshot, RemoteVerifier, token, verify and logout figures (docs/performance.md)")
 	fs.IntVar(&o.clients, "clients", 100_000, "with -scale: clients to seed")
+	fs.IntVar(&o.baselineClients, "baseline-clients", 0, "with -scale: also seed a second store of this many clients (and revocations in proportion) and measure POST /oauth/token over random clients on both in turns, for a side-by-side ratio")
 	fs.IntVar(&o.revocations, "revocations", 100_000, "with -scale: live revocations to seed")
 	fs.IntVar(&o.logouts, "logouts", 8000, "with -scale: tokens logged out to measure logouts per second")
 	if err := fs.Parse(args); err != nil {
@@ -142,6 +146,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.scale && (o.clients < 0 || o.revocations < 0 || o.clients > 100_000_000 || o.revocations > 100_000_000) {
 		return o, errors.New("-clients and -revocations must be between 0 and 100,000,000")
+	}
+	if o.scale && (o.baselineClients < 0 || o.baselineClients > o.clients) {
+		return o, errors.New("-baseline-clients must be between 0 and -clients")
 	}
 	if o.scale && o.target != "" {
 		return o, errors.New("-scale seeds a store of its own: it cannot drive -url")

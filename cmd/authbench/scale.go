@@ -24,8 +24,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,10 +74,16 @@ type scaleReport struct {
 
 	Token  result `json:"token"`
 	Verify result `json:"verify"`
+	// TokenVsBaseline (-baseline-clients): Token against a smaller store,
+	// in turns.
+	TokenVsBaseline *baselineReport `json:"token_vs_baseline,omitempty"`
 
 	Callers    int     `json:"callers"`
 	LogoutsOne float64 `json:"logouts_per_s_one_instance"`
 	LogoutsTwo float64 `json:"logouts_per_s_two_instances,omitempty"`
+	// LogoutCPU is the CPU a logout cost, one instance: where the time of
+	// a machine that runs the load, authd and the database goes.
+	LogoutCPU cpuMeter `json:"logout_cpu"`
 
 	RSSAfterMB float64 `json:"rss_after_mb"` // after the load: the client cache filled
 }
@@ -100,49 +108,29 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 			return err
 		}
 	}
-	dbURL, driverName, dsn := "sqlite:"+dir+"/authd.db", "sqlite", dir+"/authd.db"
-	if o.store == "postgres" {
-		pg, err := createPostgres(ctx, o.postgres)
+	// The empty store's figures, the baseline, are taken before seeding.
+	var proc *authdProc
+	st, err := newScaleStore(ctx, o, bin, dir, o.clients, o.revocations, func(env []string) error {
+		p, ready, err := startAuthd(ctx, bin, dir, env)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			if err := pg.drop(); err != nil {
-				fmt.Fprintf(os.Stderr, "authbench: drop database %s: %v\n", pg.name, err)
-			}
-		}()
-		dbURL, driverName, dsn = pg.url, "postgres", pg.url
-	}
-	env := []string{"AUTHSVC_DATABASE_URL=" + dbURL, "AUTHSVC_LOG_LEVEL=error", "AUTHSVC_THROTTLE=off"}
-	adminID, secret, err := createAdmin(ctx, bin, dir, env)
+		time.Sleep(500 * time.Millisecond)
+		rep.EmptyReadyMs = ms(ready)
+		rep.EmptyRSSMB, _ = p.memory()
+		p.stop()
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	// The empty store's figures, the baseline.
-	proc, ready, err := startAuthd(ctx, bin, dir, env)
-	if err != nil {
-		return err
-	}
-	time.Sleep(500 * time.Millisecond)
-	rep.EmptyReadyMs = ms(ready)
-	rep.EmptyRSSMB, _ = proc.memory()
-	proc.stop()
-
-	db, err := sql.Open(driverName, dsn)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	fmt.Fprintf(os.Stderr, "authbench: seeding %d clients and %d revocations\n", o.clients, o.revocations)
-	t0 := time.Now()
-	if rep.Cutoffs, err = seed(ctx, db, o.store == "postgres", adminID, o.clients, o.revocations); err != nil {
-		return fmt.Errorf("seed: %w", err)
-	}
-	rep.SeedS = round(time.Since(t0).Seconds(), 1)
-	db.Close()
+	defer st.drop()
+	env, adminID, secret := st.env, st.adminID, st.secret
+	rep.Cutoffs, rep.SeedS = st.cutoffs, st.seedS
 
 	fmt.Fprintln(os.Stderr, "authbench: starting authd on the seeded store")
-	if proc, ready, err = startAuthd(ctx, bin, dir, env); err != nil {
+	proc, ready, err := startAuthd(ctx, bin, dir, env)
+	if err != nil {
 		return err
 	}
 	defer func() { proc.stop() }()
@@ -155,6 +143,7 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	rep.LoadedMs = ms(ready + loaded)
+	rep.LogoutCPU = cpuMeter{authd: proc.cmd.Process.Pid, postgres: st.postgresPids}
 	time.Sleep(time.Second) // what start left for the collector goes first
 	rep.RSSMB, _ = proc.memory()
 	if o.revocations > 0 {
@@ -180,6 +169,11 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 			r: rand.New(rand.NewPCG(uint64(i), 1))}
 	})
 	rep.Token.Route = "POST /oauth/token, random clients"
+	if o.baselineClients > 0 {
+		if rep.TokenVsBaseline, err = tokenVsBaseline(ctx, o, bin, dir, host, adminID, secret); err != nil {
+			return err
+		}
+	}
 	tokens, err := issueTokens(a, adminID, secret, o.clients, o.conns)
 	if err != nil {
 		return err
@@ -191,7 +185,7 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 
 	logouts := o.logouts
 	fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, one instance\n", logouts, o.conns)
-	if rep.LogoutsOne, err = logoutRate(a, []*api{a}, adminID, secret, o.clients, logouts, o.conns); err != nil {
+	if rep.LogoutsOne, err = logoutRate(a, []*api{a}, adminID, secret, o.clients, logouts, o.conns, &rep.LogoutCPU); err != nil {
 		return err
 	}
 	if o.store == "postgres" {
@@ -206,7 +200,7 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, two instances\n", logouts, o.conns)
-		rep.LogoutsTwo, err = logoutRate(a, []*api{a, b}, adminID, secret, o.clients, logouts, o.conns)
+		rep.LogoutsTwo, err = logoutRate(a, []*api{a, b}, adminID, secret, o.clients, logouts, o.conns, nil)
 		second.stop()
 		if err != nil {
 			return err
@@ -215,6 +209,126 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 	rep.RSSAfterMB, _ = proc.memory()
 	printScale(stdout, rep)
 	return writeJSON(o.jsonFile, stdout, rep)
+}
+
+// scaleStore is a fresh store of the scale mode: its authd environment, an
+// admin, and the seeded clients and revocations.
+type scaleStore struct {
+	env             []string
+	adminID, secret string
+	cutoffs         int
+	seedS           float64
+	drop            func()
+	// postgresPids lists the server processes serving the store's
+	// database (nil on SQLite).
+	postgresPids func() []int
+}
+
+// newScaleStore makes a fresh store (a database on -postgres, or a SQLite
+// file in dir) with an admin, calls beforeSeed (if not nil) with its
+// environment, and seeds it.
+func newScaleStore(ctx context.Context, o options, bin, dir string, clients, revocations int, beforeSeed func(env []string) error) (st *scaleStore, err error) {
+	st = &scaleStore{drop: func() {}}
+	dbURL, driverName, dsn := "sqlite:"+dir+"/authd.db", "sqlite", dir+"/authd.db"
+	if o.store == "postgres" {
+		pg, err := createPostgres(ctx, o.postgres)
+		if err != nil {
+			return nil, err
+		}
+		st.drop = func() {
+			if err := pg.drop(); err != nil {
+				fmt.Fprintf(os.Stderr, "authbench: drop database %s: %v\n", pg.name, err)
+			}
+		}
+		dbURL, driverName, dsn = pg.url, "postgres", pg.url
+		st.postgresPids = func() []int { return pg.backends() }
+	}
+	defer func() {
+		if err != nil {
+			st.drop()
+		}
+	}()
+	st.env = []string{"AUTHSVC_DATABASE_URL=" + dbURL, "AUTHSVC_LOG_LEVEL=error", "AUTHSVC_THROTTLE=off"}
+	if st.adminID, st.secret, err = createAdmin(ctx, bin, dir, st.env); err != nil {
+		return nil, err
+	}
+	if beforeSeed != nil {
+		if err := beforeSeed(st.env); err != nil {
+			return nil, err
+		}
+	}
+	db, err := sql.Open(driverName, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	fmt.Fprintf(os.Stderr, "authbench: seeding %d clients and %d revocations\n", clients, revocations)
+	t0 := time.Now()
+	if st.cutoffs, err = seed(ctx, db, o.store == "postgres", st.adminID, clients, revocations); err != nil {
+		return nil, fmt.Errorf("seed: %w", err)
+	}
+	st.seedS = round(time.Since(t0).Seconds(), 1)
+	return st, nil
+}
+
+// tokenVsBaseline seeds a second store of -baseline-clients clients (and
+// revocations in the same proportion), starts authd on it, and measures
+// POST /oauth/token over random clients on the main instance (at host) and
+// on it in turns, main-baseline-baseline-main, so that both sizes see the
+// same machine: the ratio of each round is side by side.
+func tokenVsBaseline(ctx context.Context, o options, bin, dir, host, adminID, secret string) (*baselineReport, error) {
+	bdir := filepath.Join(dir, "baseline")
+	if err := os.Mkdir(bdir, 0o700); err != nil {
+		return nil, err
+	}
+	brev := int(int64(o.revocations) * int64(o.baselineClients) / int64(max(o.clients, 1)))
+	st, err := newScaleStore(ctx, o, bin, bdir, o.baselineClients, brev, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer st.drop()
+	proc, _, err := startAuthd(ctx, bin, bdir, st.env)
+	if err != nil {
+		return nil, err
+	}
+	defer proc.stop()
+	if _, err := awaitSnapshot(ctx, "http://"+proc.addr, st.adminID, st.secret); err != nil {
+		return nil, err
+	}
+	tokens := func(host, secret, admin string, clients int) float64 {
+		r := run(host, o.conns, o.warmup, o.duration, func(i int) worker {
+			return &randomClientWorker{host: host, secret: secret, clients: clients, admin: admin,
+				r: rand.New(rand.NewPCG(uint64(i), 2))}
+		})
+		return r.RPS
+	}
+	rep := &baselineReport{Clients: o.baselineClients, Revocations: brev}
+	fmt.Fprintf(os.Stderr, "authbench: POST /oauth/token, %d clients against %d, in turns\n", o.clients, o.baselineClients)
+	const rounds = 3
+	for i := range rounds {
+		var m, b float64
+		if i%2 == 0 {
+			m = tokens(host, secret, adminID, o.clients)
+			b = tokens(proc.addr, st.secret, st.adminID, o.baselineClients)
+		} else {
+			b = tokens(proc.addr, st.secret, st.adminID, o.baselineClients)
+			m = tokens(host, secret, adminID, o.clients)
+		}
+		rep.Rounds = append(rep.Rounds, [2]float64{m, b})
+		if b > 0 {
+			rep.Ratios = append(rep.Ratios, round(m/b, 2))
+		}
+	}
+	return rep, nil
+}
+
+// baselineReport is POST /oauth/token over random clients at -clients
+// against -baseline-clients, measured in turns.
+type baselineReport struct {
+	Clients     int          `json:"baseline_clients"`
+	Revocations int          `json:"baseline_revocations"`
+	Rounds      [][2]float64 `json:"rounds_rps"` // each round: this store's req/s, the baseline's
+	Ratios      []float64    `json:"ratios"`
 }
 
 // seed inserts clients scale-000000000… (every thousandth logged out
@@ -265,30 +379,17 @@ func rebind(postgres bool, q string) string {
 
 func seedPostgres(ctx context.Context, db *sql.DB, clients, revocations int, hash string, now int64,
 	client func(int) (string, int64), revocation func() (string, string, int64)) error {
+	// COPY in batches, each its own transaction: one transaction of ten
+	// million rows holds the server's xmin horizon for minutes, and every
+	// change-log reader on the server (authd's followers, the tests of
+	// another checkout) waits behind it (docs/design.md §9).
 	copyRows := func(table string, cols []string, n int, row func(i int) []any) error {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		// The table and columns are this file's own names, never input
-		// (pq.CopyIn, which built this, is deprecated).
-		stmt, err := tx.PrepareContext(ctx, "COPY "+table+" ("+strings.Join(cols, ", ")+") FROM STDIN")
-		if err != nil {
-			return err
-		}
-		for i := range n {
-			if _, err := stmt.ExecContext(ctx, row(i)...); err != nil {
+		for from := 0; from < n; from += copyBatch {
+			if err := copyBatchRows(ctx, db, table, cols, from, min(n, from+copyBatch), row); err != nil {
 				return err
 			}
 		}
-		if _, err := stmt.ExecContext(ctx); err != nil {
-			return err
-		}
-		if err := stmt.Close(); err != nil {
-			return err
-		}
-		return tx.Commit()
+		return nil
 	}
 	if err := copyRows("authsvc_clients", []string{"client_id", "secret_hash", "scopes", "tokens_valid_after", "created_at", "updated_at"}, clients,
 		func(i int) []any {
@@ -304,8 +405,43 @@ func seedPostgres(ctx context.Context, db *sql.DB, clients, revocations int, has
 		}); err != nil {
 		return err
 	}
-	_, err := db.ExecContext(ctx, `ANALYZE`)
+	// As a store that has lived: rows frozen and visible to all, statistics
+	// fresh. Without it autovacuum works through the freshly copied
+	// millions while the load is measured, and every first read of a row
+	// sets its hint bits (and dirties its page): a cost the smaller store
+	// pays for a moment and the larger one for the whole run.
+	_, err := db.ExecContext(ctx, `VACUUM (FREEZE, ANALYZE)`)
 	return err
+}
+
+// copyBatch is how many rows one transaction of seedPostgres copies.
+const copyBatch = 200_000
+
+// copyBatchRows copies rows [from, to) into table in one transaction.
+func copyBatchRows(ctx context.Context, db *sql.DB, table string, cols []string, from, to int, row func(i int) []any) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// The table and columns are this file's own names, never input
+	// (pq.CopyIn, which built this, is deprecated).
+	stmt, err := tx.PrepareContext(ctx, "COPY "+table+" ("+strings.Join(cols, ", ")+") FROM STDIN")
+	if err != nil {
+		return err
+	}
+	for i := from; i < to; i++ {
+		if _, err := stmt.ExecContext(ctx, row(i)...); err != nil {
+			return err
+		}
+	}
+	if _, err := stmt.ExecContext(ctx); err != nil {
+		return err
+	}
+	if err := stmt.Close(); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func seedSQLite(ctx context.Context, db *sql.DB, clients, revocations int, hash string, now int64,
@@ -523,7 +659,7 @@ func issueTokens(a *api, adminID, secret string, clients, n int) ([]string, erro
 
 // logoutRate issues n tokens, then logs them out from callers concurrent
 // callers spread over the instances, and returns logouts per second.
-func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, n, callers int) (float64, error) {
+func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, n, callers int, cpu *cpuMeter) (float64, error) {
 	var tokens []string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -545,6 +681,9 @@ func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, 
 	}
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
+	if cpu != nil {
+		cpu.start()
+	}
 	t0 := time.Now()
 	for c := range callers {
 		api := instances[c%len(instances)]
@@ -564,6 +703,9 @@ func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, 
 	}
 	wg.Wait()
 	elapsed := time.Since(t0)
+	if cpu != nil {
+		cpu.stop(len(tokens))
+	}
 	if f := failed.Load(); f > 0 {
 		return 0, fmt.Errorf("%d of %d logouts failed, first: %v", f, len(tokens), firstErr.Load())
 	}
@@ -595,12 +737,84 @@ func printScale(w io.Writer, r *scaleReport) {
 	fmt.Fprintf(tw, "feed snapshot\t%d bytes in %d parts, %.2f s: %.1f B a revocation\n", r.SnapshotBytes, r.SnapshotParts, r.SnapshotS, r.SnapshotPerRevocationB)
 	fmt.Fprintf(tw, "NewRemoteVerifier\t%.2f s, heap %.1f B a revocation\n", r.RemoteStartS, r.RemoteHeapPerRevocDel)
 	fmt.Fprintf(tw, "%s\t%.0f req/s, p99 %.0f µs, %d errors %s\n", r.Token.Route, r.Token.RPS, r.Token.P99us, r.Token.Errors, r.Token.FirstError)
+	if b := r.TokenVsBaseline; b != nil {
+		fmt.Fprintf(tw, "  against %d clients, in turns\t", b.Clients)
+		for i, rd := range b.Rounds {
+			fmt.Fprintf(tw, "%.0f vs %.0f req/s (%.2f×)  ", rd[0], rd[1], b.Ratios[i])
+		}
+		fmt.Fprintln(tw)
+	}
 	fmt.Fprintf(tw, "%s\t%.0f req/s, p99 %.0f µs, %d errors %s\n", r.Verify.Route, r.Verify.RPS, r.Verify.P99us, r.Verify.Errors, r.Verify.FirstError)
 	fmt.Fprintf(tw, "logouts, %d callers\tone instance %.0f/s", r.Callers, r.LogoutsOne)
 	if r.LogoutsTwo > 0 {
 		fmt.Fprintf(tw, ", two instances %.0f/s", r.LogoutsTwo)
 	}
 	fmt.Fprintf(tw, "\n")
+	c := r.LogoutCPU
+	fmt.Fprintf(tw, "  CPU a logout, one instance\tauthd %.0f µs, PostgreSQL %.0f µs, authbench %.0f µs (%.1f of %d cores busy)\n",
+		c.AuthdUs, c.PostgresUs, c.LoadUs, c.CoresBusy, r.CPUs)
 	fmt.Fprintf(tw, "RSS after the load\t%.1f MB\n", r.RSSAfterMB)
 	tw.Flush()
+}
+
+// cpuMeter measures the CPU time that authd, the store's PostgreSQL
+// backends and authbench itself spend between start and stop, per
+// operation. A rate on a shared machine depends on what else runs; the CPU
+// an operation costs does not (much).
+type cpuMeter struct {
+	authd    int
+	postgres func() []int
+
+	AuthdUs    float64 `json:"authd_us"`
+	PostgresUs float64 `json:"postgres_us"`
+	LoadUs     float64 `json:"authbench_us"`
+	CoresBusy  float64 `json:"cores_busy"` // all three, over the wall time
+
+	t0            time.Time
+	authd0, self0 float64
+	pg0           map[int]float64
+}
+
+func (m *cpuMeter) start() {
+	m.t0, m.authd0, m.self0 = time.Now(), procCPU(m.authd), procCPU(os.Getpid())
+	m.pg0 = map[int]float64{}
+	if m.postgres != nil {
+		for _, pid := range m.postgres() {
+			m.pg0[pid] = procCPU(pid)
+		}
+	}
+}
+
+func (m *cpuMeter) stop(ops int) {
+	wall := time.Since(m.t0).Seconds()
+	authd, self, pg := procCPU(m.authd)-m.authd0, procCPU(os.Getpid())-m.self0, 0.0
+	if m.postgres != nil {
+		// A backend that started meanwhile counts from zero; one that
+		// ended meanwhile is lost (authd's pool keeps its connections).
+		for _, pid := range m.postgres() {
+			pg += procCPU(pid) - m.pg0[pid]
+		}
+	}
+	per := 1e6 / float64(max(ops, 1))
+	m.AuthdUs, m.PostgresUs, m.LoadUs = round(authd*per, 0), round(pg*per, 0), round(self*per, 0)
+	m.CoresBusy = round((authd+pg+self)/wall, 1)
+}
+
+// procCPU is the user and system CPU seconds process pid has used (Linux:
+// /proc/PID/stat, in clock ticks of 1/100 s); 0 when it cannot be read.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after its closing one. utime and stime are fields 14 and 15.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
 }
