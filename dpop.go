@@ -342,8 +342,10 @@ func (k publicJWK) thumbprint() string {
 
 // CheckDPoPProof checks a DPoP proof (the DPoP request header) against the
 // request it came with, at the token endpoint (req.AccessToken empty) or
-// at a resource server. A jti is refused on every instance sharing the
-// store for as long as its proof's iat is within Config.DPoPWindow. The
+// at a resource server. A jti is refused a second time for as long as its
+// proof's iat is within Config.DPoPWindow: at the token endpoint on every
+// instance sharing the store; at a resource by this process, or with
+// Config.DPoPSharedReplay by every instance (a store write each). The
 // proof's key is not compared with any token's cnf: the caller does that
 // with the returned Thumbprint (Middleware does). Without req.Nonces, a
 // server nonce is required as Config.DPoPTokenNonce and DPoPResourceNonce
