@@ -50,9 +50,16 @@ const dpopNonceLen = 32
 // Middleware one with WithDPoPNonces; an Authenticator makes its own
 // (Config.DPoPTokenNonce, Config.DPoPResourceNonce). Safe for concurrent use.
 type DPoPNonces struct {
-	keys   [][]byte // HMAC keys: the first makes nonces, each one checks
+	keys   []nonceKey // each checks; the last one in use makes them
 	period time.Duration
 	now    func() time.Time
+}
+
+// nonceKey is an HMAC key of nonces, in use from a time on (a signing
+// key's activation).
+type nonceKey struct {
+	mac  []byte
+	from time.Time
 }
 
 // NewDPoPNonces returns nonces keyed by secret, valid for one to two
@@ -67,26 +74,44 @@ func NewDPoPNonces(secret []byte) (*DPoPNonces, error) {
 	if len(secret) < 32 {
 		return nil, errors.New("authsvc: a DPoP nonce secret must be at least 32 bytes")
 	}
-	return newDPoPNonces([][]byte{secret}, "resource", DefaultDPoPWindow, time.Now), nil
+	return newDPoPNonces([][]byte{secret}, nil, "resource", DefaultDPoPWindow, time.Now), nil
 }
 
-// newDPoPNonces derives the HMAC keys of purpose from secrets: nonces made
+// newDPoPNonces derives the HMAC keys of purpose from secrets (in use from
+// the times from gives, ascending; nil: all from the start): nonces made
 // for one purpose (the token endpoint, resources) do not pass for another.
-func newDPoPNonces(secrets [][]byte, purpose string, period time.Duration, now func() time.Time) *DPoPNonces {
+func newDPoPNonces(secrets [][]byte, from []time.Time, purpose string, period time.Duration, now func() time.Time) *DPoPNonces {
 	n := &DPoPNonces{period: period, now: now}
-	for _, s := range secrets {
+	for i, s := range secrets {
 		k, err := hkdf.Key(sha256.New, s, nil, "authsvc DPoP nonce v1 "+purpose, 32)
 		if err != nil {
 			panic(err) // only for lengths over 255 hashes
 		}
-		n.keys = append(n.keys, k)
+		nk := nonceKey{mac: k}
+		if from != nil {
+			nk.from = from[i]
+		}
+		n.keys = append(n.keys, nk)
 	}
 	return n
 }
 
 // Nonce returns the current nonce.
 func (n *DPoPNonces) Nonce() string {
-	return n.make(n.keys[0], n.bucket(n.now()))
+	now := n.now()
+	return n.make(n.minter(now), n.bucket(now))
+}
+
+// minter is the key that makes nonces at now: the newest in use (the
+// oldest when none is yet).
+func (n *DPoPNonces) minter(now time.Time) []byte {
+	k := n.keys[0].mac
+	for _, nk := range n.keys[1:] {
+		if !nk.from.After(now) {
+			k = nk.mac
+		}
+	}
+	return k
 }
 
 func (n *DPoPNonces) bucket(t time.Time) uint64 {
@@ -106,18 +131,19 @@ func (n *DPoPNonces) make(key []byte, bucket uint64) string {
 // when the one presented is about to expire (else ""), or a
 // *DPoPNonceError.
 func (n *DPoPNonces) check(nonce string) (next string, err error) {
-	now := n.bucket(n.now())
+	t := n.now()
+	now, minter := n.bucket(t), n.minter(t)
 	if len(nonce) == dpopNonceLen {
 		var b [24]byte
 		if m, e := base64.RawURLEncoding.Decode(b[:], []byte(nonce)); e == nil && m == len(b) {
 			bucket := binary.BigEndian.Uint64(b[:8])
 			if bucket+1 >= now && bucket <= now+1 {
 				for _, k := range n.keys {
-					mac := hmac.New(sha256.New, k)
+					mac := hmac.New(sha256.New, k.mac)
 					mac.Write(b[:8])
 					if hmac.Equal(mac.Sum(nil)[:16], b[8:]) {
 						if bucket < now {
-							return n.make(n.keys[0], now), nil // it expires with this period
+							return n.make(minter, now), nil // it expires with this period
 						}
 						return "", nil
 					}
@@ -125,7 +151,7 @@ func (n *DPoPNonces) check(nonce string) (next string, err error) {
 			}
 		}
 	}
-	return "", &DPoPNonceError{Nonce: n.make(n.keys[0], now)}
+	return "", &DPoPNonceError{Nonce: n.make(minter, now)}
 }
 
 // dpopNonceFirst refuses a token request whose DPoP proof lacks a current

@@ -119,10 +119,10 @@ func TestNewDPoPNonces(t *testing.T) {
 // refused with the current one, never a panic. proofNonce reads any proof.
 func FuzzDPoPNonce(f *testing.F) {
 	now := time.Unix(1_900_000_000, 0)
-	n := newDPoPNonces([][]byte{[]byte(strings.Repeat("k", 32))}, "resource", time.Minute, func() time.Time { return now })
+	n := newDPoPNonces([][]byte{[]byte(strings.Repeat("k", 32))}, nil, "resource", time.Minute, func() time.Time { return now })
 	f.Add(n.Nonce())
-	f.Add(n.make(n.keys[0], n.bucket(now)-1))
-	f.Add(n.make(n.keys[0], n.bucket(now)-2))
+	f.Add(n.make(n.keys[0].mac, n.bucket(now)-1))
+	f.Add(n.make(n.keys[0].mac, n.bucket(now)-2))
 	f.Add("")
 	f.Add(strings.Repeat("A", dpopNonceLen))
 	f.Add("eyJ.eyJub25jZSI6IngifQ.sig")
@@ -133,7 +133,7 @@ func FuzzDPoPNonce(f *testing.F) {
 		switch {
 		case err == nil:
 			b := n.bucket(now)
-			if s != n.make(n.keys[0], b) && s != n.make(n.keys[0], b-1) && s != n.make(n.keys[0], b+1) {
+			if s != n.make(n.keys[0].mac, b) && s != n.make(n.keys[0].mac, b-1) && s != n.make(n.keys[0].mac, b+1) {
 				t.Fatalf("accepted %q, which it did not make", s)
 			}
 		case !errors.As(err, &ne) || ne.Nonce != n.Nonce():
@@ -150,6 +150,40 @@ func BenchmarkDPoPNonce(b *testing.B) {
 	for b.Loop() {
 		if _, err := n.check(nonce); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDPoPNonceKeyRotation: a staged rotation invalidates no nonce. The
+// new key makes nonces only from its activation on, so an instance that
+// has not loaded it yet still accepts the nonces made meanwhile, and a
+// nonce made with the old key still passes once the new one signs.
+func TestDPoPNonceKeyRotation(t *testing.T) {
+	dburl := testdb.SQLite(t)
+	clock := &fakeClock{t: time.Unix(1_900_000_000, 0)}
+	cfg := Config{Now: clock.Now, DPoPTokenNonce: true, JWKSMaxAge: 10 * time.Second}
+	a1 := newAuth(t, openStore(t, dburl), cfg)
+	a2 := newAuth(t, openStore(t, dburl), cfg)
+	before := a2.keys.Load().tokenNonces.Nonce()
+	if _, err := a1.RotateKeys(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(a1.keys.Load().signers) != 2 {
+		t.Fatal("a1 did not load the new key")
+	}
+	during := a1.keys.Load().tokenNonces.Nonce()
+	if during != before {
+		t.Errorf("a nonce made with a key not yet in use")
+	}
+	clock.Add(10 * time.Second) // the new key signs from now on
+	n1 := a1.keys.Load().tokenNonces
+	after := n1.Nonce()
+	if after == n1.make(n1.keys[0].mac, n1.bucket(clock.Now())) {
+		t.Errorf("the new key does not make nonces once it signs")
+	}
+	for _, n := range []string{before, during, after} {
+		if _, err := a1.keys.Load().tokenNonces.check(n); err != nil {
+			t.Errorf("a1 refused %s: %v", n, err)
 		}
 	}
 }

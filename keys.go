@@ -138,14 +138,15 @@ func buildKeySet(stored []signingKey, cfg Config) (*keySet, error) {
 
 // dpopNonceKeys makes the key set's DPoP nonces. Their HMAC keys are
 // derived (HKDF, one label a purpose) from the private signing keys: what
-// every instance on the store already shares, and only they. The newest
-// key makes nonces; every key in the set checks them, so a rotation does
-// not invalidate them and a retired key's nonces end with it (one
-// use_dpop_nonce retry).
+// every instance on the store already shares, and only they. Each key in
+// the set checks nonces, and the one that signs makes them (from its
+// activation on, which every instance has known of for JWKSMaxAge by
+// then), so a staged rotation invalidates no nonce; a retired key's
+// nonces end with it (one use_dpop_nonce retry).
 func (ks *keySet) dpopNonceKeys(cfg Config) error {
 	var secrets [][]byte
-	for i := len(ks.signers) - 1; i >= 0; i-- {
-		s := ks.signers[i]
+	var from []time.Time
+	for _, s := range ks.signers { // oldest activation first
 		b, ok := s.private.([]byte) // HS256
 		if !ok {
 			var err error
@@ -154,9 +155,10 @@ func (ks *keySet) dpopNonceKeys(cfg Config) error {
 			}
 		}
 		secrets = append(secrets, b)
+		from = append(from, s.activateAt)
 	}
-	ks.tokenNonces = newDPoPNonces(secrets, "token", cfg.DPoPWindow, cfg.Now)
-	ks.resourceNonces = newDPoPNonces(secrets, "resource", cfg.DPoPWindow, cfg.Now)
+	ks.tokenNonces = newDPoPNonces(secrets, from, "token", cfg.DPoPWindow, cfg.Now)
+	ks.resourceNonces = newDPoPNonces(secrets, from, "resource", cfg.DPoPWindow, cfg.Now)
 	return nil
 }
 
