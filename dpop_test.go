@@ -448,3 +448,34 @@ func (s *dpopJTIs) len() int {
 	}
 	return n
 }
+
+// TestDPoPResourceReplay: at a resource (a proof with an access token) an
+// Authenticator remembers jtis in its process by default, so a replay to
+// the same instance is refused and one to another instance passes there;
+// with Config.DPoPSharedReplay every instance refuses it.
+func TestDPoPResourceReplay(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dburl string) {
+		for _, shared := range []bool{false, true} {
+			clock := &fakeClock{t: time.Unix(1_900_000_000, 0)}
+			cfg := Config{Now: clock.Now, DPoPSharedReplay: shared}
+			a1 := newAuth(t, openStore(t, dburl), cfg)
+			a2 := newAuth(t, openStore(t, dburl), cfg)
+			k := newDPoPKey(t, jose.ES256)
+			const tok = "eyJ.token.x"
+			c := dpopClaimsAt(clock.Now(), "GET", "https://api.test/notes")
+			c["ath"] = AccessTokenHash(tok)
+			p := k.proof(t, c, nil)
+			req := DPoPRequest{Method: "GET", URL: mustURL("https://api.test/notes"), AccessToken: tok}
+			if _, err := a1.CheckDPoPProof(context.Background(), p, req); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a1.CheckDPoPProof(context.Background(), p, req); !errors.Is(err, ErrInvalidDPoPProof) {
+				t.Fatalf("shared %v: a replay to the same instance: %v", shared, err)
+			}
+			_, err := a2.CheckDPoPProof(context.Background(), p, req)
+			if shared && !errors.Is(err, ErrInvalidDPoPProof) || !shared && err != nil {
+				t.Fatalf("shared %v: a replay to another instance: %v", shared, err)
+			}
+		}
+	})
+}
