@@ -148,8 +148,11 @@ func (st *state) loadInBackground(ctx context.Context, store Store, now, deleted
 		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 			revoked, counts, err := loadRevocations(ctx, store, now)
 			if err == nil {
+				// Counted before the merge: after it the set may be the
+				// state's, written under its lock by revocations.
+				n := revoked.len()
 				st.mergeLoaded(revoked, counts)
-				if revoked.len() >= bigLoad {
+				if n >= bigLoad {
 					// The load's garbage (the driver's rows, about as much
 					// again as the set) would otherwise be held by the
 					// process for minutes, until the runtime's scavenger
