@@ -94,6 +94,10 @@ func libraryConfig(cfg config, log *slog.Logger) authsvc.Config {
 		MaxChanges:              cfg.MaxChanges,
 		ClientCacheSize:         cfg.ClientCache,
 		MaxAssertionLifetime:    cfg.AssertionMaxLifetime,
+
+		DPoPTokenNonce:    cfg.DPoPNonce == "token" || cfg.DPoPNonce == "all",
+		DPoPResourceNonce: cfg.DPoPNonce == "resource" || cfg.DPoPNonce == "all",
+		DPoPSharedReplay:  cfg.DPoPReplay == "store",
 	}
 	if cfg.SigningAlg == authsvc.AlgHS256 {
 		c.HMACSecret = []byte(cfg.HMACSecret)

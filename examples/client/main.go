@@ -7,12 +7,18 @@
 //	client -client-id notes-client -key-file key.pem -key-id k1 -text "hello"
 //	# workload identity federation: the platform's token (Kubernetes rotates it)
 //	client -token-file /var/run/secrets/tokens/authd-token -text "hello"
+//
+// With -dpop (or CLIENT_DPOP=1) its tokens are DPoP-bound (RFC 9449) to a
+// key it makes at start, and every request carries a fresh proof; server
+// nonces are handled (clientauth.DPoP).
 package main
 
 import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -24,6 +30,7 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/authsvc/authsvc/clientauth"
@@ -46,25 +53,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	keyFile := fs.String("key-file", "", "private_key_jwt: the client's private key, PKCS#8 PEM (Ed25519, P-256 or RSA)")
 	keyID := fs.String("key-id", "", "private_key_jwt: the key's kid in the client's registered JWK Set")
 	tokenFile := fs.String("token-file", "", "federation: the platform's token (a Kubernetes projected token), read at every refresh")
+	useDPoP := fs.Bool("dpop", os.Getenv("CLIENT_DPOP") == "1", "DPoP-bound tokens, with a key made at start (or CLIENT_DPOP=1)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	// Each Client fetches a token, adds it to every request, and renews it
-	// before it expires.
-	var hc *http.Client
+	// With DPoP, token requests carry a proof (the tokens are bound to the
+	// key), and so does every request that uses a token.
+	var dp *clientauth.DPoP
+	if *useDPoP {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			fmt.Fprintln(stderr, "client:", err)
+			return 1
+		}
+		dp = &clientauth.DPoP{Key: key}
+		ctx = dp.TokenContext(ctx)
+	}
+	// Each token source fetches a token and renews it before it expires.
+	var ts oauth2.TokenSource
 	switch {
 	case *tokenFile != "":
-		hc = (&clientauth.TokenFile{TokenURL: *tokenURL, Path: *tokenFile, ClientID: *id, Scopes: strings.Fields(*scope)}).Client(ctx)
+		ts = (&clientauth.TokenFile{TokenURL: *tokenURL, Path: *tokenFile, ClientID: *id, Scopes: strings.Fields(*scope)}).TokenSource(ctx)
 	case *keyFile != "":
 		key, err := readKey(*keyFile)
 		if err != nil {
 			fmt.Fprintln(stderr, "client:", err)
 			return 1
 		}
-		hc = (&clientauth.PrivateKeyJWT{ClientID: *id, TokenURL: *tokenURL, Key: key, KeyID: *keyID, Scopes: strings.Fields(*scope)}).Client(ctx)
+		ts = (&clientauth.PrivateKeyJWT{ClientID: *id, TokenURL: *tokenURL, Key: key, KeyID: *keyID, Scopes: strings.Fields(*scope)}).TokenSource(ctx)
 	default:
 		cfg := clientcredentials.Config{ClientID: *id, ClientSecret: *secret, TokenURL: *tokenURL, Scopes: strings.Fields(*scope)}
-		hc = cfg.Client(ctx)
+		ts = cfg.TokenSource(ctx)
+	}
+	// The client adds the token to every request (Authorization: Bearer,
+	// or DPoP with a proof).
+	hc := oauth2.NewClient(ctx, ts)
+	if dp != nil {
+		hc = dp.Client(ctx, ts)
 	}
 	if *text != "" {
 		body, _ := json.Marshal(map[string]string{"text": *text})
