@@ -151,6 +151,17 @@ func TestDPoPEndToEnd(t *testing.T) {
 		if s, hd, b := call(t, "GET", ts.url+"/verify?scope=notes:read", "", h); s != 200 || hd.Get("X-Auth-Subject") != id {
 			t.Fatalf("gateway with DPoP: %d %v %v", s, hd, b)
 		}
+		// The seed's POST /verify takes the DPoP scheme the same way and
+		// answers the claims.
+		hp := fwd("POST", "/notes")
+		hp.Set("DPoP", key.proof("POST", "https://app.test/notes", tok))
+		if s, _, b := call(t, "POST", ts.url+"/verify", "", hp); s != 200 || b["sub"] != id {
+			t.Fatalf("POST /verify with DPoP: %d %v", s, b)
+		}
+		hp.Set("DPoP", key.proof("GET", "https://app.test/notes", tok))
+		if s, hd, _ := call(t, "POST", ts.url+"/verify", "", hp); s != 401 || !strings.Contains(hd.Get("WWW-Authenticate"), "invalid_dpop_proof") {
+			t.Fatalf("POST /verify with a proof for another method: %d %v", s, hd)
+		}
 		envoy := http.Header{"Authorization": {"DPoP " + tok}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.test"},
 			"Dpop": {key.proof("DELETE", "https://app.test/notes/1", tok)}}
 		if s, _, b := call(t, "DELETE", ts.url+"/verify/notes/1?x=y", "", envoy); s != 200 {

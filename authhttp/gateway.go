@@ -154,8 +154,12 @@ func (h *handler) forwardAuthSubtree(w http.ResponseWriter, r *http.Request) {
 // to the scope and audience parameters and sets the X-Auth-* headers, so a
 // gateway that sends its sub-request as POST is not let through on a weaker
 // check than GET would make.
+//
+// A token of the DPoP scheme takes the gateway's way with or without a
+// query: its proof is checked against the request the caller names in the
+// X-Forwarded-* headers, as for GET.
 func (h *handler) verifyPost(w http.ResponseWriter, r *http.Request) {
-	if r.URL.RawQuery == "" {
+	if _, err := authsvc.DPoPToken(r); r.URL.RawQuery == "" && err != nil && !errors.Is(err, authsvc.ErrInvalidToken) {
 		h.verify(w, r)
 		return
 	}
