@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -43,9 +44,16 @@ type assertionClaims struct {
 // kept whole (rounded down); 0 when absent.
 type numeric int64
 
+// UnmarshalJSON reads a JSON value, which encoding/json has checked (so a
+// number here is one in JSON's syntax, which strconv.ParseFloat reads as
+// encoding/json would); null is 0.
 func (n *numeric) UnmarshalJSON(b []byte) error {
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil || f < 0 || f > math.MaxInt32*100 {
+	if string(b) == "null" {
+		*n = 0
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || f < 0 || f > math.MaxInt32*100 {
 		return errors.New("a time claim must be a number of seconds")
 	}
 	*n = numeric(f)

@@ -92,8 +92,12 @@ func FuzzParseDPoPProof(f *testing.F) {
 	f.Add("a.b.c")
 	f.Add(enc.EncodeToString([]byte(`{"typ":"dpop+jwt","alg":"none"}`)) + ".e30.")
 	f.Add(enc.EncodeToString([]byte(`{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"AA","y":"AA","d":"AA"}}`)) + ".e30.AA")
+	var headers dpopHeaders // the second parse reads the header from it
 	f.Fuzz(func(t *testing.T, s string) {
-		p, err := parseDPoPProof(s)
+		p, err := parseDPoPProof(s, &headers)
+		if q, err2 := parseDPoPProof(s, &headers); (err == nil) != (err2 == nil) || err == nil && (p.alg != q.alg || p.jkt != q.jkt || p.claims != q.claims) {
+			t.Fatalf("parsed differently the second time: %v, then %v", err, err2)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalidDPoPProof) || ErrorMessage(err) == "" {
 				t.Fatalf("refused without a message: %v", err)
@@ -103,8 +107,35 @@ func FuzzParseDPoPProof(f *testing.F) {
 		if len(s) > MaxDPoPProofLen || !slices.Contains(DPoPAlgorithms, p.alg) || !p.key.allows(p.alg) {
 			t.Fatalf("parsed %q with alg %q", s, p.alg)
 		}
-		if p.key.thumbprint() == "" {
+		if p.jkt == "" || p.jkt != p.key.thumbprint() {
 			t.Fatal("no thumbprint")
+		}
+	})
+}
+
+// FuzzDPoPClaims: the fast reading of a proof's claims agrees with
+// encoding/json on everything it accepts, and parseDPoPClaims with
+// json.Unmarshal on everything.
+func FuzzDPoPClaims(f *testing.F) {
+	f.Add(`{"jti":"j1","htm":"GET","htu":"https://a.test/x","iat":1900000000,"ath":"abc","nonce":"n"}`)
+	f.Add(`{"jti":"j1","iat":1.9e9,"extra":"x","n":-0.5}`)
+	f.Add(` { } `)
+	f.Add(`{"JTI":"a","jti":"b"}`)
+	f.Add(`{"jti":"a","jti":"b"}`)
+	f.Add(`{"iat":"1900000000"}`)
+	f.Add(`{"jti":1}`)
+	f.Add(`{"jti":"\u0041","x":[1,{"y":null}],"iat":null}`)
+	f.Add(`{"iat":01}`)
+	f.Add(`{"iat":1e400}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		var fast, std, both dpopClaims
+		stdErr := json.Unmarshal([]byte(s), &std)
+		if readDPoPClaims([]byte(s), &fast) && (stdErr != nil || fast != std) {
+			t.Fatalf("%q: fast %+v, encoding/json %+v %v", s, fast, std, stdErr)
+		}
+		err := parseDPoPClaims([]byte(s), &both)
+		if (err == nil) != (stdErr == nil) || err == nil && both != std {
+			t.Fatalf("%q: parseDPoPClaims %+v %v, encoding/json %+v %v", s, both, err, std, stdErr)
 		}
 	})
 }

@@ -20,7 +20,8 @@ type TokenRequest struct {
 	// DPoP is the request's DPoP header (RFC 9449 §5), if it had one: the
 	// token is then bound to the proof's key (cnf.jkt) and its type is
 	// "DPoP". The proof is checked, after the client, against a POST to
-	// TokenEndpoint; a bad proof is ErrInvalidDPoPProof.
+	// TokenEndpoint; a bad proof is ErrInvalidDPoPProof, one without a
+	// server nonce that Config.DPoPTokenNonce requires ErrUseDPoPNonce.
 	DPoP string
 	// TokenEndpoint is the token endpoint's URL as the client addressed
 	// it (discovery's token_endpoint): a DPoP proof's htu.
@@ -41,12 +42,19 @@ type Token struct {
 	Scopes      []string
 	ClientID    string
 	IsAdmin     bool
+	// DPoPNonce, when not empty, is a fresh DPoP server nonce for the
+	// client (the DPoP-Nonce response header): the one its proof carried
+	// expires soon.
+	DPoPNonce string
 }
 
 // Authenticate checks a client's credentials and issues an access token.
 // An unknown client_id and a wrong secret both give ErrInvalidClient, in
 // about the same time.
 func (a *Authenticator) Authenticate(ctx context.Context, clientID, secret string, req TokenRequest) (*Token, error) {
+	if err := a.dpopNonceFirst(req); err != nil {
+		return nil, err
+	}
 	c, err := a.AuthenticateClient(ctx, clientID, secret)
 	if err != nil {
 		return nil, err

@@ -35,6 +35,9 @@ type ClientAssertion struct {
 // ErrInvalidClient with a Message that says why (ErrorMessage); a store
 // that cannot be reached is ErrUnavailable.
 func (a *Authenticator) AuthenticateAssertion(ctx context.Context, ca ClientAssertion, req TokenRequest) (*Token, error) {
+	if err := a.dpopNonceFirst(req); err != nil {
+		return nil, err
+	}
 	c, err := a.AuthenticateClientAssertion(ctx, ca)
 	if err != nil {
 		return nil, err
@@ -293,7 +296,7 @@ func (a *Authenticator) grant(ctx context.Context, c *Client, req TokenRequest) 
 	if err != nil {
 		return nil, err
 	}
-	var jkt, x5t string
+	var jkt, x5t, nonce string
 	if c.TLSClientCertificateBoundAccessTokens {
 		switch {
 		case req.ClientCertificate == nil:
@@ -322,12 +325,13 @@ func (a *Authenticator) grant(ctx context.Context, c *Client, req TokenRequest) 
 		if err != nil {
 			return nil, err
 		}
-		jkt = p.Thumbprint
+		jkt, nonce = p.Thumbprint, p.Nonce
 	}
 	tok, err := a.issue(c, scopes, aud, binding{jkt: jkt, x5t: x5t})
 	if err != nil {
 		return nil, err
 	}
+	tok.DPoPNonce = nonce
 	a.stats.tokensIssued.Add(1) // counted once issued: not a refused scope or audience
 	return tok, nil
 }

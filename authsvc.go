@@ -84,6 +84,26 @@ type Config struct {
 	// whose public key is one of its registered keys (jwks or jwks_uri).
 	SelfSignedClientCerts bool
 
+	// DPoPTokenNonce requires a server nonce (RFC 9449 §8) in DPoP proofs
+	// at the token endpoint, and DPoPResourceNonce (§9) in proofs checked
+	// with an access token (CheckDPoPProof: authhttp's GET /verify,
+	// Middleware): a proof without a current nonce is refused with a
+	// *DPoPNonceError naming one. Nonces are stateless, valid for one to
+	// two DPoPWindows, and keyed by a key derived from the signing keys,
+	// so every instance on the store accepts every other's without a
+	// store round trip. Off by default.
+	DPoPTokenNonce    bool
+	DPoPResourceNonce bool
+
+	// DPoPSharedReplay records the jti of every DPoP proof checked with an
+	// access token (CheckDPoPProof at a resource: GET /verify, Middleware)
+	// in the store, as the token endpoint's always are, so that a proof
+	// replayed to another instance within DPoPWindow is refused there too.
+	// Off by default: those jtis are remembered in this process only (RFC
+	// 9449 §11.1 lets a server keep its own window), since the store write
+	// is most of a DPoP request's cost (docs/performance.md).
+	DPoPSharedReplay bool
+
 	// Logger receives the library's few log lines (legacy hash upgrades,
 	// store errors). Nil means no logging. Secrets and tokens are never logged.
 	Logger *slog.Logger
@@ -173,6 +193,7 @@ type Authenticator struct {
 	cfg      Config
 	hasher   *secretHasher
 	keys     atomic.Pointer[keySet]
+	dpop     dpopState // DPoP headers read, and resource proofs' jtis (unless Config.DPoPSharedReplay)
 	state    *state
 	known    *knownAddrs // who authenticated from where (known.go)
 	fetcher  *keyFetcher // keys of jwks_uris and trusted issuers (keyfetch.go)

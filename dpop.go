@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"hash/maphash"
 	"net"
 	"net/url"
 	"slices"
@@ -56,6 +57,11 @@ type DPoPRequest struct {
 	// proof: the proof's ath must be its hash. Empty at the token
 	// endpoint, where a proof with an ath is refused.
 	AccessToken string
+	// Nonces, when set, requires the proof to carry a server nonce they
+	// made that has not expired (RFC 9449 §8, §9); else the check fails
+	// with a *DPoPNonceError naming the nonce to use. Nil: none is
+	// required (an Authenticator then applies its Config).
+	Nonces *DPoPNonces
 }
 
 // DPoPProof is a checked proof.
@@ -65,15 +71,24 @@ type DPoPProof struct {
 	Thumbprint string
 	ID         string    // jti
 	IssuedAt   time.Time // iat
+	// Nonce, when not empty, is a fresh server nonce to send the client
+	// in the DPoP-Nonce response header: the one its proof carried
+	// expires soon.
+	Nonce string
 }
 
-// dpopProof is a parsed, not yet verified, DPoP proof.
+// dpopProof is a parsed DPoP proof whose signature verifies.
 type dpopProof struct {
-	alg    string
-	key    publicJWK
-	signed string
-	sig    []byte
+	*dpopHeader
 	claims dpopClaims
+}
+
+// dpopHeader is a proof's JOSE header, read: its alg, its key and the
+// key's thumbprint.
+type dpopHeader struct {
+	alg string
+	key publicJWK
+	jkt string
 }
 
 type dpopClaims struct {
@@ -82,6 +97,7 @@ type dpopClaims struct {
 	URI      string  `json:"htu"`
 	IssuedAt numeric `json:"iat"`
 	ATH      string  `json:"ath"`
+	Nonce    string  `json:"nonce"`
 }
 
 // dpopError refuses a proof with a message its sender may be shown.
@@ -89,10 +105,46 @@ func dpopError(format string, args ...any) error {
 	return refuse(ErrInvalidDPoPProof, format, args...)
 }
 
+// dpopHeaders remembers the headers of proofs that verified, by their
+// bytes: a client signs its proofs with one key, so each of its proofs
+// has the same header, which is then read (base64, JSON, the jwk, the
+// thumbprint) once. It is bounded (emptied when full), and a header goes
+// in only once a proof with it verifies, so strangers cannot fill it for
+// free. The zero value is ready; a nil one remembers nothing.
+type dpopHeaders struct {
+	mu sync.RWMutex // guards m
+	m  map[string]*dpopHeader
+}
+
+// maxDPoPHeaders bounds dpopHeaders: at most ~8 MB of headers.
+const maxDPoPHeaders = 1024
+
+func (c *dpopHeaders) get(h string) *dpopHeader {
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.m[h]
+}
+
+func (c *dpopHeaders) put(h string, dh *dpopHeader) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxDPoPHeaders {
+		c.m = make(map[string]*dpopHeader)
+	}
+	c.m[h] = dh
+}
+
 // parseDPoPProof reads a proof of at most MaxDPoPProofLen bytes: typ
 // dpop+jwt, an alg of DPoPAlgorithms, a public jwk that alg fits, and its
-// signature by that key. Its claims are read, not yet judged.
-func parseDPoPProof(s string) (*dpopProof, error) {
+// signature by that key. Its claims are read, not yet judged. Headers
+// (when not nil) has the headers read before.
+func parseDPoPProof(s string, headers *dpopHeaders) (*dpopProof, error) {
 	if s == "" || len(s) > MaxDPoPProofLen {
 		return nil, dpopError("the DPoP proof must be 1 to %d bytes", MaxDPoPProofLen)
 	}
@@ -102,10 +154,37 @@ func parseDPoPProof(s string) (*dpopProof, error) {
 		return nil, dpopError("the DPoP proof is not a JWS in compact form (three base64url parts)")
 	}
 	enc := base64.RawURLEncoding
-	hb, err1 := enc.DecodeString(h)
-	pb, err2 := enc.DecodeString(p)
-	sb, err3 := enc.DecodeString(sig)
-	if err1 != nil || err2 != nil || err3 != nil {
+	pb, err1 := enc.DecodeString(p)
+	sb, err2 := enc.DecodeString(sig)
+	if err1 != nil || err2 != nil {
+		return nil, dpopError("the DPoP proof is not a JWS: a part is not base64url")
+	}
+	dh := headers.get(h)
+	known := dh != nil
+	if !known {
+		var err error
+		if dh, err = parseDPoPHeader(h); err != nil {
+			return nil, err
+		}
+	}
+	if signingMethods[dh.alg].Verify(s[:len(h)+1+len(p)], sb, dh.key.key) != nil {
+		return nil, dpopError("the DPoP proof's signature does not verify with its jwk")
+	}
+	if !known {
+		headers.put(h, dh)
+	}
+	pr := &dpopProof{dpopHeader: dh}
+	if err := parseDPoPClaims(pb, &pr.claims); err != nil {
+		return nil, dpopError("the DPoP proof's claims are malformed (jti, htm, htu, ath and nonce strings; iat a number)")
+	}
+	return pr, nil
+}
+
+// parseDPoPHeader reads a proof's JOSE header (base64url): typ dpop+jwt,
+// an alg of DPoPAlgorithms, no crit, and a public jwk that alg fits.
+func parseDPoPHeader(h string) (*dpopHeader, error) {
+	hb, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
 		return nil, dpopError("the DPoP proof is not a JWS: a part is not base64url")
 	}
 	var header struct {
@@ -137,24 +216,18 @@ func parseDPoPProof(s string) (*dpopProof, error) {
 	if !key.allows(header.Alg) {
 		return nil, dpopError("the DPoP proof's alg %s does not fit its %s key", header.Alg, header.JWK.Kty)
 	}
-	pr := &dpopProof{alg: header.Alg, key: key, signed: s[:len(h)+1+len(p)], sig: sb}
-	if signingMethods[pr.alg].Verify(pr.signed, pr.sig, key.key) != nil {
-		return nil, dpopError("the DPoP proof's signature does not verify with its jwk")
-	}
-	if err := json.Unmarshal(pb, &pr.claims); err != nil {
-		return nil, dpopError("the DPoP proof's claims are malformed (jti, htm, htu and ath strings; iat a number)")
-	}
-	return pr, nil
+	return &dpopHeader{alg: header.Alg, key: key, jkt: key.thumbprint()}, nil
 }
 
 // dpopReplay records a proof's (thumbprint, jti) until a time, reporting
 // whether it is its first use.
 type dpopReplay func(ctx context.Context, jkt, jti string, until, now time.Time) (bool, error)
 
-// checkDPoPProof parses proof and judges it against req at now: htm, htu,
-// iat within window, ath, and a jti not used before (by replay).
-func checkDPoPProof(ctx context.Context, proof string, req DPoPRequest, now time.Time, window time.Duration, replay dpopReplay) (*DPoPProof, error) {
-	pr, err := parseDPoPProof(proof)
+// checkDPoPProof parses proof (with headers, which may be nil) and judges
+// it against req at now: htm, htu, iat within window, ath, the nonce, and
+// a jti not used before (by replay).
+func checkDPoPProof(ctx context.Context, proof string, req DPoPRequest, now time.Time, window time.Duration, headers *dpopHeaders, replay dpopReplay) (*DPoPProof, error) {
+	pr, err := parseDPoPProof(proof, headers)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +258,15 @@ func checkDPoPProof(ctx context.Context, proof string, req DPoPRequest, now time
 			return nil, dpopError("the DPoP proof's ath is not the hash of the access token presented with it")
 		}
 	}
-	jkt := pr.key.thumbprint()
+	var next string
+	if req.Nonces != nil {
+		// Judged after the rest, so that a proof that is wrong anyway is
+		// refused as such, and before the jti is used up.
+		if next, err = req.Nonces.check(cl.Nonce); err != nil {
+			return nil, err
+		}
+	}
+	jkt := pr.jkt
 	// A proof stays usable until its iat leaves the window.
 	fresh, err := replay(ctx, jkt, cl.ID, iat.Add(window), now)
 	if err != nil {
@@ -194,7 +275,7 @@ func checkDPoPProof(ctx context.Context, proof string, req DPoPRequest, now time
 	if !fresh {
 		return nil, dpopError("replay: this DPoP proof (jti %q) was used before; make a fresh proof for each request", clipText(cl.ID))
 	}
-	return &DPoPProof{Thumbprint: jkt, ID: cl.ID, IssuedAt: iat}, nil
+	return &DPoPProof{Thumbprint: jkt, ID: cl.ID, IssuedAt: iat, Nonce: next}, nil
 }
 
 // AccessTokenHash is a DPoP proof's ath for token: base64url(SHA-256).
@@ -261,14 +342,28 @@ func (k publicJWK) thumbprint() string {
 
 // CheckDPoPProof checks a DPoP proof (the DPoP request header) against the
 // request it came with, at the token endpoint (req.AccessToken empty) or
-// at a resource server. A jti is refused on every instance sharing the
-// store for as long as its proof's iat is within Config.DPoPWindow. The
+// at a resource server. A jti is refused a second time for as long as its
+// proof's iat is within Config.DPoPWindow: at the token endpoint on every
+// instance sharing the store; at a resource by this process, or with
+// Config.DPoPSharedReplay by every instance (a store write each). The
 // proof's key is not compared with any token's cnf: the caller does that
-// with the returned Thumbprint (Middleware does). Errors wrap
-// ErrInvalidDPoPProof, or ErrUnavailable when the store cannot record the
-// jti.
+// with the returned Thumbprint (Middleware does). Without req.Nonces, a
+// server nonce is required as Config.DPoPTokenNonce and DPoPResourceNonce
+// say. Errors wrap ErrInvalidDPoPProof, ErrUseDPoPNonce, or ErrUnavailable
+// when the store cannot record the jti.
 func (a *Authenticator) CheckDPoPProof(ctx context.Context, proof string, req DPoPRequest) (*DPoPProof, error) {
-	return checkDPoPProof(ctx, proof, req, a.now(), a.cfg.DPoPWindow, a.useDPoPJTI)
+	if req.Nonces == nil {
+		if ks := a.keys.Load(); req.AccessToken == "" && a.cfg.DPoPTokenNonce {
+			req.Nonces = ks.tokenNonces
+		} else if req.AccessToken != "" && a.cfg.DPoPResourceNonce {
+			req.Nonces = ks.resourceNonces
+		}
+	}
+	replay := a.useDPoPJTI
+	if req.AccessToken != "" && !a.cfg.DPoPSharedReplay {
+		replay = a.dpop.seen.use
+	}
+	return checkDPoPProof(ctx, proof, req, a.now(), a.cfg.DPoPWindow, &a.dpop.headers, replay)
 }
 
 // useDPoPJTI records a proof's jti in the table of used assertion ids,
@@ -278,52 +373,91 @@ func (a *Authenticator) useDPoPJTI(ctx context.Context, jkt, jti string, until, 
 	return a.store.useJTI(ctx, "dpop "+jkt, jti, until, now)
 }
 
-// dpopJTIs is a per-process replay window for proofs checked without a
-// store (RemoteVerifier): each (thumbprint, jti) until its proof's iat
-// leaves the window. Instances do not share it.
-type dpopJTIs struct {
-	mu    sync.Mutex           // guards seen and swept
-	seen  map[string]time.Time // thumbprint + " " + jti → until
-	swept time.Time            // expired entries were last deleted
+// dpopState is what a checker of proofs keeps in its process: the
+// headers it has read and its replay window.
+type dpopState struct {
+	headers dpopHeaders
+	seen    dpopJTIs
 }
 
-// maxDPoPJTIs bounds dpopJTIs (about 100 bytes an entry): beyond it, new
-// proofs are refused until entries expire (fail closed), rather than
-// memory growing without end.
-const maxDPoPJTIs = 1 << 20
+// dpopJTIs is a per-process replay window for proofs: each (thumbprint,
+// jti) is remembered, as a 64-bit hash, at least until its proof's iat
+// leaves the window. Instances do not share it. It is sharded, one lock a
+// shard, so that concurrent checks rarely wait, and time-bucketed: an
+// entry goes into the bucket of its expiry (jtiBucket wide), and a bucket
+// is dropped whole once its time has passed, so no request pays for a
+// sweep. A hash collision (about one in 2^64 per pair) refuses a good
+// proof: it fails closed. The zero value is ready.
+type dpopJTIs struct {
+	seedOnce sync.Once
+	seed     maphash.Seed
+	shards   [jtiShards]jtiShard
+}
+
+type jtiShard struct {
+	mu      sync.Mutex                    // guards buckets and n
+	buckets map[int64]map[uint64]struct{} // by expiry, in jtiBucket units
+	n       int                           // entries in buckets
+}
+
+const (
+	jtiShards = 64
+	jtiBucket = 10 * time.Second
+	// maxDPoPJTIs bounds dpopJTIs (about 20 bytes an entry): beyond it, a
+	// shard refuses new proofs until its oldest bucket expires (fail
+	// closed), rather than memory growing without end.
+	maxDPoPJTIs = 1 << 22
+)
+
+// drop deletes the buckets whose time has passed at now.
+func (sh *jtiShard) drop(now time.Time) {
+	cur := now.UnixNano() / int64(jtiBucket)
+	for b, set := range sh.buckets {
+		if b < cur {
+			sh.n -= len(set)
+			delete(sh.buckets, b)
+		}
+	}
+}
 
 func (s *dpopJTIs) use(_ context.Context, jkt, jti string, until, now time.Time) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.seen == nil {
-		s.seen = make(map[string]time.Time)
+	s.seedOnce.Do(func() { s.seed = maphash.MakeSeed() })
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteString(jkt)
+	h.WriteByte(0)
+	h.WriteString(jti)
+	k := h.Sum64()
+	sh := &s.shards[k%jtiShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.buckets == nil {
+		sh.buckets = make(map[int64]map[uint64]struct{})
 	}
-	k := jkt + " " + jti
-	if t, ok := s.seen[k]; ok && !t.Before(now) {
-		return false, nil
-	}
-	// Expired entries go once a minute, or once a second when the map is
-	// full: a sweep costs a pass over the map, which must not be paid on
-	// every request.
-	if since := now.Sub(s.swept); since >= time.Minute || since < 0 || (len(s.seen) >= maxDPoPJTIs && since >= time.Second) {
-		for k, t := range s.seen {
-			if t.Before(now) {
-				delete(s.seen, k)
-			}
+	sh.drop(now)
+	for _, set := range sh.buckets { // a handful: the window over jtiBucket
+		if _, ok := set[k]; ok {
+			return false, nil
 		}
-		s.swept = now
 	}
-	if len(s.seen) >= maxDPoPJTIs {
+	if sh.n >= maxDPoPJTIs/jtiShards {
 		return false, wrapErr(ErrUnavailable, "too many DPoP proofs within the window")
 	}
-	s.seen[k] = until
+	b := (until.UnixNano() + int64(jtiBucket) - 1) / int64(jtiBucket) // rounded up: kept at least until then
+	set := sh.buckets[b]
+	if set == nil {
+		set = make(map[uint64]struct{})
+		sh.buckets[b] = set
+	}
+	set[k] = struct{}{}
+	sh.n++
 	return true, nil
 }
 
-// dpopChallenge is the WWW-Authenticate challenge of RFC 9449 §7.1: the
+// DPoPChallenge is the WWW-Authenticate challenge of RFC 9449 §7.1: the
 // realm, the error code when there is one, and the accepted algorithms.
-// None of them comes from the request.
-func dpopChallenge(realm, errCode string) string {
+// Neither realm nor errCode may come from the request.
+func DPoPChallenge(realm, errCode string) string {
 	c := `DPoP realm="` + realm + `"`
 	if errCode != "" {
 		c += `, error="` + errCode + `"`

@@ -69,6 +69,10 @@ type keySet struct {
 	// byHeader finds a key by the exact header segment it signs with: the
 	// fast path of parse for the tokens this service issued.
 	byHeader map[string]*signer
+	// The DPoP server nonces of the token endpoint and of resources,
+	// keyed by keys derived from the signing keys' private parts, which
+	// every instance holds and no one else does (dpopNonceKeys).
+	tokenNonces, resourceNonces *DPoPNonces
 }
 
 // current returns the newest signer whose activation time has come (or the
@@ -90,7 +94,7 @@ func loadKeySet(ctx context.Context, store Store, cfg Config) (*keySet, error) {
 		s := &signer{alg: AlgHS256, method: jwt.SigningMethodHS256, private: cfg.HMACSecret}
 		ks := &keySet{signers: []*signer{s}, byKid: map[string]*signer{"": s}, methods: []string{AlgHS256}, jwks: []byte(`{"keys":[]}`)}
 		ks.buildParsers(cfg)
-		return ks, nil
+		return ks, ks.dpopNonceKeys(cfg)
 	}
 	stored, err := store.ensureSigningKey(ctx, cfg.SigningAlg, func() (signingKey, error) {
 		now := cfg.Now()
@@ -129,7 +133,33 @@ func buildKeySet(stored []signingKey, cfg Config) (*keySet, error) {
 		return nil, err
 	}
 	ks.buildParsers(cfg)
-	return ks, nil
+	return ks, ks.dpopNonceKeys(cfg)
+}
+
+// dpopNonceKeys makes the key set's DPoP nonces. Their HMAC keys are
+// derived (HKDF, one label a purpose) from the private signing keys: what
+// every instance on the store already shares, and only they. Each key in
+// the set checks nonces, and the one that signs makes them (from its
+// activation on, which every instance has known of for JWKSMaxAge by
+// then), so a staged rotation invalidates no nonce; a retired key's
+// nonces end with it (one use_dpop_nonce retry).
+func (ks *keySet) dpopNonceKeys(cfg Config) error {
+	var secrets [][]byte
+	var from []time.Time
+	for _, s := range ks.signers { // oldest activation first
+		b, ok := s.private.([]byte) // HS256
+		if !ok {
+			var err error
+			if b, err = x509.MarshalPKCS8PrivateKey(s.private); err != nil {
+				return fmt.Errorf("authsvc: the DPoP nonce key of %s: %w", s.kid, err)
+			}
+		}
+		secrets = append(secrets, b)
+		from = append(from, s.activateAt)
+	}
+	ks.tokenNonces = newDPoPNonces(secrets, from, "token", cfg.DPoPWindow, cfg.Now)
+	ks.resourceNonces = newDPoPNonces(secrets, from, "resource", cfg.DPoPWindow, cfg.Now)
+	return nil
 }
 
 func (ks *keySet) buildParsers(cfg Config) {

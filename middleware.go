@@ -127,11 +127,11 @@ func WithDPoPURL(f func(r *http.Request) *url.URL) MiddlewareOption {
 }
 
 // WithDPoPReplayInProcess remembers DPoP proofs' jtis in this process only
-// (DefaultDPoPWindow, on the real clock), even with an Authenticator, whose
-// own check records each jti in the store so that every instance refuses
-// a replay. That store write is most of a DPoP request's cost
-// (docs/performance.md); in process, a proof replayed to another instance
-// within the window passes there.
+// (DefaultDPoPWindow, on the real clock), even with an Authenticator whose
+// Config.DPoPSharedReplay records them in the store so that every instance
+// refuses a replay. (Without that setting an Authenticator keeps them in
+// the process already.) A proof replayed to another instance within the
+// window passes there.
 func WithDPoPReplayInProcess() MiddlewareOption {
 	return func(m *middleware) { m.dpop = &localDPoP{} }
 }
@@ -143,6 +143,17 @@ func WithDPoPReplayInProcess() MiddlewareOption {
 // address, the certificate is the request's own TLS connection's.
 func WithClientCertHeader(name string, trustedProxies ...netip.Prefix) MiddlewareOption {
 	return func(m *middleware) { m.certHeader = &ClientCertHeader{Name: name, TrustedProxies: trustedProxies} }
+}
+
+// WithDPoPNonces requires DPoP proofs to carry a server nonce of n (RFC
+// 9449 §9): a proof without a current one is refused with 401,
+// WWW-Authenticate: DPoP error="use_dpop_nonce" and the nonce to use in
+// the DPoP-Nonce header, which a successful response also carries when the
+// client's nonce is about to expire. Instances of one service that are
+// given nonces made with the same secret accept each other's. With an
+// Authenticator, Config.DPoPResourceNonce does the same without this option.
+func WithDPoPNonces(n *DPoPNonces) MiddlewareOption {
+	return func(m *middleware) { m.nonces = n }
 }
 
 // RequestURL is the URL a request reached this server at: https when it
@@ -170,15 +181,16 @@ type DPoPChecker interface {
 
 // localDPoP checks proofs on the real clock with a per-process replay
 // window: for Verifiers that are not DPoPCheckers.
-type localDPoP struct{ seen dpopJTIs }
+type localDPoP struct{ dpop dpopState }
 
 func (l *localDPoP) CheckDPoPProof(ctx context.Context, proof string, req DPoPRequest) (*DPoPProof, error) {
-	return checkDPoPProof(ctx, proof, req, time.Now(), DefaultDPoPWindow, l.seen.use)
+	return checkDPoPProof(ctx, proof, req, time.Now(), DefaultDPoPWindow, &l.dpop.headers, l.dpop.seen.use)
 }
 
 type middleware struct {
 	v          Verifier
 	dpop       DPoPChecker
+	nonces     *DPoPNonces // nil: as the DPoPChecker decides
 	dpopURL    func(*http.Request) *url.URL
 	certHeader *ClientCertHeader // nil: the TLS connection's certificate only
 	realm      string
@@ -245,7 +257,7 @@ func Middleware(v Verifier, opts ...MiddlewareOption) func(http.Handler) http.Ha
 				m.refuse(w, r, http.StatusUnauthorized, "invalid_token")
 				return
 			}
-			if status, code := m.checkBinding(r, tok, dpop, claims); status != 0 {
+			if status, code := m.checkBinding(w, r, tok, dpop, claims); status != 0 {
 				if status == http.StatusServiceUnavailable {
 					w.Header().Set("Retry-After", "1")
 				}
@@ -299,10 +311,11 @@ func accessToken(r *http.Request) (tok string, dpop bool, err error) {
 // token must come over a connection with that TLS client certificate (or
 // from a trusted proxy that names it: WithClientCertHeader); a DPoP-bound token
 // must come with the DPoP scheme (no downgrade to Bearer) and a proof by
-// its key, for this request and this token; a bearer token must not come
-// with the DPoP scheme. It returns the refusal's status and error code, or
-// 0 when the request may pass.
-func (m *middleware) checkBinding(r *http.Request, tok string, dpop bool, claims *Claims) (int, string) {
+// its key, for this request and this token (with a server nonce when one
+// is required); a bearer token must not come with the DPoP scheme. It
+// returns the refusal's status and error code, or 0 when the request may
+// pass; it sets the DPoP-Nonce header when there is a nonce to give.
+func (m *middleware) checkBinding(w http.ResponseWriter, r *http.Request, tok string, dpop bool, claims *Claims) (int, string) {
 	if claims.CertificateThumbprint() != "" {
 		// RFC 8705 §3: only with the certificate it is bound to, else 401
 		// invalid_token.
@@ -325,14 +338,21 @@ func (m *middleware) checkBinding(r *http.Request, tok string, dpop bool, claims
 	if len(proofs) != 1 {
 		return http.StatusUnauthorized, "invalid_dpop_proof"
 	}
-	p, err := m.dpop.CheckDPoPProof(r.Context(), proofs[0], DPoPRequest{Method: r.Method, URL: m.dpopURL(r), AccessToken: tok})
+	p, err := m.dpop.CheckDPoPProof(r.Context(), proofs[0], DPoPRequest{Method: r.Method, URL: m.dpopURL(r), AccessToken: tok, Nonces: m.nonces})
+	var ne *DPoPNonceError
 	switch {
+	case errors.As(err, &ne):
+		w.Header().Set("DPoP-Nonce", ne.Nonce) // RFC 9449 §9
+		return http.StatusUnauthorized, "use_dpop_nonce"
 	case errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable, ""
 	case err != nil:
 		return http.StatusUnauthorized, "invalid_dpop_proof"
 	case subtle.ConstantTimeCompare([]byte(p.Thumbprint), []byte(jkt)) != 1:
 		return http.StatusUnauthorized, "invalid_dpop_proof" // signed by another key than the token's
+	}
+	if p.Nonce != "" {
+		w.Header().Set("DPoP-Nonce", p.Nonce) // the one it carried expires soon
 	}
 	return 0, ""
 }
@@ -346,7 +366,7 @@ func (m *middleware) refuseScope(w http.ResponseWriter, r *http.Request, status 
 	if status != http.StatusServiceUnavailable {
 		c := `Bearer realm="` + m.realm + `"`
 		bearerCode := code
-		if code == "invalid_dpop_proof" {
+		if code == "invalid_dpop_proof" || code == "use_dpop_nonce" {
 			bearerCode = "" // not an RFC 6750 code: the DPoP challenge carries it
 		}
 		if bearerCode != "" {
@@ -357,7 +377,7 @@ func (m *middleware) refuseScope(w http.ResponseWriter, r *http.Request, status 
 		}
 		// Both schemes are accepted, so both are challenged (RFC 9449 §7.1).
 		w.Header().Set("WWW-Authenticate", c)
-		w.Header().Add("WWW-Authenticate", dpopChallenge(m.realm, code))
+		w.Header().Add("WWW-Authenticate", DPoPChallenge(m.realm, code))
 	}
 	m.writeError(w, r, status, code)
 }

@@ -58,7 +58,7 @@ type RemoteVerifier struct {
 	purgedAt time.Time // expired revocations were last purged (by v.now)
 	verified map[[32]byte]*Claims
 
-	dpopSeen dpopJTIs // the jtis of DPoP proofs checked by this process
+	dpop dpopState // the DPoP proofs checked by this process
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -618,5 +618,5 @@ func (v *RemoteVerifier) purgeExpired(now time.Time) {
 // within the window passes there (RFC 9449 §11.1 leaves the scope of the
 // check to the server). Middleware uses it for a RemoteVerifier.
 func (v *RemoteVerifier) CheckDPoPProof(ctx context.Context, proof string, req DPoPRequest) (*DPoPProof, error) {
-	return checkDPoPProof(ctx, proof, req, v.now(), DefaultDPoPWindow, v.dpopSeen.use)
+	return checkDPoPProof(ctx, proof, req, v.now(), DefaultDPoPWindow, &v.dpop.headers, v.dpop.seen.use)
 }

@@ -51,6 +51,12 @@ func (p proofSigner) thumbprint() string {
 // empty, issued at iat.
 func (p proofSigner) proofAt(method, htu, token string, iat time.Time) string {
 	p.t.Helper()
+	return p.proofNonce(method, htu, token, "", iat)
+}
+
+// proofNonce is proofAt with a server nonce, when not empty.
+func (p proofSigner) proofNonce(method, htu, token, nonce string, iat time.Time) string {
+	p.t.Helper()
 	opts := (&jose.SignerOptions{EmbedJWK: true}).WithType("dpop+jwt")
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: p.alg, Key: p.priv}, opts)
 	if err != nil {
@@ -59,6 +65,9 @@ func (p proofSigner) proofAt(method, htu, token string, iat time.Time) string {
 	c := map[string]any{"jti": rand.Text(), "htm": method, "htu": htu, "iat": iat.Unix()}
 	if token != "" {
 		c["ath"] = authsvc.AccessTokenHash(token)
+	}
+	if nonce != "" {
+		c["nonce"] = nonce
 	}
 	b, _ := json.Marshal(c)
 	jws, err := s.Sign(b)
@@ -141,6 +150,17 @@ func TestDPoPEndToEnd(t *testing.T) {
 		h.Set("DPoP", gw)
 		if s, hd, b := call(t, "GET", ts.url+"/verify?scope=notes:read", "", h); s != 200 || hd.Get("X-Auth-Subject") != id {
 			t.Fatalf("gateway with DPoP: %d %v %v", s, hd, b)
+		}
+		// The seed's POST /verify takes the DPoP scheme the same way and
+		// answers the claims.
+		hp := fwd("POST", "/notes")
+		hp.Set("DPoP", key.proof("POST", "https://app.test/notes", tok))
+		if s, _, b := call(t, "POST", ts.url+"/verify", "", hp); s != 200 || b["sub"] != id {
+			t.Fatalf("POST /verify with DPoP: %d %v", s, b)
+		}
+		hp.Set("DPoP", key.proof("GET", "https://app.test/notes", tok))
+		if s, hd, _ := call(t, "POST", ts.url+"/verify", "", hp); s != 401 || !strings.Contains(hd.Get("WWW-Authenticate"), "invalid_dpop_proof") {
+			t.Fatalf("POST /verify with a proof for another method: %d %v", s, hd)
 		}
 		envoy := http.Header{"Authorization": {"DPoP " + tok}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.test"},
 			"Dpop": {key.proof("DELETE", "https://app.test/notes/1", tok)}}
@@ -327,4 +347,101 @@ func bearerFor(t *testing.T, ts *testServer, id, secret string) string {
 		t.Fatalf("token: %d %s", r.status, r.raw)
 	}
 	return r.body["access_token"].(string)
+}
+
+// TestDPoPNonceHTTP: with AUTHSVC_DPOP_NONCE=all's settings, the token
+// endpoint answers a proof without a nonce with 400 use_dpop_nonce and a
+// DPoP-Nonce header, GET /verify and Middleware with 401, WWW-Authenticate
+// DPoP error="use_dpop_nonce" and the header; a proof with the nonce
+// passes; a nonce about to expire passes with a fresh one in the reply; an
+// expired one is refused again; nonces of the token endpoint are not the
+// resources'. Discovery is unchanged.
+func TestDPoPNonceHTTP(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		clk := &clock{}
+		ts := newTestServerWith(t, dbURL, authsvc.Config{Now: clk.now, DPoPTokenNonce: true, DPoPResourceNonce: true})
+		id, secret := ts.createClient(url.Values{"client_id": {"svc-nonce"}, "scope": {"notes:read"}})
+		key := newProofSigner(t, true)
+		const tokenURL = "http://authd.test/oauth/token"
+		tokenReq := func(nonce string) (int, http.Header, map[string]any) {
+			h := http.Header{"Content-Type": {form}, "Authorization": {basicAuth(id, secret)},
+				"Dpop": {key.proofNonce("POST", tokenURL, "", nonce, clk.now())}}
+			return call(t, "POST", ts.url+"/oauth/token", "grant_type=client_credentials", h)
+		}
+		s, hd, b := tokenReq("")
+		nonce := hd.Get("DPoP-Nonce")
+		if s != 400 || b["error"] != "use_dpop_nonce" || nonce == "" {
+			t.Fatalf("token endpoint without a nonce: %d %v %v", s, hd, b)
+		}
+		for name, n := range map[string]string{"forged": strings.Repeat("A", 32), "garbage": "x"} {
+			if s, hd, b := tokenReq(n); s != 400 || b["error"] != "use_dpop_nonce" || hd.Get("DPoP-Nonce") == "" {
+				t.Errorf("token endpoint, %s nonce: %d %v", name, s, b)
+			}
+		}
+		s, hd, b = tokenReq(nonce)
+		if s != 200 || b["token_type"] != "DPoP" || hd.Get("DPoP-Nonce") != "" {
+			t.Fatalf("token endpoint with the nonce: %d %v %v", s, hd, b)
+		}
+		tok := b["access_token"].(string)
+
+		// GET /verify behind a gateway.
+		verify := func(nonce string) (int, http.Header) {
+			h := http.Header{"Authorization": {"DPoP " + tok}, "X-Forwarded-Method": {"GET"},
+				"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.test"}, "X-Forwarded-Uri": {"/notes"},
+				"Dpop": {key.proofNonce("GET", "https://app.test/notes", tok, nonce, clk.now())}}
+			s, hd, _ := call(t, "GET", ts.url+"/verify", "", h)
+			return s, hd
+		}
+		// The token endpoint's nonce is not a resource's.
+		s, hd = verify(nonce)
+		rnonce := hd.Get("DPoP-Nonce")
+		if s != 401 || rnonce == "" || rnonce == nonce || !strings.Contains(hd.Get("WWW-Authenticate"), `DPoP realm="authd", error="use_dpop_nonce"`) {
+			t.Fatalf("/verify with the token endpoint's nonce: %d %v", s, hd)
+		}
+		if s, hd := verify(rnonce); s != 200 || hd.Get("DPoP-Nonce") != "" {
+			t.Fatalf("/verify with its nonce: %d %v", s, hd)
+		}
+
+		// Middleware on the Authenticator: the same resource nonces.
+		api := httptest.NewServer(authsvc.Middleware(ts.auth)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+		defer api.Close()
+		get := func(nonce string) (int, http.Header) {
+			s, hd, _ := call(t, "GET", api.URL+"/notes", "", http.Header{"Authorization": {"DPoP " + tok},
+				"Dpop": {key.proofNonce("GET", api.URL+"/notes", tok, nonce, clk.now())}})
+			return s, hd
+		}
+		if s, hd := get(""); s != 401 || hd.Get("DPoP-Nonce") == "" || !strings.Contains(strings.Join(hd.Values("WWW-Authenticate"), " | "), `DPoP realm="authsvc", error="use_dpop_nonce"`) {
+			t.Fatalf("Middleware without a nonce: %d %v", s, hd)
+		}
+		if s, _ := get(rnonce); s != 200 {
+			t.Fatalf("Middleware with the nonce: %d", s)
+		}
+		// A period on, the nonce is about to expire: it passes, and the
+		// reply carries the next one.
+		clk.advance(authsvc.DefaultDPoPWindow)
+		s, hd = get(rnonce)
+		next := hd.Get("DPoP-Nonce")
+		if s != 200 || next == "" || next == rnonce {
+			t.Fatalf("Middleware with a nonce about to roll: %d %v", s, hd)
+		}
+		if s, hd := verify(rnonce); s != 200 || hd.Get("DPoP-Nonce") == "" {
+			t.Fatalf("/verify with a nonce about to roll: %d %v", s, hd)
+		}
+		// Another period on, it has expired.
+		clk.advance(authsvc.DefaultDPoPWindow)
+		if s, hd := get(rnonce); s != 401 || hd.Get("DPoP-Nonce") == "" {
+			t.Fatalf("Middleware with an expired nonce: %d %v", s, hd)
+		}
+		if s, _ := verify(rnonce); s != 401 {
+			t.Fatalf("/verify with an expired nonce: %d", s)
+		}
+		if s, _ := get(next); s != 200 {
+			t.Fatalf("Middleware with the next nonce: %d", s)
+		}
+		// Discovery still lists the proof algorithms.
+		r := ts.do("GET", "/.well-known/oauth-authorization-server", "", "", nil)
+		if algs, _ := r.body["dpop_signing_alg_values_supported"].([]any); len(algs) != len(authsvc.DPoPAlgorithms) {
+			t.Errorf("discovery: %v", r.body["dpop_signing_alg_values_supported"])
+		}
+	})
 }

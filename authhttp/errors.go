@@ -23,6 +23,7 @@ var errorKinds = []struct {
 	{authsvc.ErrInvalidClient, http.StatusUnauthorized, "invalid_client", "invalid client credentials"},
 	{authsvc.ErrInvalidToken, http.StatusUnauthorized, "invalid_token", "invalid token"},
 	{authsvc.ErrInvalidDPoPProof, http.StatusBadRequest, "invalid_dpop_proof", "invalid DPoP proof"},
+	{authsvc.ErrUseDPoPNonce, http.StatusBadRequest, "use_dpop_nonce", "the DPoP proof must carry the server nonce of the DPoP-Nonce header"},
 	{authsvc.ErrInvalidScope, http.StatusBadRequest, "invalid_scope", "invalid scope"},
 	{authsvc.ErrInvalidTarget, http.StatusBadRequest, "invalid_target", "invalid target"},
 	{authsvc.ErrInvalidArgument, http.StatusBadRequest, "invalid_request", "invalid request"},
@@ -84,6 +85,10 @@ const (
 // headers its status needs.
 func (h *handler) failure(w http.ResponseWriter, r *http.Request, err error, challenge string) failure {
 	f := classify(err)
+	var ne *authsvc.DPoPNonceError
+	if errors.As(err, &ne) {
+		w.Header().Set("DPoP-Nonce", ne.Nonce) // RFC 9449 §8.1
+	}
 	switch f.status {
 	case http.StatusServiceUnavailable:
 		h.log.Error("store unavailable", "path", clip(r.URL.Path), "err", err)

@@ -154,8 +154,12 @@ func (h *handler) forwardAuthSubtree(w http.ResponseWriter, r *http.Request) {
 // to the scope and audience parameters and sets the X-Auth-* headers, so a
 // gateway that sends its sub-request as POST is not let through on a weaker
 // check than GET would make.
+//
+// A token of the DPoP scheme takes the gateway's way with or without a
+// query: its proof is checked against the request the caller names in the
+// X-Forwarded-* headers, as for GET.
 func (h *handler) verifyPost(w http.ResponseWriter, r *http.Request) {
-	if r.URL.RawQuery == "" {
+	if _, err := authsvc.DPoPToken(r); r.URL.RawQuery == "" && err != nil && !errors.Is(err, authsvc.ErrInvalidToken) {
 		h.verify(w, r)
 		return
 	}
@@ -247,7 +251,7 @@ func (h *handler) gate(w http.ResponseWriter, r *http.Request, req requirement) 
 // checked against a request nobody named. On a refusal it has answered.
 func (h *handler) gateDPoP(w http.ResponseWriter, r *http.Request, tok string, err error) (*authsvc.Claims, bool) {
 	refuse := func(code, msg string) (*authsvc.Claims, bool) {
-		w.Header().Set("WWW-Authenticate", `DPoP realm="authd", error="`+code+`", algs="`+strings.Join(authsvc.DPoPAlgorithms, " ")+`"`)
+		w.Header().Set("WWW-Authenticate", authsvc.DPoPChallenge("authd", code))
 		writeError(w, http.StatusUnauthorized, msg)
 		return nil, false
 	}
@@ -279,11 +283,19 @@ func (h *handler) gateDPoP(w http.ResponseWriter, r *http.Request, tok string, e
 		h.fail(w, r, err)
 		return nil, false
 	}
+	var ne *authsvc.DPoPNonceError
+	if errors.As(err, &ne) {
+		w.Header().Set("DPoP-Nonce", ne.Nonce) // RFC 9449 §9
+		return refuse("use_dpop_nonce", "the DPoP proof must carry the server nonce of the DPoP-Nonce header")
+	}
 	if err != nil {
 		return refuse("invalid_dpop_proof", authsvc.ErrorMessage(err))
 	}
 	if p.Thumbprint != claims.DPoPThumbprint() {
 		return refuse("invalid_dpop_proof", "the DPoP proof is signed by another key than the token's")
+	}
+	if p.Nonce != "" {
+		w.Header().Set("DPoP-Nonce", p.Nonce) // the one it carried expires soon
 	}
 	setClient(r, claims.Subject)
 	return claims, true

@@ -404,6 +404,9 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noStore(w)
+	if tok.DPoPNonce != "" {
+		w.Header().Set("DPoP-Nonce", tok.DPoPNonce)
+	}
 	writeJSON(w, http.StatusOK, tokenResponse{
 		AccessToken: tok.AccessToken,
 		TokenType:   tok.TokenType,

@@ -27,6 +27,12 @@ import (
 // startAuthd serves authd's routes on loopback, issuer = its URL.
 func startAuthd(t *testing.T) (*authsvc.Authenticator, string) {
 	t.Helper()
+	return startAuthdWith(t, authsvc.Config{})
+}
+
+// startAuthdWith is startAuthd with cfg (its Issuer is set).
+func startAuthdWith(t *testing.T, cfg authsvc.Config) (*authsvc.Authenticator, string) {
+	t.Helper()
 	ctx := context.Background()
 	store, err := authsvc.OpenStore(ctx, testdb.SQLite(t))
 	if err != nil {
@@ -36,7 +42,8 @@ func startAuthd(t *testing.T) (*authsvc.Authenticator, string) {
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
 	t.Cleanup(srv.Close)
-	a, err := authsvc.New(ctx, store, authsvc.Config{Issuer: srv.URL})
+	cfg.Issuer = srv.URL
+	a, err := authsvc.New(ctx, store, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

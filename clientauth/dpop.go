@@ -1,6 +1,7 @@
 package clientauth
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -10,11 +11,15 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -29,7 +34,12 @@ import (
 //	ts := (&clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: u}).TokenSource(ctx)
 //	client := dp.Client(ctx, ts) // Authorization: DPoP <token>, and a fresh proof per request
 //
-// Server nonces (DPoP-Nonce) are not supported.
+// Server nonces (RFC 9449 §8, §9): the latest DPoP-Nonce each origin
+// sent goes into the proofs for that origin, and a request refused for
+// its nonce (use_dpop_nonce: 400 at the token endpoint, 401 at a
+// resource) is sent again once with the nonce the refusal named, when its
+// body can be sent again (GetBody, as http.NewRequest sets). A DPoP must
+// not be copied after first use.
 type DPoP struct {
 	// Key signs the proofs: an ed25519.PrivateKey, an *ecdsa.PrivateKey
 	// on P-256, an *rsa.PrivateKey, or any crypto.Signer with such a
@@ -38,11 +48,53 @@ type DPoP struct {
 	// Algorithm is EdDSA, ES256, RS256 or PS256. Empty means the key's:
 	// EdDSA, ES256 or RS256.
 	Algorithm string
+
+	mu     sync.Mutex        // guards nonces
+	nonces map[string]string // origin (scheme://host) → the latest DPoP-Nonce it sent
+}
+
+// Limits on the nonces remembered.
+const (
+	maxNonceLen     = 1024 // a longer DPoP-Nonce is ignored
+	maxNonceOrigins = 1024 // past it, the remembered nonces are forgotten
+)
+
+func origin(u *url.URL) string {
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
+}
+
+// nonce is the latest nonce u's origin sent, or "".
+func (d *DPoP) nonce(u *url.URL) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.nonces[origin(u)]
+}
+
+// noteNonce remembers the DPoP-Nonce of a response from u's origin, if it
+// has a well-formed one (RFC 9449 §8.1: 1*NQCHAR), and reports whether it
+// had.
+func (d *DPoP) noteNonce(u *url.URL, resp *http.Response) bool {
+	n := resp.Header.Get("DPoP-Nonce")
+	if n == "" || len(n) > maxNonceLen {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if c := n[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nonces == nil || len(d.nonces) >= maxNonceOrigins {
+		d.nonces = make(map[string]string)
+	}
+	d.nonces[origin(u)] = n
+	return true
 }
 
 // Proof signs a proof for a request with method to u (its query and
 // fragment are left out of htu), bound to accessToken when it is not
-// empty (ath).
+// empty (ath), with the latest nonce u's origin sent, if any.
 func (d *DPoP) Proof(method string, u *url.URL, accessToken string) (string, error) {
 	if d.Key == nil {
 		return "", errors.New("clientauth: DPoP needs a Key")
@@ -60,6 +112,9 @@ func (d *DPoP) Proof(method string, u *url.URL, accessToken string) (string, err
 	if accessToken != "" {
 		sum := sha256.Sum256([]byte(accessToken))
 		claims["ath"] = base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+	if n := d.nonce(u); n != "" {
+		claims["nonce"] = n
 	}
 	return sign(d.Key, alg, map[string]any{"typ": "dpop+jwt", "alg": alg, "jwk": jwk}, claims)
 }
@@ -113,17 +168,67 @@ func (t *dpopTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		tok = ot.AccessToken
 	}
+	resp, err := t.send(req, req.Body, tok)
+	if err != nil || !t.d.noteNonce(req.URL, resp) || !nonceChallenge(resp) || (req.Body != nil && req.GetBody == nil) {
+		return resp, err
+	}
+	// Refused for its nonce: once more, with the one the refusal named.
+	body := req.Body
+	if req.Body != nil {
+		if body, err = req.GetBody(); err != nil {
+			return resp, nil // the refusal stands
+		}
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp, err = t.send(req, body, tok); err == nil {
+		t.d.noteNonce(req.URL, resp)
+	}
+	return resp, err
+}
+
+// send sends req with body, a fresh proof and, at a resource, tok.
+func (t *dpopTransport) send(req *http.Request, body io.ReadCloser, tok string) (*http.Response, error) {
 	proof, err := t.d.Proof(req.Method, req.URL, tok)
 	if err != nil {
-		closeBody(req)
+		if body != nil {
+			body.Close()
+		}
 		return nil, err
 	}
 	r := req.Clone(req.Context()) // a RoundTripper must not change the request
+	r.Body = body
 	r.Header.Set("DPoP", proof)
 	if tok != "" {
 		r.Header.Set("Authorization", "DPoP "+tok)
 	}
 	return t.base.RoundTrip(r)
+}
+
+// nonceChallenge reports whether resp refuses a proof for its nonce: a
+// 401 with a DPoP challenge of error use_dpop_nonce (RFC 9449 §9), or a
+// 400 whose body's error is use_dpop_nonce (§8, the token endpoint). A
+// 400's body is read (up to 64 KB) and put back.
+func nonceChallenge(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		for _, c := range resp.Header.Values("WWW-Authenticate") {
+			if len(c) > 5 && strings.EqualFold(c[:5], "dpop ") && strings.Contains(c, `error="use_dpop_nonce"`) {
+				return true
+			}
+		}
+	case http.StatusBadRequest:
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+		var e struct {
+			Error string `json:"error"`
+		}
+		return err == nil && json.Unmarshal(b, &e) == nil && e.Error == "use_dpop_nonce"
+	}
+	return false
 }
 
 func closeBody(req *http.Request) {

@@ -8,11 +8,15 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 
+	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/authsvc/authsvc"
@@ -62,4 +66,69 @@ func TestDPoPClient(t *testing.T) {
 	if _, err := dp.Client(ctx, ts).Get(api.URL + "/notes"); err == nil {
 		t.Fatal("a token request without a proof passed")
 	}
+}
+
+// TestDPoPClientNonces: against an authd that requires server nonces at
+// the token endpoint, and a resource whose Middleware requires its own
+// (WithDPoPNonces), the client learns each origin's nonce from the
+// refusal (400 and 401 use_dpop_nonce), sends the request again once, body
+// included, and from then on uses the nonce it has: one refusal per
+// origin, not one per request.
+func TestDPoPClientNonces(t *testing.T) {
+	a, base := startAuthdWith(t, authsvc.Config{DPoPTokenNonce: true})
+	ctx := context.Background()
+	_, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonces, err := authsvc.NewDPoPNonces(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(authsvc.Middleware(a, authsvc.WithDPoPNonces(nonces))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(w, r.Body)
+	})))
+	defer api.Close()
+	wire := &countingTransport{statuses: map[string][]int{}}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Transport: wire})
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	dp := &DPoP{Key: key}
+	tctx := dp.TokenContext(ctx)
+	ts := (&clientcredentials.Config{ClientID: "svc", ClientSecret: secret, TokenURL: base + "/oauth/token"}).TokenSource(tctx)
+	client := dp.Client(tctx, ts)
+	for i := 0; i < 3; i++ {
+		resp, err := client.Post(api.URL+"/notes", "text/plain", strings.NewReader("a note"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "a note" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	wire.mu.Lock()
+	defer wire.mu.Unlock()
+	if got := fmt.Sprint(wire.statuses["/oauth/token"]); got != "[400 200]" {
+		t.Errorf("token endpoint answered %s, want [400 200]", got)
+	}
+	if got := fmt.Sprint(wire.statuses["/notes"]); got != "[401 200 200 200]" {
+		t.Errorf("the resource answered %s, want [401 200 200 200]", got)
+	}
+}
+
+// countingTransport records the status of each response by path.
+type countingTransport struct {
+	mu       sync.Mutex // guards statuses
+	statuses map[string][]int
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil {
+		c.mu.Lock()
+		c.statuses[r.URL.Path] = append(c.statuses[r.URL.Path], resp.StatusCode)
+		c.mu.Unlock()
+	}
+	return resp, err
 }

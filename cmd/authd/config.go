@@ -58,6 +58,8 @@ type config struct {
 	ThrottleAddress       string        `envconfig:"THROTTLE_ADDRESS"`                           // BURST/INTERVAL or off; "" is 100/6s
 	ThrottleClient        string        `envconfig:"THROTTLE_CLIENT"`                            // BURST/INTERVAL or off; "" is 50/1s
 	AdminConsole          string        `envconfig:"ADMIN_CONSOLE" default:"on"`                 // on or off: the admin console under /admin
+	DPoPNonce             string        `envconfig:"DPOP_NONCE" default:"off"`                   // off, token, resource or all: where DPoP proofs need a server nonce
+	DPoPReplay            string        `envconfig:"DPOP_REPLAY" default:"process"`              // process or store: where GET /verify remembers DPoP proofs' jtis
 }
 
 const (
@@ -291,6 +293,12 @@ func (c *config) resolve(socketDir string) error {
 		return fmt.Errorf("config: %s_TRUSTED_PROXIES: %w", envPrefix, err)
 	}
 	if _, err := c.throttle(); err != nil {
+		return err
+	}
+	if err := oneOf(envPrefix+"_DPOP_NONCE", c.DPoPNonce, "off", "token", "resource", "all"); err != nil {
+		return err
+	}
+	if err := oneOf(envPrefix+"_DPOP_REPLAY", c.DPoPReplay, "process", "store"); err != nil {
 		return err
 	}
 	if err := oneOf(envPrefix+"_ADMIN_CONSOLE", c.AdminConsole, "on", "off"); err != nil {

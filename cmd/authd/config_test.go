@@ -88,6 +88,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		Throttle:             "on",
 		AdminConsole:         "on",
 		TLSSelfSignedClients: "off",
+		DPoPNonce:            "off",
+		DPoPReplay:           "process",
 	}
 	tests := []struct {
 		name   string
@@ -447,6 +449,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"AUTHSVC_THROTTLE_CLIENT": "on"}, "AUTHSVC_THROTTLE_CLIENT"},
 		{map[string]string{"AUTHSVC_ADMIN_CONSOLE": "no"}, "AUTHSVC_ADMIN_CONSOLE"},
 		{map[string]string{"AUTHSVC_ADMIN_CONSOLE": ""}, "AUTHSVC_ADMIN_CONSOLE"},
+		{map[string]string{"AUTHSVC_DPOP_NONCE": "on"}, "AUTHSVC_DPOP_NONCE"},
+		{map[string]string{"AUTHSVC_DPOP_NONCE": ""}, "AUTHSVC_DPOP_NONCE"},
+		{map[string]string{"AUTHSVC_DPOP_REPLAY": "shared"}, "AUTHSVC_DPOP_REPLAY"},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
@@ -614,4 +619,37 @@ func TestRedacted(t *testing.T) {
 			t.Errorf("redacted config %s lost the user or the marker", s)
 		}
 	})
+}
+
+// TestDPoPConfig: AUTHSVC_DPOP_NONCE and AUTHSVC_DPOP_REPLAY reach the
+// library's Config.
+func TestDPoPConfig(t *testing.T) {
+	for _, tt := range []struct {
+		nonce, replay          string
+		token, resource, store bool
+	}{
+		{"", "", false, false, false},
+		{"off", "process", false, false, false},
+		{"token", "", true, false, false},
+		{"resource", "store", false, true, true},
+		{"all", "", true, true, false},
+	} {
+		clearEnv(t)
+		env := map[string]string{}
+		if tt.nonce != "" {
+			env["AUTHSVC_DPOP_NONCE"] = tt.nonce
+		}
+		if tt.replay != "" {
+			env["AUTHSVC_DPOP_REPLAY"] = tt.replay
+		}
+		setEnv(t, env)
+		cfg, err := loadConfig("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := libraryConfig(cfg, nil)
+		if c.DPoPTokenNonce != tt.token || c.DPoPResourceNonce != tt.resource || c.DPoPSharedReplay != tt.store {
+			t.Errorf("%q %q: token %v, resource %v, store %v", tt.nonce, tt.replay, c.DPoPTokenNonce, c.DPoPResourceNonce, c.DPoPSharedReplay)
+		}
+	}
 }

@@ -95,6 +95,10 @@ func libraryConfig(cfg config, log *slog.Logger) authsvc.Config {
 		ClientCacheSize:         cfg.ClientCache,
 		MaxAssertionLifetime:    cfg.AssertionMaxLifetime,
 
+		DPoPTokenNonce:    cfg.DPoPNonce == "token" || cfg.DPoPNonce == "all",
+		DPoPResourceNonce: cfg.DPoPNonce == "resource" || cfg.DPoPNonce == "all",
+		DPoPSharedReplay:  cfg.DPoPReplay == "store",
+
 		SelfSignedClientCerts: cfg.TLSSelfSignedClients == "on",
 	}
 	if cfg.SigningAlg == authsvc.AlgHS256 {

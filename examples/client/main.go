@@ -10,12 +10,18 @@
 //	# mutual TLS (RFC 8705): its certificate, no secret; the token is bound to it
 //	client -client-id notes-client -cert-file c.pem -cert-key-file k.pem -ca-file ca.pem \
 //	       -token-url https://auth:5000/oauth/token -notes https://notes:8443 -text "hello"
+//
+// With -dpop (or CLIENT_DPOP=1) its tokens are DPoP-bound (RFC 9449) to a
+// key it makes at start, and every request carries a fresh proof; server
+// nonces are handled (clientauth.DPoP).
 package main
 
 import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -28,6 +34,7 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/authsvc/authsvc/clientauth"
@@ -53,12 +60,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	certFile := fs.String("cert-file", "", "mTLS: the client's certificate, PEM (tls_client_auth, self_signed_tls_client_auth)")
 	certKeyFile := fs.String("cert-key-file", "", "mTLS: the certificate's private key, PEM")
 	caFile := fs.String("ca-file", "", "mTLS: the CAs of authd's and the notes service's server certificates, PEM (default: the system's)")
+	useDPoP := fs.Bool("dpop", os.Getenv("CLIENT_DPOP") == "1", "DPoP-bound tokens, with a key made at start (or CLIENT_DPOP=1)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	// Each Client fetches a token, adds it to every request, and renews it
-	// before it expires.
-	var hc *http.Client
+	if *useDPoP && *certFile != "" {
+		fmt.Fprintln(stderr, "client: -dpop and -cert-file bind tokens two ways: give one")
+		return 2
+	}
+	// With DPoP, token requests carry a proof (the tokens are bound to the
+	// key), and so does every request that uses a token.
+	var dp *clientauth.DPoP
+	if *useDPoP {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			fmt.Fprintln(stderr, "client:", err)
+			return 1
+		}
+		dp = &clientauth.DPoP{Key: key}
+		ctx = dp.TokenContext(ctx)
+	}
+	// Each token source fetches a token and renews it before it expires.
+	var ts oauth2.TokenSource
 	switch {
 	case *certFile != "":
 		m, err := mtlsConfig(*id, *tokenURL, *certFile, *certKeyFile, *caFile)
@@ -67,19 +90,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		m.Scopes = strings.Fields(*scope)
-		hc = m.Client(ctx)
+		// Token requests and the requests that use the (bound) token
+		// present the certificate.
+		ctx = context.WithValue(ctx, oauth2.HTTPClient, m.HTTPClient())
+		ts = m.TokenSource(ctx)
 	case *tokenFile != "":
-		hc = (&clientauth.TokenFile{TokenURL: *tokenURL, Path: *tokenFile, ClientID: *id, Scopes: strings.Fields(*scope)}).Client(ctx)
+		ts = (&clientauth.TokenFile{TokenURL: *tokenURL, Path: *tokenFile, ClientID: *id, Scopes: strings.Fields(*scope)}).TokenSource(ctx)
 	case *keyFile != "":
 		key, err := readKey(*keyFile)
 		if err != nil {
 			fmt.Fprintln(stderr, "client:", err)
 			return 1
 		}
-		hc = (&clientauth.PrivateKeyJWT{ClientID: *id, TokenURL: *tokenURL, Key: key, KeyID: *keyID, Scopes: strings.Fields(*scope)}).Client(ctx)
+		ts = (&clientauth.PrivateKeyJWT{ClientID: *id, TokenURL: *tokenURL, Key: key, KeyID: *keyID, Scopes: strings.Fields(*scope)}).TokenSource(ctx)
 	default:
 		cfg := clientcredentials.Config{ClientID: *id, ClientSecret: *secret, TokenURL: *tokenURL, Scopes: strings.Fields(*scope)}
-		hc = cfg.Client(ctx)
+		ts = cfg.TokenSource(ctx)
+	}
+	// The client adds the token to every request (Authorization: Bearer,
+	// or DPoP with a proof).
+	hc := oauth2.NewClient(ctx, ts)
+	if dp != nil {
+		hc = dp.Client(ctx, ts)
 	}
 	if *text != "" {
 		body, _ := json.Marshal(map[string]string{"text": *text})

@@ -24,7 +24,10 @@ import (
 // TestSecretless runs the client as the README does, without a secret:
 // with its private key (private_key_jwt), and with a platform token file
 // (workload identity federation), against authd's handler and a stand-in
-// for the notes service that checks the tokens.
+// for the notes service that checks the tokens; and with -dpop, with a
+// secret and with its key, against an authd and a service that require
+// DPoP server nonces (the client's first token request and first request
+// are refused for their nonce and sent again).
 func TestSecretless(t *testing.T) {
 	ctx := context.Background()
 	store, err := authsvc.OpenStore(ctx, testdb.SQLite(t))
@@ -35,7 +38,7 @@ func TestSecretless(t *testing.T) {
 	authd := httptest.NewUnstartedServer(nil)
 	authd.Start()
 	defer authd.Close()
-	a, err := authsvc.New(ctx, store, authsvc.Config{Issuer: authd.URL})
+	a, err := authsvc.New(ctx, store, authsvc.Config{Issuer: authd.URL, DPoPTokenNonce: true, DPoPResourceNonce: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +48,12 @@ func TestSecretless(t *testing.T) {
 		if r.Method == http.MethodPost {
 			w.WriteHeader(http.StatusCreated)
 		}
-		w.Write([]byte(`["` + authsvc.ClaimsFromContext(r.Context()).Subject + `"]` + "\n"))
+		c := authsvc.ClaimsFromContext(r.Context())
+		bound := ""
+		if c.DPoPThumbprint() != "" {
+			bound = " (DPoP)"
+		}
+		w.Write([]byte(`["` + c.Subject + bound + `"]` + "\n"))
 	})))
 	defer notes.Close()
 
@@ -67,6 +75,10 @@ func TestSecretless(t *testing.T) {
 		FederatedCredentials: []authsvc.FederatedCredential{{Issuer: k8s.URL, Subject: "system:serviceaccount:payments:api"}}}); err != nil {
 		t.Fatal(err)
 	}
+	_, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "bound", DPoPBoundAccessTokens: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokenFile, []byte(k8s.Kubernetes(t, "payments", "api", authd.URL, time.Hour)), 0o600)
 
@@ -76,6 +88,8 @@ func TestSecretless(t *testing.T) {
 	}{
 		{"keyed", []string{"-client-id", "keyed", "-key-file", keyFile, "-key-id", "k1"}},
 		{"pod", []string{"-token-file", tokenFile}},
+		{"bound (DPoP)", []string{"-client-id", "bound", "-client-secret", secret, "-dpop"}},
+		{"keyed (DPoP)", []string{"-client-id", "keyed", "-key-file", keyFile, "-key-id", "k1", "-dpop"}},
 	} {
 		var stdout, stderr bytes.Buffer
 		args := append([]string{"-token-url", authd.URL + "/oauth/token", "-notes", notes.URL, "-scope", ""}, c.args...)

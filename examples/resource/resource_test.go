@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,8 +13,12 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
 	"github.com/authsvc/authsvc"
 	"github.com/authsvc/authsvc/authhttp"
+	"github.com/authsvc/authsvc/clientauth"
 	"github.com/authsvc/authsvc/internal/testdb"
 )
 
@@ -128,5 +134,69 @@ func TestResource(t *testing.T) {
 	}
 	if st, _ := get("other"); st != http.StatusForbidden {
 		t.Fatalf("without scope hello: %d", st)
+	}
+}
+
+// TestResourceDPoP: the service takes DPoP-bound tokens (its Middleware
+// checks their proofs with the RemoteVerifier's per-process window), from
+// a Go client with clientauth.DPoP, and refuses such a token as Bearer.
+func TestResourceDPoP(t *testing.T) {
+	ctx := context.Background()
+	store, err := authsvc.OpenStore(ctx, testdb.SQLite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var h http.Handler
+	authd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	defer authd.Close()
+	a, err := authsvc.New(ctx, store, authsvc.Config{Issuer: authd.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	h = authhttp.NewHandler(a, authhttp.Options{})
+	_, rsSecret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "resource"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "caller", Scopes: []string{"hello"}, DPoPBoundAccessTokens: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, err := authsvc.NewRemoteVerifier(ctx, authd.URL, authsvc.WithClientCredentials("resource", rsSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rv.Close()
+	srv := httptest.NewServer(newHandler(rv))
+	defer srv.Close()
+
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	dp := &clientauth.DPoP{Key: key}
+	tctx := dp.TokenContext(ctx)
+	ts := (&clientcredentials.Config{ClientID: "caller", ClientSecret: secret, TokenURL: authd.URL + "/oauth/token"}).TokenSource(tctx)
+	for range 2 {
+		resp, err := dp.Client(tctx, ts).Get(srv.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "hello, caller\n" {
+			t.Fatalf("with DPoP: %d %q", resp.StatusCode, b)
+		}
+	}
+	tok, err := ts.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := oauth2.NewClient(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer"})).Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("the bound token as Bearer: %d", resp.StatusCode)
 	}
 }
