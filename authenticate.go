@@ -2,6 +2,7 @@ package authsvc
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"time"
 )
@@ -25,6 +26,11 @@ type TokenRequest struct {
 	// TokenEndpoint is the token endpoint's URL as the client addressed
 	// it (discovery's token_endpoint): a DPoP proof's htu.
 	TokenEndpoint string
+	// ClientCertificate is the TLS client certificate the request came
+	// with, if any (RFC 8705 §3): the token is then bound to it (cnf
+	// x5t#S256), unless DPoP binds it to a DPoP key instead. A token is
+	// bound to one key at most.
+	ClientCertificate *x509.Certificate
 }
 
 // Token is an issued access token.
@@ -88,9 +94,13 @@ func (a *Authenticator) authenticateClient(ctx context.Context, clientID, secret
 	if err != nil {
 		return nil, err
 	}
-	if rec.AuthMethod == AuthPrivateKeyJWT {
+	if secretless(rec.AuthMethod) {
 		a.hasher.dummyVerify(secret)
-		return nil, refuse(ErrInvalidClient, "client %s authenticates with private_key_jwt (a signed client_assertion), not a secret", clientID)
+		how := "a signed client_assertion"
+		if rec.AuthMethod != AuthPrivateKeyJWT {
+			how = "a TLS client certificate"
+		}
+		return nil, refuse(ErrInvalidClient, "client %s authenticates with %s (%s), not a secret", clientID, rec.AuthMethod, how)
 	}
 	var ok, rehash bool
 	if isGeneratedHash(rec.SecretHash) && !isGeneratedShape(secret) {

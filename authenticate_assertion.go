@@ -296,7 +296,21 @@ func (a *Authenticator) grant(ctx context.Context, c *Client, req TokenRequest) 
 	if err != nil {
 		return nil, err
 	}
-	var jkt, nonce string
+	var jkt, x5t, nonce string
+	if c.TLSClientCertificateBoundAccessTokens {
+		switch {
+		case req.ClientCertificate == nil:
+			return nil, refuse(ErrInvalidArgument, "client %s must present its TLS client certificate (its tokens are certificate-bound: tls_client_certificate_bound_access_tokens)", c.ID)
+		case req.DPoP != "":
+			return nil, refuse(ErrInvalidArgument, "client %s's tokens are certificate-bound (tls_client_certificate_bound_access_tokens): send no DPoP proof", c.ID)
+		}
+	}
+	if req.DPoP == "" && req.ClientCertificate != nil {
+		// RFC 8705 §3: bound to the certificate the client presented. A
+		// DPoP proof, when sent too, binds the token instead (cnf holds
+		// one key: RFC 7800 §3.1).
+		x5t = CertificateThumbprint(req.ClientCertificate.Raw)
+	}
 	if req.DPoP == "" && c.DPoPBoundAccessTokens {
 		return nil, refuse(ErrInvalidDPoPProof, "client %s must send a DPoP proof (its tokens are DPoP-bound: dpop_bound_access_tokens)", c.ID)
 	}
@@ -313,7 +327,7 @@ func (a *Authenticator) grant(ctx context.Context, c *Client, req TokenRequest) 
 		}
 		jkt, nonce = p.Thumbprint, p.Nonce
 	}
-	tok, err := a.issue(c, scopes, aud, jkt)
+	tok, err := a.issue(c, scopes, aud, binding{jkt: jkt, x5t: x5t})
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ package authsvc
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -70,6 +71,18 @@ type Config struct {
 	// (RFC 9449 §11.1); its jti is remembered that long. Zero means
 	// DefaultDPoPWindow (60 seconds); at most 10 minutes.
 	DPoPWindow time.Duration
+
+	// ClientCAs, when set, enables tls_client_auth (RFC 8705 §2.1): a
+	// client of that method authenticates with a TLS client certificate
+	// that chains to one of these CAs and carries its registered subject
+	// DN or SAN. The TLS server must request client certificates without
+	// verifying them itself (tls.RequestClientCert): a self-signed one
+	// would not chain, and each method checks its own rule.
+	ClientCAs *x509.CertPool
+	// SelfSignedClientCerts enables self_signed_tls_client_auth (RFC 8705
+	// §2.2): a client of that method authenticates with a certificate
+	// whose public key is one of its registered keys (jwks or jwks_uri).
+	SelfSignedClientCerts bool
 
 	// DPoPTokenNonce requires a server nonce (RFC 9449 §8) in DPoP proofs
 	// at the token endpoint, and DPoPResourceNonce (§9) in proofs checked

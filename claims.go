@@ -41,6 +41,10 @@ type Confirmation struct {
 	// JKT is the RFC 7638 SHA-256 thumbprint of the DPoP key the token is
 	// bound to (RFC 9449 §6.1), base64url.
 	JKT string `json:"jkt,omitempty"`
+	// X5TS256 is the SHA-256 thumbprint of the TLS client certificate the
+	// token is bound to (RFC 8705 §3.1), base64url. A token is bound to
+	// one key at most: JKT or X5TS256.
+	X5TS256 string `json:"x5t#S256,omitempty"`
 }
 
 // DPoPThumbprint is the thumbprint of the DPoP key the token is bound to,

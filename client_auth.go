@@ -27,6 +27,7 @@ type clientAuth struct {
 	jwks      []byte
 	jwksURI   string
 	federated []FederatedCredential
+	tls       TLSClientAuth
 }
 
 // normalizeClientAuth checks what NewClient gives.
@@ -50,11 +51,14 @@ func (a *Authenticator) normalizeClientAuth(ctx context.Context, in clientAuth) 
 	if out.federated, err = a.normalizeFederated(ctx, in.federated); err != nil {
 		return out, err
 	}
+	if out.tls, err = normalizeTLSClientAuth(in.tls); err != nil {
+		return out, err
+	}
 	return out, nil
 }
 
 func (ca clientAuth) apply(rec *clientRecord) {
-	rec.AuthMethod, rec.JWKS, rec.JWKSURI, rec.FederatedCredentials = ca.method, ca.jwks, ca.jwksURI, ca.federated
+	rec.AuthMethod, rec.JWKS, rec.JWKSURI, rec.FederatedCredentials, rec.TLSClientAuth = ca.method, ca.jwks, ca.jwksURI, ca.federated, ca.tls
 }
 
 // normalizeAuthMethod accepts an RFC 7591 name; "" is client_secret_basic.
@@ -62,10 +66,10 @@ func normalizeAuthMethod(m string) (string, error) {
 	switch m {
 	case "":
 		return AuthSecretBasic, nil
-	case AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT:
+	case AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLSClient:
 		return m, nil
 	}
-	return "", refuse(ErrInvalidArgument, "token_endpoint_auth_method must be client_secret_basic, client_secret_post or private_key_jwt")
+	return "", refuse(ErrInvalidArgument, "token_endpoint_auth_method must be client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or self_signed_tls_client_auth")
 }
 
 // normalizeClientJWKS checks a registered JWK Set strictly (every key
@@ -152,18 +156,32 @@ func checkSubject(sub string) error {
 
 // checkClientAuth is the rule for a client's record as a whole, after a
 // create or an update: a private_key_jwt client has no secret and has
-// keys (one source) or a federated credential to log in with; a secret
-// client has no keys.
+// keys (one source) or a federated credential to log in with; a
+// self_signed_tls_client_auth client has keys; a tls_client_auth client
+// has one certificate name (and only it has one); a secret client has no
+// keys; no client's tokens are both DPoP- and certificate-bound.
 func checkClientAuth(rec *clientRecord) error {
-	if rec.AuthMethod != AuthPrivateKeyJWT {
+	if rec.DPoPBoundAccessTokens && rec.TLSClientCertificateBoundAccessTokens {
+		return refuse(ErrInvalidArgument, "a token is bound to one key: set dpop_bound_access_tokens or tls_client_certificate_bound_access_tokens, not both")
+	}
+	if rec.AuthMethod == AuthTLSClient {
+		if rec.TLSClientAuth.IsZero() {
+			return refuse(ErrInvalidArgument, "a tls_client_auth client needs the name its certificate carries: one of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email")
+		}
+	} else if !rec.TLSClientAuth.IsZero() {
+		return refuse(ErrInvalidArgument, "tls_client_auth_subject_dn and the tls_client_auth_san_* names are for tls_client_auth clients (token_endpoint_auth_method)")
+	}
+	if rec.AuthMethod != AuthPrivateKeyJWT && rec.AuthMethod != AuthSelfSignedTLSClient {
 		if len(rec.JWKS) > 0 || rec.JWKSURI != "" {
-			return refuse(ErrInvalidArgument, "jwks and jwks_uri are for private_key_jwt clients (token_endpoint_auth_method)")
+			return refuse(ErrInvalidArgument, "jwks and jwks_uri are for private_key_jwt and self_signed_tls_client_auth clients (token_endpoint_auth_method)")
 		}
 		return nil
 	}
 	switch {
 	case len(rec.JWKS) > 0 && rec.JWKSURI != "":
 		return refuse(ErrInvalidArgument, "give jwks or jwks_uri, not both")
+	case rec.AuthMethod == AuthSelfSignedTLSClient && len(rec.JWKS) == 0 && rec.JWKSURI == "":
+		return refuse(ErrInvalidArgument, "a self_signed_tls_client_auth client needs jwks or jwks_uri: the public key of its certificate")
 	case len(rec.JWKS) == 0 && rec.JWKSURI == "" && len(rec.FederatedCredentials) == 0:
 		return refuse(ErrInvalidArgument, "a private_key_jwt client needs jwks, jwks_uri or a federated credential to log in with")
 	}

@@ -41,18 +41,35 @@ type Client struct {
 	// makes a DPoP proof mandatory at the token endpoint: the client's
 	// tokens are always bound to its DPoP key.
 	DPoPBoundAccessTokens bool
+
+	// TLSClientAuth is a tls_client_auth client's certificate name (RFC
+	// 8705 §2.1.2); zero for every other client.
+	TLSClientAuth TLSClientAuth
+	// TLSClientCertificateBoundAccessTokens (RFC 8705 §3.4's
+	// tls_client_certificate_bound_access_tokens) makes a TLS client
+	// certificate mandatory at the token endpoint: the client's tokens are
+	// always bound to it. Without it a client's token is bound to the
+	// certificate it presents, if it presents one.
+	TLSClientCertificateBoundAccessTokens bool
 }
 
-// Client authentication methods (RFC 7591 token_endpoint_auth_method).
+// Client authentication methods (RFC 7591 token_endpoint_auth_method);
+// also AuthTLSClient and AuthSelfSignedTLSClient (mtls.go).
 const (
 	AuthSecretBasic   = "client_secret_basic"
 	AuthSecretPost    = "client_secret_post"
 	AuthPrivateKeyJWT = "private_key_jwt"
 )
 
-// AuthMethods are the client authentication methods, as discovery's
-// token_endpoint_auth_methods_supported lists them.
+// AuthMethods are the client authentication methods always accepted, as
+// discovery's token_endpoint_auth_methods_supported lists them; the mTLS
+// ones are added when enabled (Authenticator.TLSClientAuthMethods).
 var AuthMethods = []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT}
+
+// secretless reports whether clients of auth method m have no secret.
+func secretless(m string) bool {
+	return m == AuthPrivateKeyJWT || m == AuthTLSClient || m == AuthSelfSignedTLSClient
+}
 
 // FederatedCredential names a workload by the token its platform gives it:
 // a token of the trusted issuer Issuer whose sub is Subject authenticates
@@ -87,11 +104,13 @@ type NewClient struct {
 
 	// AuthMethod is Client.AuthMethod; empty means AuthSecretBasic. A
 	// AuthPrivateKeyJWT client gets no secret (Secret must be empty) and
-	// needs JWKS, JWKSURI or FederatedCredentials.
+	// needs JWKS, JWKSURI or FederatedCredentials; nor does an
+	// AuthTLSClient client, which needs TLSClientAuth, or an
+	// AuthSelfSignedTLSClient client, which needs JWKS or JWKSURI.
 	AuthMethod string
 	// JWKS (a JWK Set of public keys: Ed25519, P-256 or RSA of 2048 bits
 	// or more) or JWKSURI (an https URL; http only to a loopback address)
-	// of a private_key_jwt client.
+	// of a private_key_jwt or self_signed_tls_client_auth client.
 	JWKS    []byte
 	JWKSURI string
 	// FederatedCredentials of the client (see FederatedCredential); each
@@ -100,6 +119,12 @@ type NewClient struct {
 	FederatedCredentials []FederatedCredential
 	// DPoPBoundAccessTokens is Client.DPoPBoundAccessTokens.
 	DPoPBoundAccessTokens bool
+	// TLSClientAuth is Client.TLSClientAuth: one name, for a
+	// tls_client_auth client only.
+	TLSClientAuth TLSClientAuth
+	// TLSClientCertificateBoundAccessTokens is
+	// Client.TLSClientCertificateBoundAccessTokens.
+	TLSClientCertificateBoundAccessTokens bool
 }
 
 // CreateClient registers a client and returns it with its secret. The secret
@@ -119,14 +144,14 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 	if nc.RowID < 0 {
 		return nil, "", refuse(ErrInvalidArgument, "negative row id")
 	}
-	auth, err := a.normalizeClientAuth(ctx, clientAuth{nc.AuthMethod, nc.JWKS, nc.JWKSURI, nc.FederatedCredentials})
+	auth, err := a.normalizeClientAuth(ctx, clientAuth{nc.AuthMethod, nc.JWKS, nc.JWKSURI, nc.FederatedCredentials, nc.TLSClientAuth})
 	if err != nil {
 		return nil, "", err
 	}
 	var secret, hash string
-	if auth.method == AuthPrivateKeyJWT {
+	if secretless(auth.method) {
 		if nc.Secret != "" {
-			return nil, "", refuse(ErrInvalidArgument, "a private_key_jwt client has no secret: give its keys (jwks or jwks_uri) instead")
+			return nil, "", refuse(ErrInvalidArgument, "a %s client has no secret: give its keys or certificate name instead", auth.method)
 		}
 	} else if secret, hash, err = a.newSecret(nc.Secret); err != nil {
 		return nil, "", err
@@ -136,6 +161,7 @@ func (a *Authenticator) CreateClient(ctx context.Context, nc NewClient) (*Client
 		Client: Client{
 			ID: nc.ID, RowID: nc.RowID, IsAdmin: nc.IsAdmin, Scopes: scopes, Audiences: audiences,
 			CreatedAt: now, UpdatedAt: now, DPoPBoundAccessTokens: nc.DPoPBoundAccessTokens,
+			TLSClientCertificateBoundAccessTokens: nc.TLSClientCertificateBoundAccessTokens,
 		},
 		SecretHash: hash,
 	}
@@ -254,10 +280,11 @@ type ClientUpdate struct {
 	Scopes    *[]string
 	Audiences *[]string // replaces the list; an empty one allows the default audience only
 
-	// AuthMethod switches between the secret methods, or to
-	// AuthPrivateKeyJWT, which drops the client's secret (its secret logins
-	// are refused from then on). Back from private_key_jwt, RotateSecret
-	// gives the client a secret.
+	// AuthMethod switches between the secret methods, or to a method
+	// without a secret (AuthPrivateKeyJWT, AuthTLSClient,
+	// AuthSelfSignedTLSClient), which drops the client's secret (its secret
+	// logins are refused from then on). Back to a secret, RotateSecret
+	// gives the client one.
 	AuthMethod *string
 	// JWKS and JWKSURI replace the private_key_jwt client's keys; setting
 	// one clears the other, an empty one clears it.
@@ -267,6 +294,12 @@ type ClientUpdate struct {
 	FederatedCredentials *[]FederatedCredential
 	// DPoPBoundAccessTokens sets Client.DPoPBoundAccessTokens.
 	DPoPBoundAccessTokens *bool
+	// TLSClientAuth replaces the tls_client_auth client's certificate name
+	// (a zero one clears it).
+	TLSClientAuth *TLSClientAuth
+	// TLSClientCertificateBoundAccessTokens sets
+	// Client.TLSClientCertificateBoundAccessTokens.
+	TLSClientCertificateBoundAccessTokens *bool
 }
 
 // UpdateClient changes a client's admin flag, scopes or audiences. Tokens
@@ -306,6 +339,11 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 			return nil, err
 		}
 	}
+	if u.TLSClientAuth != nil {
+		if ca.tls, err = normalizeTLSClientAuth(*u.TLSClientAuth); err != nil {
+			return nil, err
+		}
+	}
 	return a.updateClient(ctx, clientID, ActionClientUpdated, func(rec *clientRecord) error {
 		if u.IsAdmin != nil {
 			rec.IsAdmin = *u.IsAdmin
@@ -318,10 +356,10 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 		}
 		if u.AuthMethod != nil && ca.method != rec.AuthMethod {
 			switch {
-			case ca.method == AuthPrivateKeyJWT:
+			case secretless(ca.method):
 				// No secret any more: its logins are refused from now on.
 				rec.SecretHash, rec.OldSecretHash, rec.OldSecretExpiresAt = "", "", time.Time{}
-			case rec.AuthMethod == AuthPrivateKeyJWT:
+			case secretless(rec.AuthMethod):
 				return refuse(ErrInvalidArgument, "client %s has no secret: rotating its secret gives it one (and makes it a client_secret_basic client)", rec.ID)
 			}
 			rec.AuthMethod = ca.method
@@ -343,6 +381,12 @@ func (a *Authenticator) UpdateClient(ctx context.Context, clientID string, u Cli
 		}
 		if u.DPoPBoundAccessTokens != nil {
 			rec.DPoPBoundAccessTokens = *u.DPoPBoundAccessTokens
+		}
+		if u.TLSClientAuth != nil {
+			rec.TLSClientAuth = ca.tls
+		}
+		if u.TLSClientCertificateBoundAccessTokens != nil {
+			rec.TLSClientCertificateBoundAccessTokens = *u.TLSClientCertificateBoundAccessTokens
 		}
 		return checkClientAuth(rec)
 	})
@@ -404,10 +448,10 @@ func (a *Authenticator) RotateSecret(ctx context.Context, clientID string, opt R
 	}
 	now := a.now()
 	c, err := a.updateClient(ctx, clientID, ActionSecretRotated, func(rec *clientRecord) error {
-		if rec.AuthMethod == AuthPrivateKeyJWT {
-			// Its first secret: it becomes a secret client, its keys are
-			// dropped (its federated credentials stay).
-			rec.AuthMethod, rec.JWKS, rec.JWKSURI = AuthSecretBasic, nil, ""
+		if secretless(rec.AuthMethod) {
+			// Its first secret: it becomes a secret client, its keys and
+			// certificate name are dropped (its federated credentials stay).
+			rec.AuthMethod, rec.JWKS, rec.JWKSURI, rec.TLSClientAuth = AuthSecretBasic, nil, "", TLSClientAuth{}
 			rec.SecretHash, rec.OldSecretHash, rec.OldSecretExpiresAt = "", "", time.Time{}
 		}
 		rec.OldSecretHash, rec.OldSecretExpiresAt = "", time.Time{}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -135,6 +136,15 @@ func WithDPoPReplayInProcess() MiddlewareOption {
 	return func(m *middleware) { m.dpop = &localDPoP{} }
 }
 
+// WithClientCertHeader reads the TLS client certificate of requests from
+// the header name when they come from one of trustedProxies (a proxy
+// that terminates TLS: see ClientCertHeader for the formats), for tokens
+// bound to a certificate (RFC 8705 §3). Without it, or from any other
+// address, the certificate is the request's own TLS connection's.
+func WithClientCertHeader(name string, trustedProxies ...netip.Prefix) MiddlewareOption {
+	return func(m *middleware) { m.certHeader = &ClientCertHeader{Name: name, TrustedProxies: trustedProxies} }
+}
+
 // WithDPoPNonces requires DPoP proofs to carry a server nonce of n (RFC
 // 9449 §9): a proof without a current one is refused with 401,
 // WWW-Authenticate: DPoP error="use_dpop_nonce" and the nonce to use in
@@ -182,6 +192,7 @@ type middleware struct {
 	dpop       DPoPChecker
 	nonces     *DPoPNonces // nil: as the DPoPChecker decides
 	dpopURL    func(*http.Request) *url.URL
+	certHeader *ClientCertHeader // nil: the TLS connection's certificate only
 	realm      string
 	skip       map[string]bool
 	audience   string
@@ -296,13 +307,23 @@ func accessToken(r *http.Request) (tok string, dpop bool, err error) {
 	return tok, false, err
 }
 
-// checkBinding checks a verified token's key binding: a DPoP-bound token
+// checkBinding checks a verified token's key binding: a certificate-bound
+// token must come over a connection with that TLS client certificate (or
+// from a trusted proxy that names it: WithClientCertHeader); a DPoP-bound token
 // must come with the DPoP scheme (no downgrade to Bearer) and a proof by
 // its key, for this request and this token (with a server nonce when one
 // is required); a bearer token must not come with the DPoP scheme. It
 // returns the refusal's status and error code, or 0 when the request may
 // pass; it sets the DPoP-Nonce header when there is a nonce to give.
 func (m *middleware) checkBinding(w http.ResponseWriter, r *http.Request, tok string, dpop bool, claims *Claims) (int, string) {
+	if claims.CertificateThumbprint() != "" {
+		// RFC 8705 §3: only with the certificate it is bound to, else 401
+		// invalid_token.
+		ders, _, err := clientCertDER(r, m.certHeader)
+		if err != nil || len(ders) == 0 || !claims.CertificateBindingMatches(ders[0]) {
+			return http.StatusUnauthorized, "invalid_token"
+		}
+	}
 	jkt := claims.DPoPThumbprint()
 	if !dpop {
 		if jkt != "" {

@@ -68,7 +68,7 @@ func (a *Authenticator) IssueSession(ctx context.Context, clientID string, req S
 		return nil, err
 	}
 	c := rec.Client
-	tok, err := a.issueWith(&c, nil, []string{req.Audience}, "", req.TTL, func(cl *Claims) {
+	tok, err := a.issueWith(&c, nil, []string{req.Audience}, binding{}, req.TTL, func(cl *Claims) {
 		cl.SessionID, cl.AuthTime = req.ID, authTime.Unix()
 	})
 	if err != nil {

@@ -29,9 +29,16 @@ type clientRow struct {
 	JWKSURI            string `db:"jwks_uri"`
 	Federated          string `db:"federated"` // JSON: [{"issuer","subject"}]
 	DPoPBound          bool   `db:"dpop_bound_access_tokens"`
+	TLSSubjectDN       string `db:"tls_client_auth_subject_dn"`
+	TLSSANDNS          string `db:"tls_client_auth_san_dns"`
+	TLSSANURI          string `db:"tls_client_auth_san_uri"`
+	TLSSANIP           string `db:"tls_client_auth_san_ip"`
+	TLSSANEmail        string `db:"tls_client_auth_san_email"`
+	TLSBound           bool   `db:"tls_client_certificate_bound_access_tokens"`
 }
 
-const clientColumns = `id, client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at, auth_method, jwks, jwks_uri, federated, dpop_bound_access_tokens`
+const clientColumns = `id, client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at, auth_method, jwks, jwks_uri, federated, dpop_bound_access_tokens, ` +
+	`tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri, tls_client_auth_san_ip, tls_client_auth_san_email, tls_client_certificate_bound_access_tokens`
 
 func (r *clientRow) record() *clientRecord {
 	c := &clientRecord{
@@ -43,6 +50,8 @@ func (r *clientRow) record() *clientRecord {
 		OldSecretHash: r.OldSecretHash,
 	}
 	c.AuthMethod, c.JWKSURI, c.DPoPBoundAccessTokens = r.AuthMethod, r.JWKSURI, r.DPoPBound
+	c.TLSClientAuth = TLSClientAuth{SubjectDN: r.TLSSubjectDN, SANDNS: r.TLSSANDNS, SANURI: r.TLSSANURI, SANIP: r.TLSSANIP, SANEmail: r.TLSSANEmail}
+	c.TLSClientCertificateBoundAccessTokens = r.TLSBound
 	if c.AuthMethod == "" {
 		c.AuthMethod = AuthSecretBasic
 	}
@@ -104,13 +113,17 @@ func (s *sqlStore) createClient(ctx context.Context, c *clientRecord) error {
 	args := []any{c.ID, c.SecretHash, c.OldSecretHash, unixOrZero(c.OldSecretExpiresAt), c.IsAdmin, strings.Join(c.Scopes, " "),
 		strings.Join(c.Audiences, " "), unixOrZero(c.TokensValidAfter), created, updated,
 		authMethodOrDefault(c.AuthMethod), string(c.JWKS), c.JWKSURI, encodeFederated(c.FederatedCredentials), c.DPoPBoundAccessTokens}
+	args = append(args, c.TLSClientAuth.SubjectDN, c.TLSClientAuth.SANDNS, c.TLSClientAuth.SANURI, c.TLSClientAuth.SANIP, c.TLSClientAuth.SANEmail,
+		c.TLSClientCertificateBoundAccessTokens)
 	q := `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at,
-		auth_method, jwks, jwks_uri, federated, dpop_bound_access_tokens)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
+		auth_method, jwks, jwks_uri, federated, dpop_bound_access_tokens,
+		tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri, tls_client_auth_san_ip, tls_client_auth_san_email, tls_client_certificate_bound_access_tokens)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
 	if c.RowID != 0 {
 		q = `INSERT INTO authsvc_clients (client_id, secret_hash, old_secret_hash, old_secret_expires_at, is_admin, scopes, audiences, tokens_valid_after, created_at, updated_at,
-		auth_method, jwks, jwks_uri, federated, dpop_bound_access_tokens, id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
+		auth_method, jwks, jwks_uri, federated, dpop_bound_access_tokens,
+		tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri, tls_client_auth_san_ip, tls_client_auth_san_email, tls_client_certificate_bound_access_tokens, id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
 		args = append(args, c.RowID)
 	}
 	err = tx.GetContext(ctx, &id, tx.Rebind(q), args...)
@@ -249,10 +262,14 @@ func (s *sqlStore) updateClient(ctx context.Context, clientID, action string, up
 	rec.UpdatedAt = time.Now().UTC().Truncate(time.Second)
 	_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE authsvc_clients SET secret_hash = ?, old_secret_hash = ?,
 		old_secret_expires_at = ?, is_admin = ?, scopes = ?, audiences = ?, tokens_valid_after = ?, updated_at = ?,
-		auth_method = ?, jwks = ?, jwks_uri = ?, federated = ?, dpop_bound_access_tokens = ? WHERE id = ?`),
+		auth_method = ?, jwks = ?, jwks_uri = ?, federated = ?, dpop_bound_access_tokens = ?,
+		tls_client_auth_subject_dn = ?, tls_client_auth_san_dns = ?, tls_client_auth_san_uri = ?, tls_client_auth_san_ip = ?, tls_client_auth_san_email = ?,
+		tls_client_certificate_bound_access_tokens = ? WHERE id = ?`),
 		rec.SecretHash, rec.OldSecretHash, unixOrZero(rec.OldSecretExpiresAt), rec.IsAdmin,
 		strings.Join(rec.Scopes, " "), strings.Join(rec.Audiences, " "), unixOrZero(rec.TokensValidAfter), rec.UpdatedAt.Unix(),
-		authMethodOrDefault(rec.AuthMethod), string(rec.JWKS), rec.JWKSURI, encodeFederated(rec.FederatedCredentials), rec.DPoPBoundAccessTokens, rec.RowID)
+		authMethodOrDefault(rec.AuthMethod), string(rec.JWKS), rec.JWKSURI, encodeFederated(rec.FederatedCredentials), rec.DPoPBoundAccessTokens,
+		rec.TLSClientAuth.SubjectDN, rec.TLSClientAuth.SANDNS, rec.TLSClientAuth.SANURI, rec.TLSClientAuth.SANIP, rec.TLSClientAuth.SANEmail,
+		rec.TLSClientCertificateBoundAccessTokens, rec.RowID)
 	if err != nil {
 		return nil, unavailable(err)
 	}

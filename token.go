@@ -12,16 +12,22 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
+// binding is the key a token is bound to: a DPoP key (jkt, its RFC 7638
+// thumbprint), a TLS client certificate (x5t, its RFC 8705 x5t#S256), or
+// none (both empty). At most one is set.
+type binding struct{ jkt, x5t string }
+
 // issue signs a token for client c.
-// A token bound to a DPoP key (jkt, its RFC 7638 thumbprint, not empty)
-// carries cnf.jkt and is of type DPoP.
-func (a *Authenticator) issue(c *Client, scopes, aud []string, jkt string) (*Token, error) {
-	return a.issueWith(c, scopes, aud, jkt, a.cfg.TokenTTL, nil)
+// A token bound to a DPoP key carries cnf.jkt and is of type DPoP; one
+// bound to a certificate carries cnf.x5t#S256 and stays of type Bearer
+// (RFC 8705 §3).
+func (a *Authenticator) issue(c *Client, scopes, aud []string, b binding) (*Token, error) {
+	return a.issueWith(c, scopes, aud, b, a.cfg.TokenTTL, nil)
 }
 
 // issueWith is issue for a token that lives ttl, with the claims session
 // (when not nil) sets besides.
-func (a *Authenticator) issueWith(c *Client, scopes, aud []string, jkt string, ttl time.Duration, session func(*Claims)) (*Token, error) {
+func (a *Authenticator) issueWith(c *Client, scopes, aud []string, b binding, ttl time.Duration, session func(*Claims)) (*Token, error) {
 	jtiBytes := make([]byte, 16) // 128 bits, RFC 9068 §2.2
 	if _, err := rand.Read(jtiBytes); err != nil {
 		return nil, err
@@ -46,9 +52,12 @@ func (a *Authenticator) issueWith(c *Client, scopes, aud []string, jkt string, t
 		session(claims)
 	}
 	typ := "Bearer"
-	if jkt != "" {
-		claims.Confirmation = &Confirmation{JKT: jkt}
+	switch {
+	case b.jkt != "":
+		claims.Confirmation = &Confirmation{JKT: b.jkt}
 		typ = "DPoP"
+	case b.x5t != "":
+		claims.Confirmation = &Confirmation{X5TS256: b.x5t}
 	}
 	s := a.keys.Load().current(now)
 	// What jwt.Token.SignedString makes, without encoding the same header

@@ -87,14 +87,19 @@ func (h *handler) adminNow(ctx context.Context, clientID string) error {
 // RFC 7591's token_endpoint_auth_method, jwks (a JWK Set: a JSON object,
 // or its text in a form) and jwks_uri, with federated_credentials (a JSON
 // array of {"issuer","subject"}), and RFC 9449's dpop_bound_access_tokens
-// (a boolean: the client's token requests must carry a DPoP proof).
+// (a boolean: the client's token requests must carry a DPoP proof), and
+// RFC 8705's tls_client_auth_subject_dn, tls_client_auth_san_dns, _uri,
+// _ip, _email (one of them: the certificate name of a tls_client_auth
+// client) and tls_client_certificate_bound_access_tokens (a boolean: its
+// token requests must come with its TLS client certificate).
 func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 	r, caller, ok := h.requireAdmin(w, r)
 	if !ok {
 		return
 	}
 	p, ok := params(w, r, "client_id", "client_secret", "is_admin", "scope", "audience",
-		"token_endpoint_auth_method", "jwks", "jwks_uri", "federated_credentials", "dpop_bound_access_tokens")
+		"token_endpoint_auth_method", "jwks", "jwks_uri", "federated_credentials", "dpop_bound_access_tokens",
+		tlsSubjectDN, tlsSANDNS, tlsSANURI, tlsSANIP, tlsSANEmail, tlsBound)
 	if !ok {
 		return
 	}
@@ -112,13 +117,21 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	certBound, err := parseBool(p[tlsBound])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, tlsBound+" must be true or false")
+		return
+	}
 	fcs, err := parseFederated(p["federated_credentials"])
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	nc := authsvc.NewClient{
-		ID: p["client_id"], Secret: p["client_secret"], IsAdmin: isAdmin, Scopes: authsvc.ParseScope(p["scope"]),
+		TLSClientAuth: authsvc.TLSClientAuth{SubjectDN: p[tlsSubjectDN], SANDNS: p[tlsSANDNS], SANURI: p[tlsSANURI],
+			SANIP: p[tlsSANIP], SANEmail: p[tlsSANEmail]},
+		TLSClientCertificateBoundAccessTokens: certBound,
+		ID:                                    p["client_id"], Secret: p["client_secret"], IsAdmin: isAdmin, Scopes: authsvc.ParseScope(p["scope"]),
 		Audiences: strings.Fields(p["audience"]), AuthMethod: p["token_endpoint_auth_method"],
 		JWKSURI: p["jwks_uri"], FederatedCredentials: fcs, DPoPBoundAccessTokens: dpopBound,
 	}
@@ -139,7 +152,9 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 		"audience":                   strings.Join(c.Audiences, " "),
 		"token_endpoint_auth_method": c.AuthMethod,
 		"dpop_bound_access_tokens":   c.DPoPBoundAccessTokens,
+		tlsBound:                     c.TLSClientCertificateBoundAccessTokens,
 	}
+	addTLSClientAuth(out, c.TLSClientAuth)
 	if secret != "" {
 		out["client_secret"] = secret
 	}
@@ -153,6 +168,25 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 		out["federated_credentials"] = c.FederatedCredentials
 	}
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// RFC 8705's client metadata names.
+const (
+	tlsSubjectDN = "tls_client_auth_subject_dn"
+	tlsSANDNS    = "tls_client_auth_san_dns"
+	tlsSANURI    = "tls_client_auth_san_uri"
+	tlsSANIP     = "tls_client_auth_san_ip"
+	tlsSANEmail  = "tls_client_auth_san_email"
+	tlsBound     = "tls_client_certificate_bound_access_tokens"
+)
+
+// addTLSClientAuth puts t's one name in out under its metadata name.
+func addTLSClientAuth(out map[string]any, t authsvc.TLSClientAuth) {
+	for k, v := range map[string]string{tlsSubjectDN: t.SubjectDN, tlsSANDNS: t.SANDNS, tlsSANURI: t.SANURI, tlsSANIP: t.SANIP, tlsSANEmail: t.SANEmail} {
+		if v != "" {
+			out[k] = v
+		}
+	}
 }
 
 // parseFederated reads federated_credentials: a JSON array of objects
@@ -173,9 +207,12 @@ func parseFederated(s string) ([]authsvc.FederatedCredential, error) {
 // updateClient: PATCH /client/{id} (admin) changes a client's scopes,
 // admin flag, audiences or way to authenticate, with the fields POST
 // /client takes: scope, is_admin, audience, token_endpoint_auth_method,
-// jwks, jwks_uri, federated_credentials (JSON or form). A field that is
-// absent (or JSON null) is left as it is; an empty scope, audience, jwks,
-// jwks_uri or federated_credentials removes them all. Any other field is
+// jwks, jwks_uri, federated_credentials, dpop_bound_access_tokens, the
+// tls_client_auth_* names and tls_client_certificate_bound_access_tokens
+// (JSON or form). A field that is absent (or JSON null) is left as it is;
+// an empty scope, audience, jwks, jwks_uri or federated_credentials
+// removes them all; any tls_client_auth_* name replaces the one
+// registered (an empty one clears it). Any other field is
 // refused, so that a misspelt one does not pass for a change.
 func (h *handler) updateClient(w http.ResponseWriter, r *http.Request) {
 	r, caller, ok := h.requireAdmin(w, r)
@@ -188,6 +225,7 @@ func (h *handler) updateClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var u authsvc.ClientUpdate
+	var tlsName authsvc.TLSClientAuth
 	for k := range v {
 		val, err := param(v, k)
 		if err != nil {
@@ -225,6 +263,31 @@ func (h *handler) updateClient(w http.ResponseWriter, r *http.Request) {
 				fcs = []authsvc.FederatedCredential{}
 			}
 			u.FederatedCredentials = &fcs
+		case "dpop_bound_access_tokens", tlsBound:
+			b, err := parseBool(val)
+			if err != nil || strings.TrimSpace(val) == "" {
+				writeError(w, http.StatusBadRequest, k+" must be true or false")
+				return
+			}
+			if k == tlsBound {
+				u.TLSClientCertificateBoundAccessTokens = &b
+			} else {
+				u.DPoPBoundAccessTokens = &b
+			}
+		case tlsSubjectDN, tlsSANDNS, tlsSANURI, tlsSANIP, tlsSANEmail:
+			switch k {
+			case tlsSubjectDN:
+				tlsName.SubjectDN = val
+			case tlsSANDNS:
+				tlsName.SANDNS = val
+			case tlsSANURI:
+				tlsName.SANURI = val
+			case tlsSANIP:
+				tlsName.SANIP = val
+			case tlsSANEmail:
+				tlsName.SANEmail = val
+			}
+			u.TLSClientAuth = &tlsName
 		case "client_id":
 			writeError(w, http.StatusBadRequest, "a client_id cannot be changed: create a client and delete this one")
 			return
@@ -253,7 +316,9 @@ func (h *handler) updateClient(w http.ResponseWriter, r *http.Request) {
 }
 
 // patchFields are the fields PATCH /client/{id} takes, for its messages.
-const patchFields = "scope, is_admin, audience, token_endpoint_auth_method, jwks, jwks_uri or federated_credentials"
+const patchFields = "scope, is_admin, audience, token_endpoint_auth_method, jwks, jwks_uri, federated_credentials, dpop_bound_access_tokens, " +
+	"tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri, tls_client_auth_san_ip, tls_client_auth_san_email " +
+	"or tls_client_certificate_bound_access_tokens"
 
 // auditUpdate logs a client update: what it set, and by whom (and more
 // attributes, such as via=console).
@@ -268,7 +333,7 @@ func (h *handler) auditUpdate(c *authsvc.Client, u authsvc.ClientUpdate, by stri
 	if u.Audiences != nil {
 		attrs = append(attrs, "audience", strings.Join(c.Audiences, " "))
 	}
-	if u.AuthMethod != nil || u.JWKS != nil || u.JWKSURI != nil {
+	if u.AuthMethod != nil || u.JWKS != nil || u.JWKSURI != nil || u.TLSClientAuth != nil {
 		attrs = append(attrs, "auth_method", c.AuthMethod)
 	}
 	if u.FederatedCredentials != nil {
@@ -397,7 +462,8 @@ type ClientJSON struct {
 	// TokensValidAfter is the log-out-everywhere cut-off, or null.
 	TokensValidAfter *time.Time `json:"tokens_valid_after"`
 	// TokenEndpointAuthMethod is RFC 7591's: client_secret_basic,
-	// client_secret_post or private_key_jwt.
+	// client_secret_post, private_key_jwt, tls_client_auth or
+	// self_signed_tls_client_auth.
 	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method"`
 	// JWKS (public keys only) or JWKSURI of a private_key_jwt client.
 	JWKS    json.RawMessage `json:"jwks,omitempty"`
@@ -408,6 +474,12 @@ type ClientJSON struct {
 	// DPoPBoundAccessTokens: the client's tokens must be DPoP-bound (RFC
 	// 9449 §5.2).
 	DPoPBoundAccessTokens bool `json:"dpop_bound_access_tokens,omitempty"`
+	// The certificate name of a tls_client_auth client (RFC 8705 §2.1.2):
+	// one of these.
+	authsvc.TLSClientAuth
+	// TLSClientCertificateBoundAccessTokens: the client's tokens must be
+	// bound to its TLS client certificate (RFC 8705 §3.4).
+	TLSClientCertificateBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 }
 
 // ClientToJSON returns c's JSON form.
@@ -415,7 +487,8 @@ func ClientToJSON(c authsvc.Client) ClientJSON {
 	out := ClientJSON{ClientID: c.ID, ID: c.RowID, IsAdmin: c.IsAdmin, Scope: strings.Join(c.Scopes, " "),
 		Audience: strings.Join(c.Audiences, " "), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 		TokenEndpointAuthMethod: c.AuthMethod, JWKSURI: c.JWKSURI, FederatedCredentials: c.FederatedCredentials,
-		DPoPBoundAccessTokens: c.DPoPBoundAccessTokens}
+		DPoPBoundAccessTokens: c.DPoPBoundAccessTokens, TLSClientAuth: c.TLSClientAuth,
+		TLSClientCertificateBoundAccessTokens: c.TLSClientCertificateBoundAccessTokens}
 	if len(c.JWKS) > 0 {
 		out.JWKS = json.RawMessage(c.JWKS)
 	}

@@ -47,7 +47,7 @@ func (h *handler) metadata(w http.ResponseWriter, r *http.Request) {
 	scopes := h.auth.ScopesSupported()
 	d := h.discovery.Load()
 	if d == nil || d.base != base || !slices.Equal(d.scopes, scopes) || (d.scopes == nil) != (scopes == nil) {
-		d = &discoveryDoc{base: base, scopes: scopes, doc: buildDiscovery(h.auth, base, scopes)}
+		d = &discoveryDoc{base: base, scopes: scopes, doc: buildDiscovery(h.auth, base, scopes, h.certHeader != nil)}
 		h.discovery.Store(d)
 	}
 	hd := w.Header()
@@ -95,8 +95,14 @@ func mountPrefix(r *http.Request) string {
 // buildDiscovery makes the RFC 8414 document for routes reached at base.
 // scopes_supported is the union of the clients' scopes (RFC 8414 lets a
 // server list fewer than it supports; a client's own are in its record).
-func buildDiscovery(a *authsvc.Authenticator, base string, scopes []string) []byte {
-	auth := authsvc.AuthMethods
+// The mTLS methods are listed when the Authenticator accepts them, and
+// tls_client_certificate_bound_access_tokens (RFC 8705 §3.3) is true when
+// client certificates reach the handler: a method is enabled (the server
+// then requests certificates) or a proxy names them (certHeader). The
+// same endpoints serve mTLS, so there are no mtls_endpoint_aliases
+// (RFC 8705 §5: they are for a server whose mTLS endpoints differ).
+func buildDiscovery(a *authsvc.Authenticator, base string, scopes []string, certHeader bool) []byte {
+	auth := append(slices.Clip(authsvc.AuthMethods), a.TLSClientAuthMethods()...)
 	assertionAlgs := authsvc.AssertionAlgorithms // of private_key_jwt client assertions
 	algs := a.SigningAlgorithms()
 	doc := map[string]any{
@@ -121,6 +127,9 @@ func buildDiscovery(a *authsvc.Authenticator, base string, scopes []string) []by
 		"id_token_signing_alg_values_supported":     algs,
 		"subject_types_supported":                   []string{"public"},
 		"access_token_signing_alg_values_supported": algs,
+	}
+	if len(a.TLSClientAuthMethods()) > 0 || certHeader {
+		doc["tls_client_certificate_bound_access_tokens"] = true
 	}
 	if scopes != nil { // nil: the store could not be read yet (RECOMMENDED, not required)
 		doc["scopes_supported"] = scopes

@@ -161,5 +161,16 @@ func (h *handler) verifyBearer(r *http.Request, tok string) (*authsvc.Claims, er
 	if err == nil && claims.DPoPThumbprint() != "" {
 		return nil, &authsvc.Error{Kind: authsvc.ErrInvalidToken, Message: "the token is bound to a DPoP key: it is not accepted as a Bearer token"}
 	}
+	if err == nil && claims.CertificateThumbprint() != "" {
+		// RFC 8705 §3: only with the certificate it is bound to: the
+		// request's own, or behind a trusted proxy the one it names.
+		var der []byte
+		if chain, cerr := authsvc.ClientCertificates(r, h.certHeader); cerr == nil && len(chain) > 0 {
+			der = chain[0].Raw
+		}
+		if !claims.CertificateBindingMatches(der) {
+			return nil, &authsvc.Error{Kind: authsvc.ErrInvalidToken, Message: "the token is bound to a TLS client certificate: present it with that certificate"}
+		}
+	}
 	return claims, err
 }

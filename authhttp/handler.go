@@ -86,6 +86,14 @@ type Options struct {
 	// prefix (https://host/auth for a mount at /auth/): RemoteVerifiers
 	// and OAuth libraries look for discovery at the issuer's URL.
 	BaseURL string
+
+	// ClientCertHeader, when set, is the header a TLS-terminating proxy in
+	// TrustedProxies puts the client's certificate in (RFC 8705 behind a
+	// proxy: see authsvc.ClientCertHeader for the formats): the token
+	// endpoint authenticates tls_client_auth clients and binds tokens with
+	// it, and the Bearer routes and GET /verify check certificate-bound
+	// tokens against it. From other addresses the header is ignored.
+	ClientCertHeader string
 }
 
 // handler holds what the routes need.
@@ -98,6 +106,9 @@ type handler struct {
 	draining func() bool    // nil: never
 	baseURL  string         // "" : the issuer and the mount prefix
 	feed     http.Handler   // the revocation feed
+	// certHeader is where the client certificate is behind a trusted
+	// proxy; nil: the TLS connection's only.
+	certHeader *authsvc.ClientCertHeader
 
 	discovery atomic.Pointer[discoveryDoc] // the last built, by base URL
 }
@@ -120,6 +131,9 @@ func newHandler(a *authsvc.Authenticator, opts Options) (*handler, http.Handler)
 		draining: opts.Draining,
 		baseURL:  strings.TrimSuffix(opts.BaseURL, "/"),
 		feed:     a.FeedHandler(),
+	}
+	if opts.ClientCertHeader != "" {
+		h.certHeader = &authsvc.ClientCertHeader{Name: opts.ClientCertHeader, TrustedProxies: opts.TrustedProxies}
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

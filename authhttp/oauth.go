@@ -1,6 +1,7 @@
 package authhttp
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -53,6 +54,9 @@ type clientCredentials struct {
 	// assertion is a client_assertion of type jwt-bearer; id is then the
 	// client_id sent with it, if any (it is optional).
 	assertion string
+	// certificate: a client_id alone, no secret nor assertion: the client
+	// authenticates with its TLS client certificate (RFC 8705 §2).
+	certificate bool
 }
 
 // clientAssertionType is RFC 7523 §2.2's client_assertion_type.
@@ -80,6 +84,7 @@ func (cc clientCredentials) throttleKey() string {
 type clientCheck struct {
 	secret    func(id, secret string) error
 	assertion func(ca authsvc.ClientAssertion) (clientID string, err error)
+	tls       func(id string, chain []*x509.Certificate) error
 }
 
 // try runs check with the form-decoded credentials and, when they are
@@ -180,9 +185,15 @@ func readClientCredentials(w http.ResponseWriter, r *http.Request, v url.Values)
 		return cc, true
 	}
 	cc.id, cc.secret = v.Get("client_id"), v.Get("client_secret")
+	if cc.id != "" && !v.Has("client_secret") {
+		// RFC 8705 §2: tls_client_auth and self_signed_tls_client_auth
+		// send the client_id alone; the certificate is checked in attempt.
+		cc.certificate = true
+		return cc, true
+	}
 	if cc.id == "" || cc.secret == "" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="authd"`)
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication required (HTTP Basic or client_id and client_secret)")
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication required (HTTP Basic, client_id and client_secret, a client_assertion, or client_id with a TLS client certificate)")
 		return cc, false
 	}
 	return cc, true
@@ -237,6 +248,10 @@ func (h *handler) authenticateClient(w http.ResponseWriter, r *http.Request, cc 
 			}
 			return c.ID, nil
 		},
+		tls: func(id string, chain []*x509.Certificate) (err error) {
+			c, err = h.auth.AuthenticateTLSClient(r.Context(), id, chain)
+			return err
+		},
 	})
 	return c, ok
 }
@@ -246,6 +261,18 @@ func (h *handler) authenticateClient(w http.ResponseWriter, r *http.Request, cc 
 // assertion check, ended in the throttle and the audit log, and answered
 // itself when it fails (ok false).
 func (h *handler) attempt(w http.ResponseWriter, r *http.Request, cc clientCredentials, check clientCheck) bool {
+	var chain []*x509.Certificate
+	if cc.certificate {
+		var ok bool
+		if chain, ok = h.clientCerts(w, r); !ok {
+			return false
+		}
+		if len(chain) == 0 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="authd"`)
+			oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication required: a client_id alone needs a TLS client certificate (tls_client_auth, self_signed_tls_client_auth)")
+			return false
+		}
+	}
 	key := cc.throttleKey()
 	att, ok := h.allowAttempt(w, r, key, true)
 	if !ok {
@@ -262,6 +289,9 @@ func (h *handler) attempt(w http.ResponseWriter, r *http.Request, cc clientCrede
 		if id == "" {
 			id = key
 		}
+	} else if cc.certificate {
+		id, err = cc.id, check.tls(cc.id, chain)
+		audit = []any{"method", "tls_client_certificate"}
 	} else {
 		id, err = cc.try(check.secret)
 	}
@@ -344,6 +374,15 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "more than one DPoP header")
 		return
 	}
+	// RFC 8705 §3: a token requested with a TLS client certificate is
+	// bound to it, whatever the client authenticated with.
+	chain, ok := h.clientCerts(w, r)
+	if !ok {
+		return
+	}
+	if len(chain) > 0 {
+		req.ClientCertificate = chain[0]
+	}
 	var tok *authsvc.Token
 	if !h.attempt(w, r, cc, clientCheck{
 		secret: func(id, secret string) (err error) {
@@ -356,6 +395,10 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 				return "", err
 			}
 			return tok.ClientID, nil
+		},
+		tls: func(id string, chain []*x509.Certificate) (err error) {
+			tok, err = h.auth.AuthenticateTLS(r.Context(), id, chain, req)
+			return err
 		},
 	}) {
 		return
@@ -443,6 +486,20 @@ func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
 		ExpiresAt: claims.ExpiresAt, IssuedAt: claims.IssuedAt, NotBefore: claims.NotBefore, Issuer: claims.Issuer,
 		Audience: claims.Audience, ID: claims.ID, TokenType: tokenType(claims), Confirmation: claims.Confirmation,
 	})
+}
+
+// clientCerts returns the request's TLS client certificate chain (leaf
+// first; none is nil): its connection's, or from a trusted proxy the
+// configured header's (Options.ClientCertHeader). A header that cannot be
+// read is answered 400 (ok false).
+func (h *handler) clientCerts(w http.ResponseWriter, r *http.Request) ([]*x509.Certificate, bool) {
+	chain, err := authsvc.ClientCertificates(r, h.certHeader)
+	if err != nil {
+		h.log.Warn("malformed client certificate header from a trusted proxy; check its configuration", "header", h.certHeader.Name, "remote", clip(r.RemoteAddr))
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the client certificate header cannot be read")
+		return nil, false
+	}
+	return chain, true
 }
 
 // tokenType is the token_type of a token with claims: DPoP for a token

@@ -356,7 +356,7 @@ func TestSecretlessBadInput(t *testing.T) {
 			{"plain http jwks_uri", "/client", map[string]any{"client_id": "a", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://k.example/jwks"}, 400, "https"},
 			{"no keys", "/client", map[string]any{"client_id": "a", "token_endpoint_auth_method": "private_key_jwt"}, 400, "needs jwks"},
 			{"secret and private_key_jwt", "/client", map[string]any{"client_id": "a", "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks, "client_secret": "a-chosen-secret-0123456789"}, 400, "no secret"},
-			{"jwks on a secret client", "/client", map[string]any{"client_id": "a", "jwks": jwks}, 400, "for private_key_jwt clients"},
+			{"jwks on a secret client", "/client", map[string]any{"client_id": "a", "jwks": jwks}, 400, "for private_key_jwt and self_signed_tls_client_auth clients"},
 			{"unknown method", "/client", map[string]any{"client_id": "a", "token_endpoint_auth_method": "none"}, 400, "token_endpoint_auth_method must be"},
 			{"untrusted issuer", "/client", map[string]any{"client_id": "a", "federated_credentials": []map[string]string{{"issuer": "https://nope.example", "subject": "x"}}}, 400, "not trusted"},
 			{"credentials not a list", "/client", map[string]any{"client_id": "a", "federated_credentials": map[string]string{"issuer": "x"}}, 400, "federated_credentials must be"},

@@ -3,6 +3,7 @@ package authhttp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -26,8 +27,9 @@ type testServer struct {
 	store  authsvc.Store
 	dbURL  string // the store's URL, for testdb's SQL reads
 	logs   *testdb.LogBuffer
-	admin  string // an admin's token
-	secret string // the admin's secret
+	admin  string       // an admin's token
+	secret string       // the admin's secret
+	client *http.Client // nil: http.DefaultClient (a TLS server's trusts its certificate)
 }
 
 const adminSecret = "bootstrap-admin-secret-0123456789"
@@ -48,6 +50,13 @@ func newTestServerWith(t *testing.T, dbURL string, cfg authsvc.Config) *testServ
 // Logger are set here).
 func newTestServerOpts(t *testing.T, dbURL string, cfg authsvc.Config, opts Options) *testServer {
 	t.Helper()
+	return newTestServerTLS(t, dbURL, cfg, opts, nil)
+}
+
+// newTestServerTLS is newTestServerOpts, served over TLS with tlsCfg
+// when it is not nil (its certificate httptest's own unless it has one).
+func newTestServerTLS(t *testing.T, dbURL string, cfg authsvc.Config, opts Options, tlsCfg *tls.Config) *testServer {
+	t.Helper()
 	ctx := context.Background()
 	store, err := authsvc.OpenStore(ctx, dbURL)
 	if err != nil {
@@ -66,9 +75,17 @@ func newTestServerOpts(t *testing.T, dbURL string, cfg authsvc.Config, opts Opti
 		t.Fatal(err)
 	}
 	opts.Logger = log
-	srv := httptest.NewServer(NewHandler(a, opts))
+	srv := httptest.NewUnstartedServer(NewHandler(a, opts))
+	var client *http.Client
+	if tlsCfg != nil {
+		srv.TLS = tlsCfg
+		srv.StartTLS()
+		client = srv.Client()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
-	ts := &testServer{t: t, url: srv.URL, auth: a, store: store, dbURL: dbURL, logs: logs, secret: adminSecret}
+	ts := &testServer{t: t, url: srv.URL, auth: a, store: store, dbURL: dbURL, logs: logs, secret: adminSecret, client: client}
 	ts.admin = ts.token("root", adminSecret)
 	return ts
 }
@@ -93,7 +110,11 @@ func (ts *testServer) do(method, path, contentType, body string, header map[stri
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if ts.client != nil {
+		client = ts.client
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		ts.t.Fatal(err)
 	}

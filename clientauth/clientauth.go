@@ -10,6 +10,9 @@
 //     job's OIDC token) from a file at every refresh, since the platform
 //     rotates it, and presents it as the client assertion (workload
 //     identity federation).
+//   - MTLS presents a TLS client certificate (RFC 8705 tls_client_auth or
+//     self_signed_tls_client_auth) and gets tokens bound to it; its
+//     Client presents the certificate on the requests that use them.
 //
 // golang.org/x/oauth2/clientcredentials cannot do either: it sends a
 // secret.

@@ -56,11 +56,11 @@ type commandSpec struct {
 // commands is every command, in the order usage lists them.
 var commands = []commandSpec{
 	{"serve", "", "Run the server (the default command). Configured by the environment only."},
-	{"client create", `--id ID [--admin] [--scope "a b"] [--audience "a b"] [--secret-stdin] [--auth-method M] [--jwks-file F | --jwks-uri URL] [--federated ISSUER=SUBJECT]... [--dpop-bound] [--json]`,
+	{"client create", `--id ID [--admin] [--scope "a b"] [--audience "a b"] [--secret-stdin] [--auth-method M] [--jwks-file F | --jwks-uri URL] [--federated ISSUER=SUBJECT]... [--tls-subject-dn DN | --tls-san-dns|uri|ip|email V] [--dpop-bound | --cert-bound] [--json]`,
 		"Register a client. Its secret is generated (or read from standard input) and shown once; a private_key_jwt\nclient has none: it logs in with assertions signed by its keys (--jwks-file, --jwks-uri) or with a\ntrusted issuer's token (--federated)."},
 	{"client list", "[--prefix P] [--json]", "List the clients (never their secrets), a page at a time from the store."},
 	{"client show", "ID [--json]", "Show one client, with its log-out-everywhere cut-off if any."},
-	{"client update", `ID [--admin=true|false] [--scope "a b"] [--audience "a b"] [--auth-method M] [--jwks-file F | --jwks-uri URL] [--federated ISSUER=SUBJECT]... [--dpop-bound=true|false] [--json]`,
+	{"client update", `ID [--admin=true|false] [--scope "a b"] [--audience "a b"] [--auth-method M] [--jwks-file F | --jwks-uri URL] [--federated ISSUER=SUBJECT]... [--tls-subject-dn DN | --tls-san-dns|uri|ip|email V] [--dpop-bound=true|false] [--cert-bound=true|false] [--json]`,
 		"Change a client's admin flag, scopes, audiences, authentication method, keys or federated credentials;\nonly the flags given change. Tokens already issued keep their claims. --auth-method private_key_jwt\ndrops the client's secret."},
 	{"client delete", "ID [--json]", "Delete a client. Its tokens are refused at once, even those not yet expired."},
 	{"client rotate-secret", "ID [--grace 24h] [--logout-everywhere] [--secret-stdin] [--json]",
@@ -330,6 +330,15 @@ func printClient(w io.Writer, c authsvc.Client) error {
 	if c.DPoPBoundAccessTokens {
 		fmt.Fprintf(tw, "dpop:\ttokens must be DPoP-bound (a proof at each token request)\n")
 	}
+	for _, n := range []struct{ k, v string }{{"tls subject dn", c.TLSClientAuth.SubjectDN}, {"tls san dns", c.TLSClientAuth.SANDNS},
+		{"tls san uri", c.TLSClientAuth.SANURI}, {"tls san ip", c.TLSClientAuth.SANIP}, {"tls san email", c.TLSClientAuth.SANEmail}} {
+		if n.v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", n.k, n.v)
+		}
+	}
+	if c.TLSClientCertificateBoundAccessTokens {
+		fmt.Fprintf(tw, "cert-bound:\ttokens must be bound to its TLS client certificate (presented at each token request)\n")
+	}
 	fmt.Fprintf(tw, "created:\t%s\n", stamp(c.CreatedAt))
 	fmt.Fprintf(tw, "updated:\t%s\n", stamp(c.UpdatedAt))
 	return tw.Flush()
@@ -380,7 +389,7 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 	}
 	nc := authsvc.NewClient{ID: *id, Secret: secret, IsAdmin: *admin, Scopes: authsvc.ParseScope(*scope),
 		Audiences: strings.Fields(*audience), AuthMethod: *am.method, JWKSURI: *am.jwksURI, FederatedCredentials: am.federated.list,
-		DPoPBoundAccessTokens: *dpopBound}
+		DPoPBoundAccessTokens: *dpopBound, TLSClientAuth: am.tlsName(), TLSClientCertificateBoundAccessTokens: *am.certBound}
 	if *am.jwksFile != "" {
 		var err error
 		if nc.JWKS, err = readJWKSFile(*am.jwksFile, c.stdin); err != nil {
@@ -389,6 +398,9 @@ func cmdClientCreate(ctx context.Context, c *command, args []string) error {
 	}
 	if nc.AuthMethod == "" && (nc.JWKS != nil || nc.JWKSURI != "") {
 		nc.AuthMethod = authsvc.AuthPrivateKeyJWT // keys say it
+	}
+	if nc.AuthMethod == "" && !nc.TLSClientAuth.IsZero() {
+		nc.AuthMethod = authsvc.AuthTLSClient // a certificate name says it
 	}
 	a, done, err := openCLI(ctx)
 	if err != nil {
@@ -541,13 +553,20 @@ func cmdClientUpdate(ctx context.Context, c *command, args []string) error {
 			u.FederatedCredentials = &am.federated.list
 		case "dpop-bound":
 			u.DPoPBoundAccessTokens = dpopBound
+		case "cert-bound":
+			u.TLSClientCertificateBoundAccessTokens = am.certBound
+		}
+		if isTLSNameFlag(f.Name) {
+			name := am.tlsName()
+			u.TLSClientAuth = &name
 		}
 	})
 	if ferr != nil {
 		return fmt.Errorf("client update: %w", ferr)
 	}
-	if u.IsAdmin == nil && u.Scopes == nil && u.Audiences == nil && u.AuthMethod == nil && u.JWKS == nil && u.JWKSURI == nil && u.FederatedCredentials == nil && u.DPoPBoundAccessTokens == nil {
-		return c.usageError("nothing to change: give --admin=true|false, --scope, --audience, --auth-method, --jwks-file, --jwks-uri, --federated or --dpop-bound=true|false")
+	if u.IsAdmin == nil && u.Scopes == nil && u.Audiences == nil && u.AuthMethod == nil && u.JWKS == nil && u.JWKSURI == nil && u.FederatedCredentials == nil && u.DPoPBoundAccessTokens == nil &&
+		u.TLSClientAuth == nil && u.TLSClientCertificateBoundAccessTokens == nil {
+		return c.usageError("nothing to change: give --admin=true|false, --scope, --audience, --auth-method, --jwks-file, --jwks-uri, --federated, --tls-subject-dn, --tls-san-*, --dpop-bound=true|false or --cert-bound=true|false")
 	}
 	return c.onClient(ctx, pos[0], *asJSON, func(a *authsvc.Authenticator) (*authsvc.Client, error) {
 		return a.UpdateClient(ctx, pos[0], u)

@@ -22,11 +22,35 @@ import (
 type clientAuthFlags struct {
 	method, jwksFile, jwksURI *string
 	federated                 *federatedFlag
+	// RFC 8705: a tls_client_auth client's certificate name, and whether
+	// its tokens must be bound to its certificate.
+	tlsDN, tlsDNS, tlsURI, tlsIP, tlsEmail *string
+	certBound                              *bool
+}
+
+// tlsName is the certificate name the flags give.
+func (f clientAuthFlags) tlsName() authsvc.TLSClientAuth {
+	return authsvc.TLSClientAuth{SubjectDN: *f.tlsDN, SANDNS: *f.tlsDNS, SANURI: *f.tlsURI, SANIP: *f.tlsIP, SANEmail: *f.tlsEmail}
+}
+
+// isTLSNameFlag reports whether a flag is one of the certificate name's.
+func isTLSNameFlag(name string) bool {
+	switch name {
+	case "tls-subject-dn", "tls-san-dns", "tls-san-uri", "tls-san-ip", "tls-san-email":
+		return true
+	}
+	return false
 }
 
 func authFlags(fs *flag.FlagSet) clientAuthFlags {
 	f := clientAuthFlags{
-		method:    fs.String("auth-method", "", "client_secret_basic (the default), client_secret_post, or private_key_jwt (no secret:\nJWT assertions signed by its keys, or a trusted issuer's tokens)"),
+		method:    fs.String("auth-method", "", "client_secret_basic (the default), client_secret_post, or private_key_jwt (no secret:\nJWT assertions signed by its keys, or a trusted issuer's tokens), tls_client_auth or\nself_signed_tls_client_auth (no secret: its TLS client certificate, RFC 8705)"),
+		tlsDN:     fs.String("tls-subject-dn", "", "tls_client_auth: the subject DN its certificate carries, such as \"CN=payments,O=Example\"; implies tls_client_auth"),
+		tlsDNS:    fs.String("tls-san-dns", "", "tls_client_auth: a DNS name among its certificate's SANs; implies tls_client_auth"),
+		tlsURI:    fs.String("tls-san-uri", "", "tls_client_auth: a URI among its certificate's SANs (a SPIFFE ID); implies tls_client_auth"),
+		tlsIP:     fs.String("tls-san-ip", "", "tls_client_auth: an IP address among its certificate's SANs; implies tls_client_auth"),
+		tlsEmail:  fs.String("tls-san-email", "", "tls_client_auth: an email address among its certificate's SANs; implies tls_client_auth"),
+		certBound: fs.Bool("cert-bound", false, "its token requests must come with its TLS client certificate, and its tokens are bound to it\n(tls_client_certificate_bound_access_tokens, RFC 8705)"),
 		jwksFile:  fs.String("jwks-file", "", "a file with the client's public keys, a JWK Set (- : standard input); implies private_key_jwt"),
 		jwksURI:   fs.String("jwks-uri", "", "an https URL serving the client's JWK Set; implies private_key_jwt (\"\" on update removes it)"),
 		federated: &federatedFlag{},

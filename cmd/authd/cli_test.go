@@ -114,6 +114,8 @@ type cliClientOut struct {
 	JWKSURI              string                        `json:"jwks_uri"`
 	FederatedCredentials []authsvc.FederatedCredential `json:"federated_credentials"`
 	DPoPBound            bool                          `json:"dpop_bound_access_tokens"`
+	authsvc.TLSClientAuth
+	CertBound bool `json:"tls_client_certificate_bound_access_tokens"`
 }
 
 func TestCLIHelp(t *testing.T) {

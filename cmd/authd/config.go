@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -34,7 +35,10 @@ type config struct {
 	BootstrapClientSecret string        `envconfig:"BOOTSTRAP_CLIENT_SECRET"`
 	TLSCertFile           string        `envconfig:"TLS_CERT_FILE"`
 	TLSKeyFile            string        `envconfig:"TLS_KEY_FILE"`
-	LogFormat             string        `envconfig:"LOG_FORMAT" default:"json"` // json or text
+	TLSClientCA           string        `envconfig:"TLS_CLIENT_CA"`                         // PEM file of the CAs of tls_client_auth (RFC 8705 §2.1)
+	TLSSelfSignedClients  string        `envconfig:"TLS_SELF_SIGNED_CLIENTS" default:"off"` // on: self_signed_tls_client_auth (RFC 8705 §2.2)
+	TLSClientCertHeader   string        `envconfig:"TLS_CLIENT_CERT_HEADER"`                // the header a trusted TLS-terminating proxy puts the client certificate in
+	LogFormat             string        `envconfig:"LOG_FORMAT" default:"json"`             // json or text
 	LogLevel              string        `envconfig:"LOG_LEVEL" default:"info"`
 	ShutdownTimeout       time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 	ShutdownDrain         time.Duration `envconfig:"SHUTDOWN_DRAIN" default:"0s"`                // on SIGTERM, serve this long with /readyz 503 before closing
@@ -312,6 +316,9 @@ func (c *config) resolve(socketDir string) error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return fmt.Errorf("config: %[1]s_TLS_CERT_FILE and %[1]s_TLS_KEY_FILE must be set together", envPrefix)
 	}
+	if err := c.checkClientCerts(); err != nil {
+		return err
+	}
 	if err := oneOf(envPrefix+"_LOG_FORMAT", c.LogFormat, "json", "text"); err != nil {
 		return err
 	}
@@ -319,6 +326,54 @@ func (c *config) resolve(socketDir string) error {
 		return err
 	}
 	return c.resolveIssuer()
+}
+
+// checkClientCerts checks the mTLS settings (RFC 8705): the client CA and
+// self-signed mode need client certificates to reach authd, on its own
+// TLS listener or through a proxy's header; the header is believed from
+// the trusted proxies only, so it needs some.
+func (c *config) checkClientCerts() error {
+	if err := oneOf(envPrefix+"_TLS_SELF_SIGNED_CLIENTS", c.TLSSelfSignedClients, "on", "off"); err != nil {
+		return err
+	}
+	if (c.TLSClientCA != "" || c.TLSSelfSignedClients == "on") && c.TLSCertFile == "" && c.TLSClientCertHeader == "" {
+		return fmt.Errorf("config: %[1]s_TLS_CLIENT_CA and %[1]s_TLS_SELF_SIGNED_CLIENTS need client certificates: set %[1]s_TLS_CERT_FILE and %[1]s_TLS_KEY_FILE (authd terminates TLS) or %[1]s_TLS_CLIENT_CERT_HEADER (a proxy does)", envPrefix)
+	}
+	if h := c.TLSClientCertHeader; h != "" {
+		if !validHeaderName(h) {
+			return fmt.Errorf("config: %s_TLS_CLIENT_CERT_HEADER %q is not a header name", envPrefix, h)
+		}
+		if c.TrustedProxies == "" {
+			return fmt.Errorf("config: %[1]s_TLS_CLIENT_CERT_HEADER is believed only from trusted proxies: set %[1]s_TRUSTED_PROXIES", envPrefix)
+		}
+	}
+	return nil
+}
+
+// validHeaderName: an RFC 9110 token of at most 64 bytes.
+func validHeaderName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// loadClientCAs reads the PEM file of tls_client_auth's CAs.
+func loadClientCAs(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("config: %s_TLS_CLIENT_CA: %w", envPrefix, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("config: %s_TLS_CLIENT_CA %s holds no PEM certificate", envPrefix, file)
+	}
+	return pool, nil
 }
 
 // oneOf returns an error naming variable unless value is one of allowed. Only for values that are not secret.

@@ -98,6 +98,8 @@ func libraryConfig(cfg config, log *slog.Logger) authsvc.Config {
 		DPoPTokenNonce:    cfg.DPoPNonce == "token" || cfg.DPoPNonce == "all",
 		DPoPResourceNonce: cfg.DPoPNonce == "resource" || cfg.DPoPNonce == "all",
 		DPoPSharedReplay:  cfg.DPoPReplay == "store",
+
+		SelfSignedClientCerts: cfg.TLSSelfSignedClients == "on",
 	}
 	if cfg.SigningAlg == authsvc.AlgHS256 {
 		c.HMACSecret = []byte(cfg.HMACSecret)
@@ -113,11 +115,19 @@ func libraryConfig(cfg config, log *slog.Logger) authsvc.Config {
 
 // openAuthenticator opens the configured store and the Authenticator on it.
 func openAuthenticator(ctx context.Context, cfg config, log *slog.Logger) (authsvc.Store, *authsvc.Authenticator, error) {
+	lc := libraryConfig(cfg, log)
+	if cfg.TLSClientCA != "" {
+		pool, err := loadClientCAs(cfg.TLSClientCA)
+		if err != nil {
+			return nil, nil, err
+		}
+		lc.ClientCAs = pool
+	}
 	store, err := authsvc.OpenStore(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := authsvc.New(ctx, store, libraryConfig(cfg, log))
+	a, err := authsvc.New(ctx, store, lc)
 	if err != nil {
 		store.Close()
 		return nil, nil, err
@@ -169,7 +179,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	opts := authhttp.Options{Logger: log, TrustedProxies: trusted, Metrics: reg, Draining: ap.draining.Load, Throttle: throttle,
-		Console: authhttp.ConsoleOptions{Off: cfg.AdminConsole == "off", Version: version}}
+		Console: authhttp.ConsoleOptions{Off: cfg.AdminConsole == "off", Version: version}, ClientCertHeader: cfg.TLSClientCertHeader}
 	if cfg.MetricsAddr == "" {
 		opts.MetricsHandler = metrics
 	}
@@ -195,6 +205,12 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 			return nil, err
 		}
 		ap.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: ap.certs.get}
+		if cfg.TLSClientCA != "" || cfg.TLSSelfSignedClients == "on" {
+			// RFC 8705: ask for a certificate, require none and verify none
+			// here: a self-signed one would not chain to any CA, and each
+			// auth method checks its own rule (the library does).
+			ap.srv.TLSConfig.ClientAuth = tls.RequestClientCert
+		}
 		ln = tls.NewListener(ln, ap.srv.TLSConfig)
 	}
 	ap.ln = ln
@@ -212,6 +228,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		log.Info("metrics listening", "addr", mln.Addr().String())
 	}
 	log.Info("authd listening", "addr", ln.Addr().String(), "tls", cfg.TLSCertFile != "",
+		"tls_client_auth_methods", a.TLSClientAuthMethods(),
 		"store", redactedStore(cfg.DatabaseURL), "alg", cfg.SigningAlg, "issuer", cfg.Issuer, "version", version)
 	if cfg.TLSCertFile == "" {
 		if host, _, _ := net.SplitHostPort(cfg.Addr); !isLoopback(host) {

@@ -1,5 +1,5 @@
 // Command client gets a token and uses it to write and read notes at the
-// notes service. It authenticates one of three ways:
+// notes service. It authenticates one of four ways:
 //
 //	# a secret, with golang.org/x/oauth2/clientcredentials
 //	client -client-id notes-client -client-secret S -text "hello"
@@ -7,6 +7,9 @@
 //	client -client-id notes-client -key-file key.pem -key-id k1 -text "hello"
 //	# workload identity federation: the platform's token (Kubernetes rotates it)
 //	client -token-file /var/run/secrets/tokens/authd-token -text "hello"
+//	# mutual TLS (RFC 8705): its certificate, no secret; the token is bound to it
+//	client -client-id notes-client -cert-file c.pem -cert-key-file k.pem -ca-file ca.pem \
+//	       -token-url https://auth:5000/oauth/token -notes https://notes:8443 -text "hello"
 //
 // With -dpop (or CLIENT_DPOP=1) its tokens are DPoP-bound (RFC 9449) to a
 // key it makes at start, and every request carries a fresh proof; server
@@ -19,6 +22,7 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -53,8 +57,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	keyFile := fs.String("key-file", "", "private_key_jwt: the client's private key, PKCS#8 PEM (Ed25519, P-256 or RSA)")
 	keyID := fs.String("key-id", "", "private_key_jwt: the key's kid in the client's registered JWK Set")
 	tokenFile := fs.String("token-file", "", "federation: the platform's token (a Kubernetes projected token), read at every refresh")
+	certFile := fs.String("cert-file", "", "mTLS: the client's certificate, PEM (tls_client_auth, self_signed_tls_client_auth)")
+	certKeyFile := fs.String("cert-key-file", "", "mTLS: the certificate's private key, PEM")
+	caFile := fs.String("ca-file", "", "mTLS: the CAs of authd's and the notes service's server certificates, PEM (default: the system's)")
 	useDPoP := fs.Bool("dpop", os.Getenv("CLIENT_DPOP") == "1", "DPoP-bound tokens, with a key made at start (or CLIENT_DPOP=1)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *useDPoP && *certFile != "" {
+		fmt.Fprintln(stderr, "client: -dpop and -cert-file bind tokens two ways: give one")
 		return 2
 	}
 	// With DPoP, token requests carry a proof (the tokens are bound to the
@@ -72,6 +83,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Each token source fetches a token and renews it before it expires.
 	var ts oauth2.TokenSource
 	switch {
+	case *certFile != "":
+		m, err := mtlsConfig(*id, *tokenURL, *certFile, *certKeyFile, *caFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "client:", err)
+			return 1
+		}
+		m.Scopes = strings.Fields(*scope)
+		// Token requests and the requests that use the (bound) token
+		// present the certificate.
+		ctx = context.WithValue(ctx, oauth2.HTTPClient, m.HTTPClient())
+		ts = m.TokenSource(ctx)
 	case *tokenFile != "":
 		ts = (&clientauth.TokenFile{TokenURL: *tokenURL, Path: *tokenFile, ClientID: *id, Scopes: strings.Fields(*scope)}).TokenSource(ctx)
 	case *keyFile != "":
@@ -119,6 +141,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "notes: %s", b)
 	return 0
+}
+
+// mtlsConfig reads the certificate, its key and the server CAs.
+func mtlsConfig(id, tokenURL, certFile, keyFile, caFile string) (*clientauth.MTLS, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	m := &clientauth.MTLS{ClientID: id, TokenURL: tokenURL, Certificate: cert}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		m.RootCAs = x509.NewCertPool()
+		if !m.RootCAs.AppendCertsFromPEM(b) {
+			return nil, errors.New(caFile + ": no PEM certificate")
+		}
+	}
+	return m, nil
 }
 
 // readKey reads a PKCS#8 PEM private key.
