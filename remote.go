@@ -523,7 +523,10 @@ func (v *RemoteVerifier) readSnapshot(ctx context.Context, first *feedPage) (*re
 			if p.page.NextPart != 0 && p.page.NextPart <= next {
 				// Parts are numbered by the shards they start at: a feed
 				// going back must not keep the verifier reading forever.
-				parts <- part{err: fmt.Errorf("authsvc: revocation feed snapshot: part %d named %d next", next, p.page.NextPart)}
+				select {
+				case parts <- part{err: fmt.Errorf("authsvc: revocation feed snapshot: part %d named %d next", next, p.page.NextPart)}:
+				case <-ctx.Done():
+				}
 				return
 			}
 			next = p.page.NextPart

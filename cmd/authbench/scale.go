@@ -807,11 +807,14 @@ func procCPU(pid int) float64 {
 	if err != nil {
 		return 0
 	}
-	// The command name, in parentheses, may hold spaces: count fields
-	// after its closing one. utime and stime are fields 14 and 15.
-	_, rest, ok := strings.Cut(string(b), ") ")
-	f := strings.Fields(rest)
-	if !ok || len(f) < 13 {
+	// The command name, in parentheses, may hold spaces and parentheses:
+	// count fields after the last ")". utime and stime are fields 14 and 15.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
 		return 0
 	}
 	utime, _ := strconv.ParseFloat(f[11], 64)
