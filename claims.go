@@ -1,6 +1,7 @@
 package authsvc
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"time"
@@ -54,6 +55,14 @@ func (c *Claims) DPoPThumbprint() string {
 		return ""
 	}
 	return c.Confirmation.JKT
+}
+
+// DPoPBindingMatches reports whether a checked proof p was signed by the
+// key the token is bound to (its cnf.jkt; false for an unbound token). The
+// one comparison of the middleware and authd's gateway.
+func (c *Claims) DPoPBindingMatches(p *DPoPProof) bool {
+	jkt := c.DPoPThumbprint()
+	return jkt != "" && p != nil && subtle.ConstantTimeCompare([]byte(p.Thumbprint), []byte(jkt)) == 1
 }
 
 // Scopes returns the token's scopes.

@@ -2,7 +2,6 @@ package authsvc
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -348,7 +347,7 @@ func (m *middleware) checkBinding(w http.ResponseWriter, r *http.Request, tok st
 		return http.StatusServiceUnavailable, ""
 	case err != nil:
 		return http.StatusUnauthorized, "invalid_dpop_proof"
-	case subtle.ConstantTimeCompare([]byte(p.Thumbprint), []byte(jkt)) != 1:
+	case !claims.DPoPBindingMatches(p):
 		return http.StatusUnauthorized, "invalid_dpop_proof" // signed by another key than the token's
 	}
 	if p.Nonce != "" {

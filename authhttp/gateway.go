@@ -291,7 +291,7 @@ func (h *handler) gateDPoP(w http.ResponseWriter, r *http.Request, tok string, e
 	if err != nil {
 		return refuse("invalid_dpop_proof", authsvc.ErrorMessage(err))
 	}
-	if p.Thumbprint != claims.DPoPThumbprint() {
+	if !claims.DPoPBindingMatches(p) {
 		return refuse("invalid_dpop_proof", "the DPoP proof is signed by another key than the token's")
 	}
 	if p.Nonce != "" {
