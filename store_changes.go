@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -58,6 +59,8 @@ import (
 
 // notifyChannel is the PostgreSQL channel changes are announced on.
 const notifyChannel = "authsvc_changes"
+
+var DbgCatchUps, DbgRows, DbgNotifies, DbgHeld atomic.Int64
 
 // logPos is a change's place in the log: followers apply changes in
 // (Xact, ID) order.
@@ -199,6 +202,7 @@ func (s *sqlStore) announce() {
 func (s *sqlStore) notifyLoop() {
 	defer close(s.notifyDone)
 	send := func() {
+		DbgNotifies.Add(1)
 		ctx, cancel := context.WithTimeout(context.Background(), s.roundTripTimeout())
 		s.db.ExecContext(ctx, `SELECT pg_notify($1, '')`, notifyChannel)
 		cancel()
@@ -273,6 +277,9 @@ func (s *sqlStore) changeColumns() string {
 }
 
 func (s *sqlStore) changes(ctx context.Context, after int64, limit int) (changePage, error) {
+	if s.postgres && after > 0 {
+		return s.changesAfterPostgres(ctx, after, limit)
+	}
 	var page changePage
 	if !s.postgres {
 		err := s.db.SelectContext(ctx, &page.Changes, `SELECT `+s.changeColumns()+`
@@ -281,27 +288,19 @@ func (s *sqlStore) changes(ctx context.Context, after int64, limit int) (changeP
 			return page, unavailable(err)
 		}
 	} else {
+		// From the start of the log (a cursor taken when no change was
+		// final yet): rare, and the log is small or the read is cut short
+		// by the horizon at once.
 		var rows []struct {
 			change
 			Horizon int64 `db:"horizon"`
 		}
-		q := `SELECT ` + s.changeColumns() + `, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon
-			FROM authsvc_changes WHERE (xact, id) > (SELECT xact, id FROM authsvc_changes WHERE id = $1)
-			ORDER BY xact, id LIMIT $2`
-		if after == 0 { // from the start of the log
-			q = `SELECT ` + s.changeColumns() + `, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon
-			FROM authsvc_changes WHERE $1 = 0 ORDER BY xact, id LIMIT $2`
-		}
-		if err := s.db.SelectContext(ctx, &rows, q, after, limit); err != nil {
+		if err := s.db.SelectContext(ctx, &rows, `SELECT `+s.changeColumns()+`, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon
+			FROM authsvc_changes ORDER BY xact, id LIMIT $1`, limit); err != nil {
 			return page, unavailable(err)
 		}
 		for _, r := range rows {
-			if page.Pending || r.Xact >= r.Horizon {
-				page.Pending = true // and so is every row after it
-				page.Held = append(page.Held, r.change)
-				continue
-			}
-			page.Changes = append(page.Changes, r.change)
+			page.add(r.change, r.Horizon)
 		}
 	}
 	if after == 0 {
@@ -325,6 +324,61 @@ func (s *sqlStore) changes(ctx context.Context, after int64, limit int) (changeP
 		if kept == 0 {
 			return changePage{Gone: true}, nil
 		}
+	}
+	return page, nil
+}
+
+// add files a change read with the read's horizon: final, or held back.
+func (p *changePage) add(c change, horizon int64) {
+	if p.Pending || c.Xact >= horizon {
+		p.Pending = true // and so is every change after it
+		p.Held = append(p.Held, c)
+		return
+	}
+	p.Changes = append(p.Changes, c)
+}
+
+// changesAfterSQL reads, in one statement and so in one snapshot, the
+// horizon, the cursor's change (none if it was purged: the purge deletes a
+// prefix of the log, so if it is kept, nothing after it was deleted) and
+// the changes after it (authsvc_changes_after, migration 0011: a walk of
+// the indexes whatever the statistics say).
+const changesAfterSQL = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+		id, kind, client_id, row_id, jti, expires_at, at, xact
+	FROM authsvc_changes_after($1, $2)`
+
+// changesAfterPostgres is changes after a cursor on PostgreSQL: one
+// prepared round trip a catch-up (it was four: two statements, each parsed
+// and then run).
+func (s *sqlStore) changesAfterPostgres(ctx context.Context, after int64, limit int) (changePage, error) {
+	stmt, err := s.prepared(ctx, changesAfterSQL)
+	if err != nil {
+		return changePage{}, err
+	}
+	rows, err := stmt.QueryContext(ctx, after, limit)
+	if err != nil {
+		return changePage{}, unavailable(err)
+	}
+	defer rows.Close()
+	var page changePage
+	kept := false
+	for rows.Next() {
+		var c change
+		var horizon int64
+		if err := rows.Scan(&horizon, &c.ID, &c.Kind, &c.ClientID, &c.RowID, &c.JTI, &c.ExpiresAt, &c.At, &c.Xact); err != nil {
+			return changePage{}, unavailable(err)
+		}
+		if !kept {
+			kept = c.ID == after // the cursor's own change comes first
+			continue
+		}
+		page.add(c, horizon)
+	}
+	if err := rows.Err(); err != nil {
+		return changePage{}, unavailable(err)
+	}
+	if !kept {
+		return changePage{Gone: true}, nil
 	}
 	return page, nil
 }

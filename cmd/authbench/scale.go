@@ -84,6 +84,8 @@ type scaleReport struct {
 	// LogoutCPU is the CPU a logout cost, one instance: where the time of
 	// a machine that runs the load, authd and the database goes.
 	LogoutCPU cpuMeter `json:"logout_cpu"`
+	// LogoutCPUTwo: the same with two instances (authd is both together).
+	LogoutCPUTwo *cpuMeter `json:"logout_cpu_two_instances,omitempty"`
 
 	RSSAfterMB float64 `json:"rss_after_mb"` // after the load: the client cache filled
 }
@@ -143,7 +145,7 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	rep.LoadedMs = ms(ready + loaded)
-	rep.LogoutCPU = cpuMeter{authd: proc.cmd.Process.Pid, postgres: st.postgresPids}
+	rep.LogoutCPU = cpuMeter{authd: []int{proc.cmd.Process.Pid}, postgres: st.postgresPids}
 	time.Sleep(time.Second) // what start left for the collector goes first
 	rep.RSSMB, _ = proc.memory()
 	if o.revocations > 0 {
@@ -200,7 +202,8 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, two instances\n", logouts, o.conns)
-		rep.LogoutsTwo, err = logoutRate(a, []*api{a, b}, adminID, secret, o.clients, logouts, o.conns, nil)
+		rep.LogoutCPUTwo = &cpuMeter{authd: []int{proc.cmd.Process.Pid, second.cmd.Process.Pid}, postgres: st.postgresPids}
+		rep.LogoutsTwo, err = logoutRate(a, []*api{a, b}, adminID, secret, o.clients, logouts, o.conns, rep.LogoutCPUTwo)
 		second.stop()
 		if err != nil {
 			return err
@@ -679,24 +682,39 @@ func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, 
 	if issueErr != nil {
 		return 0, issueErr
 	}
+	// Requests are prepared and sent on one keep-alive connection a caller
+	// (the load generator's, see load.go): net/http's client keeps two idle
+	// connections a host, so 14 of 16 callers dialled anew for every logout
+	// and the rate measured connection set-up more than logouts.
+	reqs := make([][]request, len(instances)) // each token's logout, to each instance
+	for k, api := range instances {
+		host := strings.TrimPrefix(api.base, "http://")
+		for _, tok := range tokens {
+			reqs[k] = append(reqs[k], newRequest("POST", host, "/logout",
+				map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, url.Values{"token": {tok}}.Encode()))
+		}
+	}
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
 	if cpu != nil {
 		cpu.start()
 	}
 	t0 := time.Now()
+	deadline := t0.Add(10 * time.Minute)
 	for c := range callers {
-		api := instances[c%len(instances)]
+		k := c % len(instances)
 		wg.Go(func() {
+			cn := &conn{addr: strings.TrimPrefix(instances[k].base, "http://")}
+			defer cn.closeConn()
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(tokens) {
 					return
 				}
-				status, body, err := api.post("/logout", url.Values{"token": {tokens[i]}}, nil)
-				if err != nil || status != http.StatusOK {
+				resp, err := cn.do(reqs[k][i], deadline)
+				if err != nil || resp.status != http.StatusOK {
 					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %v %v", status, body, err))
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %q %v", resp.status, resp.body, err))
 				}
 			}
 		})
@@ -753,6 +771,10 @@ func printScale(w io.Writer, r *scaleReport) {
 	c := r.LogoutCPU
 	fmt.Fprintf(tw, "  CPU a logout, one instance\tauthd %.0f µs, PostgreSQL %.0f µs, authbench %.0f µs (%.1f of %d cores busy)\n",
 		c.AuthdUs, c.PostgresUs, c.LoadUs, c.CoresBusy, r.CPUs)
+	if c := r.LogoutCPUTwo; c != nil {
+		fmt.Fprintf(tw, "  CPU a logout, two instances\tauthd %.0f µs (both), PostgreSQL %.0f µs, authbench %.0f µs (%.1f of %d cores busy)\n",
+			c.AuthdUs, c.PostgresUs, c.LoadUs, c.CoresBusy, r.CPUs)
+	}
 	fmt.Fprintf(tw, "RSS after the load\t%.1f MB\n", r.RSSAfterMB)
 	tw.Flush()
 }
@@ -762,7 +784,7 @@ func printScale(w io.Writer, r *scaleReport) {
 // operation. A rate on a shared machine depends on what else runs; the CPU
 // an operation costs does not (much).
 type cpuMeter struct {
-	authd    int
+	authd    []int // the instances
 	postgres func() []int
 
 	AuthdUs    float64 `json:"authd_us"`
@@ -776,7 +798,7 @@ type cpuMeter struct {
 }
 
 func (m *cpuMeter) start() {
-	m.t0, m.authd0, m.self0 = time.Now(), procCPU(m.authd), procCPU(os.Getpid())
+	m.t0, m.authd0, m.self0 = time.Now(), procsCPU(m.authd), procCPU(os.Getpid())
 	m.pg0 = map[int]float64{}
 	if m.postgres != nil {
 		for _, pid := range m.postgres() {
@@ -787,7 +809,7 @@ func (m *cpuMeter) start() {
 
 func (m *cpuMeter) stop(ops int) {
 	wall := time.Since(m.t0).Seconds()
-	authd, self, pg := procCPU(m.authd)-m.authd0, procCPU(os.Getpid())-m.self0, 0.0
+	authd, self, pg := procsCPU(m.authd)-m.authd0, procCPU(os.Getpid())-m.self0, 0.0
 	if m.postgres != nil {
 		// A backend that started meanwhile counts from zero; one that
 		// ended meanwhile is lost (authd's pool keeps its connections).
@@ -798,6 +820,15 @@ func (m *cpuMeter) stop(ops int) {
 	per := 1e6 / float64(max(ops, 1))
 	m.AuthdUs, m.PostgresUs, m.LoadUs = round(authd*per, 0), round(pg*per, 0), round(self*per, 0)
 	m.CoresBusy = round((authd+pg+self)/wall, 1)
+}
+
+// procsCPU is the CPU seconds the processes pids have used together.
+func procsCPU(pids []int) float64 {
+	var sum float64
+	for _, pid := range pids {
+		sum += procCPU(pid)
+	}
+	return sum
 }
 
 // procCPU is the user and system CPU seconds process pid has used (Linux:
