@@ -75,6 +75,7 @@ type options struct {
 	baselineClients int
 	revocations     int
 	logouts         int
+	instanceCPU     float64
 }
 
 // allRoutes are the workloads, in the order they run.
@@ -117,6 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.baselineClients, "baseline-clients", 0, "with -scale: also seed a second store of this many clients (and revocations in proportion) and measure POST /oauth/token over random clients on both in turns, for a side-by-side ratio")
 	fs.IntVar(&o.revocations, "revocations", 100_000, "with -scale: live revocations to seed")
 	fs.IntVar(&o.logouts, "logouts", 8000, "with -scale: tokens logged out to measure logouts per second")
+	fs.Float64Var(&o.instanceCPU, "instance-cpu", 0, "with -scale -store postgres: also measure logouts with one and two instances each held to this many cores (a cgroup CPU quota: Linux, root), as instances on machines of their own")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -140,6 +142,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.store != "sqlite" && o.store != "postgres" {
 		return o, fmt.Errorf("-store must be sqlite or postgres, not %q", o.store)
+	}
+	if o.instanceCPU < 0 || o.instanceCPU > float64(runtime.NumCPU()) || o.instanceCPU > 0 && (!o.scale || o.store != "postgres") {
+		return o, errors.New("-instance-cpu needs -scale -store postgres and at most the machine's cores")
 	}
 	if o.scale && (o.logouts < 1 || o.logouts > 1_000_000) {
 		return o, errors.New("-logouts must be between 1 and 1,000,000")

@@ -86,6 +86,14 @@ type scaleReport struct {
 	LogoutCPU cpuMeter `json:"logout_cpu"`
 	// LogoutCPUTwo: the same with two instances (authd is both together).
 	LogoutCPUTwo *cpuMeter `json:"logout_cpu_two_instances,omitempty"`
+	// With -instance-cpu: logouts again with each instance held to that
+	// many cores, as instances on machines of their own that share the
+	// database. On a machine that one instance already saturates, two can
+	// only share its cores; held each to its own share, they show whether
+	// the write path lets instances add up.
+	InstanceCPU       float64 `json:"instance_cpu,omitempty"`
+	LogoutsOneLimited float64 `json:"logouts_per_s_one_instance_limited,omitempty"`
+	LogoutsTwoLimited float64 `json:"logouts_per_s_two_instances_limited,omitempty"`
 
 	RSSAfterMB float64 `json:"rss_after_mb"` // after the load: the client cache filled
 }
@@ -191,27 +199,53 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	if o.store == "postgres" {
-		// Behind one address, as a fleet is: the same issuer.
-		second, _, err := startAuthd(ctx, bin, dir, append(env, "AUTHSVC_ISSUER="+base))
-		if err != nil {
-			return err
-		}
-		b := &api{base: "http://" + second.addr, client: a.client}
-		if _, err := awaitSnapshot(ctx, b.base, adminID, secret); err != nil { // its revocations in memory
-			second.stop()
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, two instances\n", logouts, o.conns)
-		rep.LogoutCPUTwo = &cpuMeter{authd: []int{proc.cmd.Process.Pid, second.cmd.Process.Pid}, postgres: st.postgresPids}
-		rep.LogoutsTwo, err = logoutRate(a, []*api{a, b}, adminID, secret, o.clients, logouts, o.conns, rep.LogoutCPUTwo)
-		second.stop()
-		if err != nil {
+		if err := twoInstances(ctx, o, bin, dir, env, proc, a, st, rep); err != nil {
 			return err
 		}
 	}
 	rep.RSSAfterMB, _ = proc.memory()
 	printScale(stdout, rep)
 	return writeJSON(o.jsonFile, stdout, rep)
+}
+
+// twoInstances measures logouts with a second instance beside proc, and,
+// with -instance-cpu, one and two instances each held to that many cores.
+func twoInstances(ctx context.Context, o options, bin, dir string, env []string, proc *authdProc, a *api, st *scaleStore, rep *scaleReport) error {
+	// Behind one address, as a fleet is: the same issuer.
+	second, _, err := startAuthd(ctx, bin, dir, append(env, "AUTHSVC_ISSUER="+a.base))
+	if err != nil {
+		return err
+	}
+	defer second.stop()
+	b := &api{base: "http://" + second.addr, client: a.client}
+	if _, err := awaitSnapshot(ctx, b.base, st.adminID, st.secret); err != nil { // its revocations in memory
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, two instances\n", o.logouts, o.conns)
+	rep.LogoutCPUTwo = &cpuMeter{authd: []int{proc.cmd.Process.Pid, second.cmd.Process.Pid}, postgres: st.postgresPids}
+	if rep.LogoutsTwo, err = logoutRate(a, []*api{a, b}, st.adminID, st.secret, o.clients, o.logouts, o.conns, rep.LogoutCPUTwo); err != nil {
+		return err
+	}
+	if o.instanceCPU == 0 {
+		return nil
+	}
+	rep.InstanceCPU = o.instanceCPU
+	for _, p := range []*authdProc{proc, second} {
+		release, err := limitCPU(p.cmd.Process.Pid, o.instanceCPU)
+		if err != nil {
+			return fmt.Errorf("-instance-cpu: %w", err)
+		}
+		defer release()
+	}
+	// The Go runtime reads its CPU limit again now and then (GOMAXPROCS
+	// follows a cgroup's quota): let it see the new one.
+	time.Sleep(2 * time.Second)
+	fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, each instance held to %g cores: one instance, then two\n", o.logouts, o.conns, o.instanceCPU)
+	if rep.LogoutsOneLimited, err = logoutRate(a, []*api{a}, st.adminID, st.secret, o.clients, o.logouts, o.conns, nil); err != nil {
+		return err
+	}
+	rep.LogoutsTwoLimited, err = logoutRate(a, []*api{a, b}, st.adminID, st.secret, o.clients, o.logouts, o.conns, nil)
+	return err
 }
 
 // scaleStore is a fresh store of the scale mode: its authd environment, an
@@ -774,6 +808,10 @@ func printScale(w io.Writer, r *scaleReport) {
 	if c := r.LogoutCPUTwo; c != nil {
 		fmt.Fprintf(tw, "  CPU a logout, two instances\tauthd %.0f µs (both), PostgreSQL %.0f µs, authbench %.0f µs (%.1f of %d cores busy)\n",
 			c.AuthdUs, c.PostgresUs, c.LoadUs, c.CoresBusy, r.CPUs)
+	}
+	if r.InstanceCPU > 0 {
+		fmt.Fprintf(tw, "  each instance held to %g cores\tone instance %.0f/s, two instances %.0f/s (%.2f×)\n",
+			r.InstanceCPU, r.LogoutsOneLimited, r.LogoutsTwoLimited, r.LogoutsTwoLimited/max(r.LogoutsOneLimited, 1))
 	}
 	fmt.Fprintf(tw, "RSS after the load\t%.1f MB\n", r.RSSAfterMB)
 	tw.Flush()
