@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -59,8 +58,6 @@ import (
 
 // notifyChannel is the PostgreSQL channel changes are announced on.
 const notifyChannel = "authsvc_changes"
-
-var DbgCatchUps, DbgRows, DbgNotifies, DbgHeld atomic.Int64
 
 // logPos is a change's place in the log: followers apply changes in
 // (Xact, ID) order.
@@ -202,7 +199,6 @@ func (s *sqlStore) announce() {
 func (s *sqlStore) notifyLoop() {
 	defer close(s.notifyDone)
 	send := func() {
-		DbgNotifies.Add(1)
 		ctx, cancel := context.WithTimeout(context.Background(), s.roundTripTimeout())
 		s.db.ExecContext(ctx, `SELECT pg_notify($1, '')`, notifyChannel)
 		cancel()
