@@ -93,7 +93,9 @@ func normalizeTLSClientAuth(t TLSClientAuth) (TLSClientAuth, error) {
 		if err != nil || !u.IsAbs() || !printable(t.SANURI) {
 			return out, refuse(ErrInvalidArgument, "tls_client_auth_san_uri must be an absolute URI such as spiffe://example.org/payments")
 		}
-		out.SANURI = t.SANURI
+		// As a certificate's URI is compared (x509 parses it, we print
+		// it): a scheme or host written in capitals would never match.
+		out.SANURI = u.String()
 	case t.SANIP != "":
 		ip, err := netip.ParseAddr(t.SANIP)
 		if err != nil || ip.Zone() != "" {
@@ -155,8 +157,12 @@ func (t TLSClientAuth) matches(cert *x509.Certificate) bool {
 			}
 		}
 	case t.SANURI != "":
+		want := t.SANURI
+		if u, err := url.Parse(want); err == nil {
+			want = u.String() // a client registered before registration did this
+		}
 		for _, u := range cert.URIs {
-			if u.String() == t.SANURI {
+			if u.String() == want {
 				return true
 			}
 		}

@@ -64,6 +64,19 @@ func TestParseDN(t *testing.T) {
 			t.Errorf("%q matches: %v, want %v", dn, got, want)
 		}
 	}
+	// A URI matches as x509 reads it: a scheme in capitals (stored so
+	// before registration wrote URIs canonically) matches still.
+	spiffe := ca.Issue(t, testcert.Names{URIs: []string{"spiffe://example.org/payments"}})
+	for uri, want := range map[string]bool{
+		"spiffe://example.org/payments": true,
+		"SPIFFE://example.org/payments": true,
+		"spiffe://example.org/Payments": false,
+		"spiffe://example.org/pay":      false,
+	} {
+		if got := (TLSClientAuth{SANURI: uri}).matches(spiffe.Leaf); got != want {
+			t.Errorf("%q matches: %v, want %v", uri, got, want)
+		}
+	}
 	// A multi-valued RDN matches in any order.
 	multi := ca.Issue(t, testcert.Names{Subject: pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
 		{Type: asn1.ObjectIdentifier{2, 5, 4, 10}, Value: "Example"}}}})
@@ -80,6 +93,7 @@ func TestNormalizeTLSClientAuth(t *testing.T) {
 		{SANIP: "::ffff:10.0.0.7"}:         {SANIP: "10.0.0.7"},
 		{SANIP: "2001:DB8::1"}:             {SANIP: "2001:db8::1"},
 		{SANURI: "spiffe://example.org/a"}: {SANURI: "spiffe://example.org/a"},
+		{SANURI: "SPIFFE://example.org/a"}: {SANURI: "spiffe://example.org/a"},
 		{SANEmail: "a.b@Example.com"}:      {SANEmail: "a.b@Example.com"},
 		{SubjectDN: "cn=x"}:                {SubjectDN: "CN=x"},
 		{}:                                 {},
