@@ -464,7 +464,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.open("/admin/signin")
-	if got := eval[string](b, `document.activeElement.id`); got != "client_id" {
+	// Autofocus is applied at the next update of the rendering, not at
+	// load (HTML, "flush autofocus candidates", which runs before that
+	// update's animation frame callbacks): read the focus in one.
+	if got := eval[string](b, `new Promise(done => requestAnimationFrame(() => done(document.activeElement.id)))`); got != "client_id" {
 		t.Fatalf("focus on the sign-in page: %q", got)
 	}
 	b.do("type", chromedp.KeyEvent("ops"), chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent("the ops team's admin secret"))
