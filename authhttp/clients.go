@@ -36,16 +36,28 @@ func (h *handler) clientRoutes(mux *http.ServeMux) {
 // request it returns carries the admin as the actor of the changes made
 // with its context (authsvc.WithActor).
 func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*http.Request, *authsvc.Claims, bool) {
-	tok, ok := bearer(w, r, http.StatusBadRequest)
-	if !ok {
-		return r, nil, false
+	var claims *authsvc.Claims
+	if tok, err := authsvc.DPoPToken(r); err == nil || errors.Is(err, authsvc.ErrInvalidToken) {
+		// A DPoP-bound token (RFC 9449 §7.1) with its proof of this
+		// request: the URL as the client addressed authd.
+		var ok bool
+		if claims, ok = h.dpopCaller(w, r, tok, err, func() (string, *url.URL, bool) {
+			u, err := url.Parse(h.base(r) + r.URL.EscapedPath())
+			return r.Method, u, err == nil
+		}, "the request's URL could not be told"); !ok {
+			return r, nil, false
+		}
+	} else {
+		tok, ok := bearer(w, r, http.StatusBadRequest)
+		if !ok {
+			return r, nil, false
+		}
+		if claims, err = h.verifyBearer(r, tok); err != nil {
+			h.fail(w, r, err)
+			return r, nil, false
+		}
+		setClient(r, claims.Subject)
 	}
-	claims, err := h.verifyBearer(r, tok)
-	if err != nil {
-		h.fail(w, r, err)
-		return r, nil, false
-	}
-	setClient(r, claims.Subject)
 	if !h.auth.ForIssuer(claims) {
 		// RFC 9068 §4: a token whose aud is not this server is invalid here.
 		h.log.Warn("audit: admin route refused a token for another audience", "client_id", claims.Subject, "path", r.URL.Path)

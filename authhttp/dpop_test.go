@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -129,8 +130,9 @@ func TestDPoPEndToEnd(t *testing.T) {
 		if cnf, _ := claims["cnf"].(map[string]any); cnf == nil || cnf["jkt"] != key.thumbprint() {
 			t.Fatalf("cnf %v, want jkt %s", claims["cnf"], key.thumbprint())
 		}
-		// authd's own Bearer routes and the gateway take no proofs: the
-		// bound token is refused there (no downgrade to Bearer).
+		// authd's Bearer routes and the gateway refuse the bound token
+		// as Bearer (no downgrade); its admin routes take it with a proof
+		// (TestDPoPAdminRoutes).
 		for _, route := range []struct{ method, path string }{
 			{"GET", "/verify"}, {"POST", "/verify"}, {"GET", "/clients"},
 		} {
@@ -334,6 +336,68 @@ func TestDPoPBoundClient(t *testing.T) {
 		r = ts.do("POST", "/client", "application/json", `{"client_id":"bound2","dpop_bound_access_tokens":"maybe"}`,
 			map[string]string{"Authorization": "Bearer " + ts.admin})
 		expect(t, "bad flag", r, 400)
+	})
+}
+
+// TestDPoPAdminRoutes: an admin whose tokens are DPoP-bound manages
+// clients with its token and a proof of each request (RFC 9449 §7.1), the
+// URL as authd's issuer names it; without a proof, with a proof of another
+// request or key, replayed, or as Bearer, it is refused and nothing
+// changes.
+func TestDPoPAdminRoutes(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dbURL string) {
+		ts := newTestServer(t, dbURL)
+		id, secret := ts.createClient(url.Values{"client_id": {"admin-dpop"}, "is_admin": {"true"}, "dpop_bound_access_tokens": {"true"}})
+		key := newProofSigner(t, true)
+		const base = "http://authd.test" // the issuer
+		s, _, b := call(t, "POST", ts.url+"/oauth/token", "grant_type=client_credentials",
+			http.Header{"Content-Type": {form}, "Authorization": {basicAuth(id, secret)}, "Dpop": {key.proof("POST", base+"/oauth/token", "")}})
+		if s != 200 || b["token_type"] != "DPoP" {
+			t.Fatalf("token: %d %v", s, b)
+		}
+		tok := b["access_token"].(string)
+		dpop := func(proof string) http.Header {
+			h := http.Header{"Authorization": {"DPoP " + tok}, "Content-Type": {form}}
+			if proof != "" {
+				h.Set("DPoP", proof)
+			}
+			return h
+		}
+		// Listing and creating, each with its own proof.
+		if s, _, b := call(t, "GET", ts.url+"/clients", "", dpop(key.proof("GET", base+"/clients", tok))); s != 200 {
+			t.Fatalf("GET /clients with a proof: %d %v", s, b)
+		}
+		create := "client_id=made-by-dpop"
+		if s, _, b := call(t, "POST", ts.url+"/client", create, dpop(key.proof("POST", base+"/client", tok))); s != 201 {
+			t.Fatalf("POST /client with a proof: %d %v", s, b)
+		}
+		replayed := key.proof("POST", base+"/client", tok)
+		other := newProofSigner(t, true)
+		for name, h := range map[string]http.Header{
+			"no proof":             dpop(""),
+			"proof of GET":         dpop(key.proof("GET", base+"/client", tok)),
+			"proof of another URL": dpop(key.proof("POST", base+"/clients", tok)),
+			"proof of the test server's URL, not the issuer's": dpop(key.proof("POST", ts.url+"/client", tok)),
+			"proof without ath":   dpop(key.proof("POST", base+"/client", "")),
+			"another key's proof": dpop(other.proof("POST", base+"/client", tok)),
+			"as Bearer":           {"Authorization": {"Bearer " + tok}, "Content-Type": {form}, "Dpop": {key.proof("POST", base+"/client", tok)}},
+			"junk token":          {"Authorization": {"DPoP x.y.z"}, "Content-Type": {form}, "Dpop": {key.proof("POST", base+"/client", "x.y.z")}},
+		} {
+			if s, _, b := call(t, "POST", ts.url+"/client", "client_id=refused", h); s != 401 {
+				t.Errorf("%s: %d %v, want 401", name, s, b)
+			}
+		}
+		if s, _, _ := call(t, "POST", ts.url+"/client", "client_id=replay-1", dpop(replayed)); s != 201 {
+			t.Fatalf("first use of a proof: %d", s)
+		}
+		if s, _, b := call(t, "POST", ts.url+"/client", "client_id=replay-2", dpop(replayed)); s != 401 {
+			t.Errorf("replayed proof: %d %v, want 401", s, b)
+		}
+		for _, c := range []string{"refused", "replay-2"} {
+			if _, err := ts.auth.Client(context.Background(), c); !errors.Is(err, authsvc.ErrClientNotFound) {
+				t.Errorf("client %s exists after a refused request: %v", c, err)
+			}
+		}
 	})
 }
 

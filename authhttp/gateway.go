@@ -250,6 +250,20 @@ func (h *handler) gate(w http.ResponseWriter, r *http.Request, req requirement) 
 // the request's own. Without them the token is refused: a proof cannot be
 // checked against a request nobody named. On a refusal it has answered.
 func (h *handler) gateDPoP(w http.ResponseWriter, r *http.Request, tok string, err error) (*authsvc.Claims, bool) {
+	return h.dpopCaller(w, r, tok, err, func() (string, *url.URL, bool) {
+		method, u, ok := forwardedRequest(r)
+		if !ok {
+			h.log.Warn("forward auth: a DPoP token without the original method and URL; check the gateway's configuration (X-Forwarded-Method, -Proto, -Host, -Uri)", "path", clip(r.URL.Path))
+		}
+		return method, u, ok
+	}, "the gateway did not name the original request (X-Forwarded-Method, X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Uri)")
+}
+
+// dpopCaller checks a token of the DPoP scheme (parsed with err) and its
+// proof against the request target names (unnamed: refused with
+// unnamedMsg). On a refusal it has answered.
+func (h *handler) dpopCaller(w http.ResponseWriter, r *http.Request, tok string, err error,
+	target func() (string, *url.URL, bool), unnamedMsg string) (*authsvc.Claims, bool) {
 	refuse := func(code, msg string) (*authsvc.Claims, bool) {
 		w.Header().Set("WWW-Authenticate", authsvc.DPoPChallenge("authd", code))
 		writeError(w, http.StatusUnauthorized, msg)
@@ -273,10 +287,9 @@ func (h *handler) gateDPoP(w http.ResponseWriter, r *http.Request, tok string, e
 	if len(proofs) != 1 {
 		return refuse("invalid_dpop_proof", "one DPoP proof header is required")
 	}
-	method, u, ok := forwardedRequest(r)
+	method, u, ok := target()
 	if !ok {
-		h.log.Warn("forward auth: a DPoP token without the original method and URL; check the gateway's configuration (X-Forwarded-Method, -Proto, -Host, -Uri)", "path", clip(r.URL.Path))
-		return refuse("invalid_dpop_proof", "the gateway did not name the original request (X-Forwarded-Method, X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Uri)")
+		return refuse("invalid_dpop_proof", unnamedMsg)
 	}
 	p, err := h.auth.CheckDPoPProof(r.Context(), proofs[0], authsvc.DPoPRequest{Method: method, URL: u, AccessToken: tok})
 	if errors.Is(err, authsvc.ErrUnavailable) {
