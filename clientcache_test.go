@@ -57,9 +57,7 @@ func TestClientCacheBounded(t *testing.T) {
 		if err := b.DeleteClient(ctx, "svc-2"); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "a to apply b's changes", func() bool {
-			return a.state.applied().ID >= b.state.applied().ID
-		})
+		waitApplied(t, a, s)
 		for i := range n {
 			_, err := a.Verify(ctx, tokens[i])
 			switch i {
@@ -199,7 +197,7 @@ func TestScopesSupportedSlowRead(t *testing.T) {
 	slow.took, slow.readAt = time.Hour, time.Now() // as if the read had taken an hour
 	a.scopes.Store(&slow)
 	mustClient(t, b, NewClient{ID: "y", Scopes: []string{"b"}})
-	waitFor(t, 5*time.Second, "a to apply b's change", func() bool { return a.state.applied().ID >= b.state.applied().ID })
+	waitApplied(t, a, s)
 	if got := fmt.Sprint(a.ScopesSupported()); got != "[a]" {
 		t.Fatalf("another instance's change, within the rate bound: %s, want [a]", got)
 	}
@@ -207,4 +205,21 @@ func TestScopesSupportedSlowRead(t *testing.T) {
 	if got := fmt.Sprint(a.ScopesSupported()); got != "[a b c]" {
 		t.Fatalf("after a change of this instance's: %s, want [a b c]", got)
 	}
+}
+
+// waitApplied waits until a has applied the newest change in the store's
+// log, which the test's last write made. (Not "a's cursor reached b's":
+// b's own cursor may not have passed b's last write yet, and ids alone do
+// not order the log on PostgreSQL.)
+func waitApplied(t *testing.T, a *Authenticator, s Store) {
+	t.Helper()
+	q := `SELECT id AS xact, id FROM authsvc_changes ORDER BY id DESC LIMIT 1`
+	if s.(*sqlStore).postgres {
+		q = `SELECT xact, id FROM authsvc_changes ORDER BY id DESC LIMIT 1`
+	}
+	newest, err := s.(*sqlStore).logPosition(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a to apply the newest change", func() bool { return !newest.after(a.state.applied()) })
 }

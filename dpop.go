@@ -62,6 +62,12 @@ type DPoPRequest struct {
 	// with a *DPoPNonceError naming the nonce to use. Nil: none is
 	// required (an Authenticator then applies its Config).
 	Nonces *DPoPNonces
+	// SharedReplay, at a resource, records the proof's jti in the store
+	// whatever Config.DPoPSharedReplay says, so that the proof is refused
+	// again by every instance: for the few requests whose replay at
+	// another instance would matter more than a store write (authd's
+	// admin routes: a replayed secret rotation answers with the secret).
+	SharedReplay bool
 }
 
 // DPoPProof is a checked proof.
@@ -345,7 +351,8 @@ func (k publicJWK) thumbprint() string {
 // at a resource server. A jti is refused a second time for as long as its
 // proof's iat is within Config.DPoPWindow: at the token endpoint on every
 // instance sharing the store; at a resource by this process, or with
-// Config.DPoPSharedReplay by every instance (a store write each). The
+// Config.DPoPSharedReplay or req.SharedReplay by every instance (a store
+// write each). The
 // proof's key is not compared with any token's cnf: the caller does that
 // with the returned Thumbprint (Middleware does). Without req.Nonces, a
 // server nonce is required as Config.DPoPTokenNonce and DPoPResourceNonce
@@ -360,7 +367,7 @@ func (a *Authenticator) CheckDPoPProof(ctx context.Context, proof string, req DP
 		}
 	}
 	replay := a.useDPoPJTI
-	if req.AccessToken != "" && !a.cfg.DPoPSharedReplay {
+	if req.AccessToken != "" && !a.cfg.DPoPSharedReplay && !req.SharedReplay {
 		replay = a.dpop.seen.use
 	}
 	return checkDPoPProof(ctx, proof, req, a.now(), a.cfg.DPoPWindow, &a.dpop.headers, replay)

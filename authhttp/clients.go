@@ -37,16 +37,31 @@ func (h *handler) clientRoutes(mux *http.ServeMux) {
 // with its context (authsvc.WithActor).
 func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*http.Request, *authsvc.Claims, bool) {
 	var claims *authsvc.Claims
+	dpop := false
+	// invalid refuses the token after its check (RFC 6750 §3.1, RFC 9449
+	// §7.1: in the scheme it came in).
+	invalid := func(msg string) {
+		if !dpop {
+			h.fail(w, r, &authsvc.Error{Kind: authsvc.ErrInvalidToken, Message: msg})
+			return
+		}
+		w.Header().Set("WWW-Authenticate", authsvc.DPoPChallenge("authd", "invalid_token"))
+		writeError(w, http.StatusUnauthorized, msg)
+	}
+	challenge := `Bearer realm="authd", error="insufficient_scope"`
 	if tok, err := authsvc.DPoPToken(r); err == nil || errors.Is(err, authsvc.ErrInvalidToken) {
 		// A DPoP-bound token (RFC 9449 §7.1) with its proof of this
-		// request: the URL as the client addressed authd.
+		// request, the URL as the issuer names authd (as the token
+		// endpoint's). Its jti is refused again by every instance: a
+		// replayed admin request changes things, or answers with a
+		// rotated secret.
+		u, perr := url.Parse(h.base(r) + r.URL.EscapedPath())
 		var ok bool
-		if claims, ok = h.dpopCaller(w, r, tok, err, func() (string, *url.URL, bool) {
-			u, err := url.Parse(h.base(r) + r.URL.EscapedPath())
-			return r.Method, u, err == nil
-		}, "the request's URL could not be told"); !ok {
+		if claims, ok = h.dpopCaller(w, r, tok, err, dpopTarget{method: r.Method, url: u, named: perr == nil, shared: true,
+			unnamed: "the request's URL could not be told"}); !ok {
 			return r, nil, false
 		}
+		dpop, challenge = true, authsvc.DPoPChallenge("authd", "insufficient_scope")
 	} else {
 		tok, ok := bearer(w, r, http.StatusBadRequest)
 		if !ok {
@@ -61,14 +76,17 @@ func (h *handler) requireAdmin(w http.ResponseWriter, r *http.Request) (*http.Re
 	if !h.auth.ForIssuer(claims) {
 		// RFC 9068 §4: a token whose aud is not this server is invalid here.
 		h.log.Warn("audit: admin route refused a token for another audience", "client_id", claims.Subject, "path", r.URL.Path)
-		h.fail(w, r, &authsvc.Error{Kind: authsvc.ErrInvalidToken, Message: "the token is not meant for this server (its aud lacks the issuer)"})
+		invalid("the token is not meant for this server (its aud lacks the issuer)")
 		return r, nil, false
 	}
 	if err := h.adminNow(r.Context(), claims.Subject); err != nil {
-		if errors.Is(err, authsvc.ErrForbidden) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="authd", error="insufficient_scope"`)
+		switch {
+		case errors.Is(err, authsvc.ErrForbidden):
+			w.Header().Set("WWW-Authenticate", challenge)
 			writeError(w, http.StatusForbidden, "admin rights required")
-		} else {
+		case errors.Is(err, authsvc.ErrInvalidToken):
+			invalid("invalid token") // its client is gone
+		default:
 			h.fail(w, r, err)
 		}
 		return r, nil, false

@@ -393,7 +393,27 @@ func TestDPoPAdminRoutes(t *testing.T) {
 		if s, _, b := call(t, "POST", ts.url+"/client", "client_id=replay-2", dpop(replayed)); s != 401 {
 			t.Errorf("replayed proof: %d %v, want 401", s, b)
 		}
-		for _, c := range []string{"refused", "replay-2"} {
+		// Replayed at another instance of the same store: refused there
+		// too (the jti is in the store, whatever Config.DPoPSharedReplay).
+		store2, err := authsvc.OpenStore(context.Background(), dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store2.Close() })
+		a2, err := authsvc.New(context.Background(), store2, authsvc.Config{Issuer: "http://authd.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a2.Close() })
+		second := httptest.NewServer(NewHandler(a2, Options{Throttle: Throttle{Off: true}}))
+		t.Cleanup(second.Close)
+		if s, hd, b := call(t, "POST", second.URL+"/client", "client_id=replay-3", dpop(replayed)); s != 401 || !strings.HasPrefix(hd.Get("WWW-Authenticate"), "DPoP ") {
+			t.Errorf("proof replayed at another instance: %d %v %v, want 401 with a DPoP challenge", s, hd, b)
+		}
+		if s, _, b := call(t, "POST", second.URL+"/client", "client_id=made-at-second", dpop(key.proof("POST", base+"/client", tok))); s != 201 {
+			t.Errorf("a fresh proof at the other instance: %d %v", s, b)
+		}
+		for _, c := range []string{"refused", "replay-2", "replay-3"} {
 			if _, err := ts.auth.Client(context.Background(), c); !errors.Is(err, authsvc.ErrClientNotFound) {
 				t.Errorf("client %s exists after a refused request: %v", c, err)
 			}

@@ -250,20 +250,26 @@ func (h *handler) gate(w http.ResponseWriter, r *http.Request, req requirement) 
 // the request's own. Without them the token is refused: a proof cannot be
 // checked against a request nobody named. On a refusal it has answered.
 func (h *handler) gateDPoP(w http.ResponseWriter, r *http.Request, tok string, err error) (*authsvc.Claims, bool) {
-	return h.dpopCaller(w, r, tok, err, func() (string, *url.URL, bool) {
-		method, u, ok := forwardedRequest(r)
-		if !ok {
-			h.log.Warn("forward auth: a DPoP token without the original method and URL; check the gateway's configuration (X-Forwarded-Method, -Proto, -Host, -Uri)", "path", clip(r.URL.Path))
-		}
-		return method, u, ok
-	}, "the gateway did not name the original request (X-Forwarded-Method, X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Uri)")
+	method, u, named := forwardedRequest(r)
+	if !named && err == nil {
+		h.log.Warn("forward auth: a DPoP token without the original method and URL; check the gateway's configuration (X-Forwarded-Method, -Proto, -Host, -Uri)", "path", clip(r.URL.Path))
+	}
+	return h.dpopCaller(w, r, tok, err, dpopTarget{method: method, url: u, named: named,
+		unnamed: "the gateway did not name the original request (X-Forwarded-Method, X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Uri)"})
+}
+
+// dpopTarget is the request a DPoP proof must be of.
+type dpopTarget struct {
+	method  string
+	url     *url.URL
+	named   bool // else the proof is refused with unnamed
+	shared  bool // record the proof's jti in the store (authsvc.DPoPRequest.SharedReplay)
+	unnamed string
 }
 
 // dpopCaller checks a token of the DPoP scheme (parsed with err) and its
-// proof against the request target names (unnamed: refused with
-// unnamedMsg). On a refusal it has answered.
-func (h *handler) dpopCaller(w http.ResponseWriter, r *http.Request, tok string, err error,
-	target func() (string, *url.URL, bool), unnamedMsg string) (*authsvc.Claims, bool) {
+// proof against the request target names. On a refusal it has answered.
+func (h *handler) dpopCaller(w http.ResponseWriter, r *http.Request, tok string, err error, target dpopTarget) (*authsvc.Claims, bool) {
 	refuse := func(code, msg string) (*authsvc.Claims, bool) {
 		w.Header().Set("WWW-Authenticate", authsvc.DPoPChallenge("authd", code))
 		writeError(w, http.StatusUnauthorized, msg)
@@ -287,11 +293,11 @@ func (h *handler) dpopCaller(w http.ResponseWriter, r *http.Request, tok string,
 	if len(proofs) != 1 {
 		return refuse("invalid_dpop_proof", "one DPoP proof header is required")
 	}
-	method, u, ok := target()
-	if !ok {
-		return refuse("invalid_dpop_proof", unnamedMsg)
+	if !target.named {
+		return refuse("invalid_dpop_proof", target.unnamed)
 	}
-	p, err := h.auth.CheckDPoPProof(r.Context(), proofs[0], authsvc.DPoPRequest{Method: method, URL: u, AccessToken: tok})
+	p, err := h.auth.CheckDPoPProof(r.Context(), proofs[0], authsvc.DPoPRequest{Method: target.method, URL: target.url,
+		AccessToken: tok, SharedReplay: target.shared})
 	if errors.Is(err, authsvc.ErrUnavailable) {
 		h.fail(w, r, err)
 		return nil, false
