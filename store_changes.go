@@ -358,14 +358,17 @@ func (s *sqlStore) changesAfterPostgres(ctx context.Context, after int64, limit 
 	defer rows.Close()
 	var page changePage
 	kept := false
-	for rows.Next() {
+	for first := true; rows.Next(); first = false {
 		var c change
 		var horizon int64
 		if err := rows.Scan(&horizon, &c.ID, &c.Kind, &c.ClientID, &c.RowID, &c.JTI, &c.ExpiresAt, &c.At, &c.Xact); err != nil {
 			return changePage{}, unavailable(err)
 		}
-		if !kept {
+		if first {
 			kept = c.ID == after // the cursor's own change comes first
+			if !kept {
+				break
+			}
 			continue
 		}
 		page.add(c, horizon)
