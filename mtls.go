@@ -93,9 +93,7 @@ func normalizeTLSClientAuth(t TLSClientAuth) (TLSClientAuth, error) {
 		if err != nil || !u.IsAbs() || !printable(t.SANURI) {
 			return out, refuse(ErrInvalidArgument, "tls_client_auth_san_uri must be an absolute URI such as spiffe://example.org/payments")
 		}
-		// As a certificate's URI is compared (x509 parses it, we print
-		// it): a scheme or host written in capitals would never match.
-		out.SANURI = u.String()
+		out.SANURI = canonicalURI(u)
 	case t.SANIP != "":
 		ip, err := netip.ParseAddr(t.SANIP)
 		if err != nil || ip.Zone() != "" {
@@ -159,10 +157,10 @@ func (t TLSClientAuth) matches(cert *x509.Certificate) bool {
 	case t.SANURI != "":
 		want := t.SANURI
 		if u, err := url.Parse(want); err == nil {
-			want = u.String() // a client registered before registration did this
+			want = canonicalURI(u) // a client registered before registration did this
 		}
 		for _, u := range cert.URIs {
-			if u.String() == want {
+			if canonicalURI(u) == want {
 				return true
 			}
 		}
@@ -645,4 +643,15 @@ func (dn distinguishedName) matchesRaw(raw []byte) bool {
 
 func foldDNValue(s string) string {
 	return strings.ToLower(strings.Join(strings.Fields(s), " "))
+}
+
+// canonicalURI is the form a SAN URI is registered and compared in: as
+// url.Parse reads it (the scheme in lower case) with the host in lower
+// case too (RFC 3986 §6.2.2.1: both are case-insensitive), so that
+// SPIFFE://Example.org/a is spiffe://example.org/a; the path keeps its
+// case.
+func canonicalURI(u *url.URL) string {
+	c := *u
+	c.Host = strings.ToLower(c.Host)
+	return c.String()
 }

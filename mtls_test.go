@@ -64,12 +64,17 @@ func TestParseDN(t *testing.T) {
 			t.Errorf("%q matches: %v, want %v", dn, got, want)
 		}
 	}
-	// A URI matches as x509 reads it: a scheme in capitals (stored so
-	// before registration wrote URIs canonically) matches still.
+	// A URI matches with its scheme and host in any case (stored so before
+	// registration wrote URIs canonically), its path as written; so does
+	// a certificate's.
 	spiffe := ca.Issue(t, testcert.Names{URIs: []string{"spiffe://example.org/payments"}})
+	if !(TLSClientAuth{SANURI: "spiffe://example.org/payments"}).matches(ca.Issue(t, testcert.Names{URIs: []string{"SPIFFE://EXAMPLE.org/payments"}}).Leaf) {
+		t.Error("a certificate's URI with its scheme and host in capitals")
+	}
 	for uri, want := range map[string]bool{
 		"spiffe://example.org/payments": true,
 		"SPIFFE://example.org/payments": true,
+		"spiffe://Example.ORG/payments": true,
 		"spiffe://example.org/Payments": false,
 		"spiffe://example.org/pay":      false,
 	} {
@@ -93,7 +98,7 @@ func TestNormalizeTLSClientAuth(t *testing.T) {
 		{SANIP: "::ffff:10.0.0.7"}:         {SANIP: "10.0.0.7"},
 		{SANIP: "2001:DB8::1"}:             {SANIP: "2001:db8::1"},
 		{SANURI: "spiffe://example.org/a"}: {SANURI: "spiffe://example.org/a"},
-		{SANURI: "SPIFFE://example.org/a"}: {SANURI: "spiffe://example.org/a"},
+		{SANURI: "SPIFFE://Example.ORG/A"}: {SANURI: "spiffe://example.org/A"},
 		{SANEmail: "a.b@Example.com"}:      {SANEmail: "a.b@Example.com"},
 		{SubjectDN: "cn=x"}:                {SubjectDN: "CN=x"},
 		{}:                                 {},
