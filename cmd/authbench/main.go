@@ -143,8 +143,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.store != "sqlite" && o.store != "postgres" {
 		return o, fmt.Errorf("-store must be sqlite or postgres, not %q", o.store)
 	}
-	if o.instanceCPU < 0 || o.instanceCPU > float64(runtime.NumCPU()) || o.instanceCPU > 0 && (!o.scale || o.store != "postgres") {
-		return o, errors.New("-instance-cpu needs -scale -store postgres and at most the machine's cores")
+	if o.instanceCPU != 0 && (o.instanceCPU < 0.01 || o.instanceCPU > float64(runtime.NumCPU()) || !o.scale || o.store != "postgres") {
+		return o, errors.New("-instance-cpu needs -scale -store postgres, and between 0.01 and the machine's cores")
 	}
 	if o.scale && (o.logouts < 1 || o.logouts > 1_000_000) {
 		return o, errors.New("-logouts must be between 1 and 1,000,000")

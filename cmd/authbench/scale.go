@@ -195,7 +195,7 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 
 	logouts := o.logouts
 	fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, one instance\n", logouts, o.conns)
-	if rep.LogoutsOne, err = logoutRate(a, []*api{a}, adminID, secret, o.clients, logouts, o.conns, &rep.LogoutCPU); err != nil {
+	if rep.LogoutsOne, err = logoutRate(ctx, a, []*api{a}, adminID, secret, o.clients, logouts, o.conns, &rep.LogoutCPU); err != nil {
 		return err
 	}
 	if o.store == "postgres" {
@@ -223,7 +223,7 @@ func twoInstances(ctx context.Context, o options, bin, dir string, env []string,
 	}
 	fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, two instances\n", o.logouts, o.conns)
 	rep.LogoutCPUTwo = &cpuMeter{authd: []int{proc.cmd.Process.Pid, second.cmd.Process.Pid}, postgres: st.postgresPids}
-	if rep.LogoutsTwo, err = logoutRate(a, []*api{a, b}, st.adminID, st.secret, o.clients, o.logouts, o.conns, rep.LogoutCPUTwo); err != nil {
+	if rep.LogoutsTwo, err = logoutRate(ctx, a, []*api{a, b}, st.adminID, st.secret, o.clients, o.logouts, o.conns, rep.LogoutCPUTwo); err != nil {
 		return err
 	}
 	if o.instanceCPU == 0 {
@@ -241,10 +241,10 @@ func twoInstances(ctx context.Context, o options, bin, dir string, env []string,
 	// follows a cgroup's quota): let it see the new one.
 	time.Sleep(2 * time.Second)
 	fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, each instance held to %g cores: one instance, then two\n", o.logouts, o.conns, o.instanceCPU)
-	if rep.LogoutsOneLimited, err = logoutRate(a, []*api{a}, st.adminID, st.secret, o.clients, o.logouts, o.conns, nil); err != nil {
+	if rep.LogoutsOneLimited, err = logoutRate(ctx, a, []*api{a}, st.adminID, st.secret, o.clients, o.logouts, o.conns, nil); err != nil {
 		return err
 	}
-	rep.LogoutsTwoLimited, err = logoutRate(a, []*api{a, b}, st.adminID, st.secret, o.clients, o.logouts, o.conns, nil)
+	rep.LogoutsTwoLimited, err = logoutRate(ctx, a, []*api{a, b}, st.adminID, st.secret, o.clients, o.logouts, o.conns, nil)
 	return err
 }
 
@@ -696,7 +696,7 @@ func issueTokens(a *api, adminID, secret string, clients, n int) ([]string, erro
 
 // logoutRate issues n tokens, then logs them out from callers concurrent
 // callers spread over the instances, and returns logouts per second.
-func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, n, callers int, cpu *cpuMeter) (float64, error) {
+func logoutRate(ctx context.Context, issuer *api, instances []*api, adminID, secret string, clients, n, callers int, cpu *cpuMeter) (float64, error) {
 	var tokens []string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -719,14 +719,14 @@ func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, 
 	// Requests are prepared and sent on one keep-alive connection a caller
 	// (the load generator's, see load.go): net/http's client keeps two idle
 	// connections a host, so 14 of 16 callers dialled anew for every logout
-	// and the rate measured connection set-up more than logouts.
-	reqs := make([][]request, len(instances)) // each token's logout, to each instance
-	for k, api := range instances {
-		host := strings.TrimPrefix(api.base, "http://")
-		for _, tok := range tokens {
-			reqs[k] = append(reqs[k], newRequest("POST", host, "/logout",
-				map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, url.Values{"token": {tok}}.Encode()))
-		}
+	// and the rate measured connection set-up more than logouts. Any caller
+	// may send any of them, whichever instance it talks to: their Host is
+	// the issuer's, as behind a fleet's one address.
+	host := strings.TrimPrefix(issuer.base, "http://")
+	reqs := make([]request, len(tokens))
+	for i, tok := range tokens {
+		reqs[i] = newRequest("POST", host, "/logout",
+			map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, url.Values{"token": {tok}}.Encode())
 	}
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
@@ -734,18 +734,18 @@ func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, 
 		cpu.start()
 	}
 	t0 := time.Now()
-	deadline := t0.Add(10 * time.Minute)
+	deadline := t0.Add(time.Minute + time.Duration(len(tokens))*2*time.Millisecond)
 	for c := range callers {
-		k := c % len(instances)
+		api := instances[c%len(instances)]
 		wg.Go(func() {
-			cn := &conn{addr: strings.TrimPrefix(instances[k].base, "http://")}
+			cn := &conn{addr: strings.TrimPrefix(api.base, "http://")}
 			defer cn.closeConn()
-			for {
+			for ctx.Err() == nil {
 				i := int(next.Add(1)) - 1
 				if i >= len(tokens) {
 					return
 				}
-				resp, err := cn.do(reqs[k][i], deadline)
+				resp, err := cn.do(reqs[i], deadline)
 				if err != nil || resp.status != http.StatusOK {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %q %v", resp.status, resp.body, err))
@@ -757,6 +757,9 @@ func logoutRate(issuer *api, instances []*api, adminID, secret string, clients, 
 	elapsed := time.Since(t0)
 	if cpu != nil {
 		cpu.stop(len(tokens))
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
 	if f := failed.Load(); f > 0 {
 		return 0, fmt.Errorf("%d of %d logouts failed, first: %v", f, len(tokens), firstErr.Load())
