@@ -352,12 +352,11 @@ func (k publicJWK) thumbprint() string {
 // proof's iat is within Config.DPoPWindow: at the token endpoint on every
 // instance sharing the store; at a resource by this process, or with
 // Config.DPoPSharedReplay or req.SharedReplay by every instance (a store
-// write each). The
-// proof's key is not compared with any token's cnf: the caller does that
-// with the returned Thumbprint (Middleware does). Without req.Nonces, a
-// server nonce is required as Config.DPoPTokenNonce and DPoPResourceNonce
-// say. Errors wrap ErrInvalidDPoPProof, ErrUseDPoPNonce, or ErrUnavailable
-// when the store cannot record the jti.
+// write each). The proof's key is not compared with any token's cnf: the
+// caller does that with the returned Thumbprint (Middleware does). Without
+// req.Nonces, a server nonce is required as Config.DPoPTokenNonce and
+// DPoPResourceNonce say. Errors wrap ErrInvalidDPoPProof, ErrUseDPoPNonce,
+// or ErrUnavailable when the store cannot record the jti.
 func (a *Authenticator) CheckDPoPProof(ctx context.Context, proof string, req DPoPRequest) (*DPoPProof, error) {
 	if req.Nonces == nil {
 		if ks := a.keys.Load(); req.AccessToken == "" && a.cfg.DPoPTokenNonce {
