@@ -209,8 +209,39 @@ func runScale(ctx context.Context, o options, stdout io.Writer) error {
 }
 
 // twoInstances measures logouts with a second instance beside proc, and,
-// with -instance-cpu, one and two instances each held to that many cores.
+// with -instance-cpu, one and then two instances each held to that many
+// cores (one first, alone: a second instance would follow its logouts).
 func twoInstances(ctx context.Context, o options, bin, dir string, env []string, proc *authdProc, a *api, st *scaleStore, rep *scaleReport) error {
+	var releases []func()
+	release := func() {
+		for _, r := range releases {
+			r()
+		}
+		releases = nil
+	}
+	defer release()
+	limit := func(p *authdProc) error {
+		r, err := limitCPU(p.cmd.Process.Pid, o.instanceCPU)
+		if err != nil {
+			return fmt.Errorf("-instance-cpu: %w", err)
+		}
+		releases = append(releases, r)
+		// The Go runtime reads its CPU limit again now and then
+		// (GOMAXPROCS follows a cgroup's quota): let it see the new one.
+		time.Sleep(2 * time.Second)
+		return nil
+	}
+	var err error
+	if o.instanceCPU > 0 {
+		rep.InstanceCPU = o.instanceCPU
+		if err := limit(proc); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, one instance held to %g cores\n", o.logouts, o.conns, o.instanceCPU)
+		if rep.LogoutsOneLimited, err = logoutRate(ctx, a, []*api{a}, st.adminID, st.secret, o.clients, o.logouts, o.conns, nil); err != nil {
+			return err
+		}
+	}
 	// Behind one address, as a fleet is: the same issuer.
 	second, _, err := startAuthd(ctx, bin, dir, append(env, "AUTHSVC_ISSUER="+a.base))
 	if err != nil {
@@ -221,30 +252,20 @@ func twoInstances(ctx context.Context, o options, bin, dir string, env []string,
 	if _, err := awaitSnapshot(ctx, b.base, st.adminID, st.secret); err != nil { // its revocations in memory
 		return err
 	}
+	if o.instanceCPU > 0 {
+		if err := limit(second); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, two instances each held to %g cores\n", o.logouts, o.conns, o.instanceCPU)
+		if rep.LogoutsTwoLimited, err = logoutRate(ctx, a, []*api{a, b}, st.adminID, st.secret, o.clients, o.logouts, o.conns, nil); err != nil {
+			return err
+		}
+		release()
+		time.Sleep(2 * time.Second) // GOMAXPROCS back to the machine's
+	}
 	fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, two instances\n", o.logouts, o.conns)
 	rep.LogoutCPUTwo = &cpuMeter{authd: []int{proc.cmd.Process.Pid, second.cmd.Process.Pid}, postgres: st.postgresPids}
-	if rep.LogoutsTwo, err = logoutRate(ctx, a, []*api{a, b}, st.adminID, st.secret, o.clients, o.logouts, o.conns, rep.LogoutCPUTwo); err != nil {
-		return err
-	}
-	if o.instanceCPU == 0 {
-		return nil
-	}
-	rep.InstanceCPU = o.instanceCPU
-	for _, p := range []*authdProc{proc, second} {
-		release, err := limitCPU(p.cmd.Process.Pid, o.instanceCPU)
-		if err != nil {
-			return fmt.Errorf("-instance-cpu: %w", err)
-		}
-		defer release()
-	}
-	// The Go runtime reads its CPU limit again now and then (GOMAXPROCS
-	// follows a cgroup's quota): let it see the new one.
-	time.Sleep(2 * time.Second)
-	fmt.Fprintf(os.Stderr, "authbench: %d logouts from %d callers, each instance held to %g cores: one instance, then two\n", o.logouts, o.conns, o.instanceCPU)
-	if rep.LogoutsOneLimited, err = logoutRate(ctx, a, []*api{a}, st.adminID, st.secret, o.clients, o.logouts, o.conns, nil); err != nil {
-		return err
-	}
-	rep.LogoutsTwoLimited, err = logoutRate(ctx, a, []*api{a, b}, st.adminID, st.secret, o.clients, o.logouts, o.conns, nil)
+	rep.LogoutsTwo, err = logoutRate(ctx, a, []*api{a, b}, st.adminID, st.secret, o.clients, o.logouts, o.conns, rep.LogoutCPUTwo)
 	return err
 }
 
