@@ -177,14 +177,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		StoreTimeout: 5 * time.Second, MaxRevocations: 10000, MaxChanges: 1000000, Throttle: "on", AdminConsole: "on",
 	}
 	logs := &testdb.LogBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	ap, err := start(ctx, cfg, newLogger(cfg, logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ap.serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ap, _ := serveForTest(t, cfg, logs)
 	base := "http://" + ap.ln.Addr().String()
 
 	shots := t.TempDir()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"database/sql"
 	"fmt"
 	"io"
@@ -41,14 +40,7 @@ func TestStoreOutage(t *testing.T) {
 		BootstrapClientID: "root", BootstrapClientSecret: adminSecret, LogFormat: "json", LogLevel: "info",
 		ShutdownTimeout: 5 * time.Second, JWKSMaxAge: time.Minute, PollInterval: 100 * time.Millisecond, MaxStaleness: time.Second,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ap, err := start(ctx, cfg, newLogger(cfg, &testdb.LogBuffer{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ap.serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	ap, _ := serveForTest(t, cfg, &testdb.LogBuffer{})
 	base := "http://" + ap.ln.Addr().String()
 	status := func(method, path string, v url.Values, bearer string) int {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(v.Encode()))

@@ -36,20 +36,7 @@ func startAuthdOn(t *testing.T, change func(*config)) (*app, string) {
 	if change != nil {
 		change(&cfg)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	ap, err := start(ctx, cfg, newLogger(cfg, &testdb.LogBuffer{}))
-	if err != nil {
-		stop()
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- ap.serve(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-served; err != nil {
-			t.Errorf("authd serve: %v", err)
-		}
-	})
+	ap, _ := serveForTest(t, cfg, &testdb.LogBuffer{})
 	return ap, "http://" + addr
 }
 

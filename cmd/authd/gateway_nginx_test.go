@@ -233,24 +233,7 @@ func TestNginxGateway(t *testing.T) {
 		LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second,
 	}
 	logs := &testdb.LogBuffer{}
-	ctx, stopAuthd := context.WithCancel(context.Background())
-	ap, err := start(ctx, cfg, newLogger(cfg, logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- ap.serve(ctx) }()
-	authdStopped := false
-	stop := func() {
-		if !authdStopped {
-			authdStopped = true
-			stopAuthd()
-			if err := <-served; err != nil {
-				t.Errorf("authd serve: %v", err)
-			}
-		}
-	}
-	t.Cleanup(stop)
+	ap, stop := serveForTest(t, cfg, logs)
 	authdAddr := ap.ln.Addr().String()
 	authdURL := "http://" + authdAddr
 
@@ -405,7 +388,9 @@ func TestNginxGateway(t *testing.T) {
 	}
 
 	// authd down: nginx refuses (fail closed), it does not let requests through.
-	stop()
+	if err := stop(); err != nil {
+		t.Errorf("authd serve: %v", err)
+	}
 	r, _ = through("authd down", "GET", "/notes/1", reader, "", nil, 500)
 	if r.status/100 == 2 {
 		t.Fatal("authd down, yet nginx let the request through")

@@ -349,15 +349,7 @@ func TestImportSeedFlaskDotenv(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Addr = "127.0.0.1:0"
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ap, err := start(ctx, cfg, newLogger(cfg, io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ap.serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	ap, _ := serveForTest(t, cfg, io.Discard)
 	resp, err := http.PostForm("http://"+ap.ln.Addr().String()+"/auth", url.Values{"client_id": {"flask-admin"}, "client_secret": {"admin-secret-from-flask"}})
 	if err != nil {
 		t.Fatal(err)

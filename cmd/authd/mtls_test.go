@@ -64,14 +64,7 @@ func TestServeMTLS(t *testing.T) {
 		}
 		cfg.Issuer = "https://authd.test" // every client below dials the listener for it
 		logs := &testdb.LogBuffer{}
-		ctx, cancel := context.WithCancel(context.Background())
-		ap, err := start(ctx, cfg, newLogger(cfg, logs))
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- ap.serve(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
+		ap, _ := serveForTest(t, cfg, logs)
 		base := "https://authd.test"
 		client := func(cert *tls.Certificate) *http.Client {
 			tc := &tls.Config{RootCAs: serverCA.Pool()}

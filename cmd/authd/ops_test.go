@@ -52,15 +52,7 @@ func TestTLSAndReload(t *testing.T) {
 		TLSCertFile: certFile, TLSKeyFile: keyFile, JWKSMaxAge: time.Minute, PollInterval: time.Second, MaxStaleness: 30 * time.Second,
 	}
 	logs := &testdb.LogBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ap, err := start(ctx, cfg, newLogger(cfg, logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ap.serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	ap, _ := serveForTest(t, cfg, logs)
 	addr := ap.ln.Addr().String()
 	serial := func(maxVersion uint16) (int64, error) {
 		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: maxVersion})
@@ -130,14 +122,7 @@ func TestSeparateMetricsAddr(t *testing.T) {
 		TokenTTL: time.Hour, SigningAlg: "EdDSA", LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second,
 		JWKSMaxAge: time.Minute, PollInterval: time.Second, MaxStaleness: 30 * time.Second,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ap, err := start(ctx, cfg, newLogger(cfg, &testdb.LogBuffer{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ap.serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	ap, _ := serveForTest(t, cfg, &testdb.LogBuffer{})
 	get := func(u string) int {
 		resp, err := http.Get(u)
 		if err != nil {

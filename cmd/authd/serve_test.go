@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,37 @@ import (
 )
 
 const adminSecret = "bootstrap-admin-secret-0123456789"
+
+// serveForTest starts authd with cfg as `authd serve` does (start, then
+// serve), logging to logs, and returns it with stop, which shuts it down
+// and returns serve's error. stop runs when the test ends if the test has
+// not called it; an error of serve's then fails the test.
+func serveForTest(t *testing.T, cfg config, logs io.Writer) (*app, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ap, err := start(ctx, cfg, newLogger(cfg, logs))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- ap.serve(ctx) }()
+	var once sync.Once
+	var serveErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			serveErr = <-served
+		})
+		return serveErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("authd serve: %v", err)
+		}
+	})
+	return ap, stop
+}
 
 // TestServeProcess runs authd's start and serve as main does, on a real
 // port and a real SQLite file, bootstrap admin included, then shuts down.
@@ -29,13 +61,7 @@ func TestServeProcess(t *testing.T) {
 		LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second,
 	}
 	logs := &testdb.LogBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	ap, err := start(ctx, cfg, newLogger(cfg, logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ap.serve(ctx) }()
+	ap, stop := serveForTest(t, cfg, logs)
 	base := "http://" + ap.ln.Addr().String()
 	resp, err := http.PostForm(base+"/auth", url.Values{"client_id": {"root"}, "client_secret": {adminSecret}})
 	if err != nil {
@@ -47,8 +73,7 @@ func TestServeProcess(t *testing.T) {
 	if resp.StatusCode != 200 || body["isAdmin"] != true {
 		t.Fatalf("/auth: %d %v", resp.StatusCode, body)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("serve: %v", err)
 	}
 	out := logs.String()
@@ -91,14 +116,7 @@ func newTestServer(t *testing.T, dbURL string) *testServer {
 		Addr: "127.0.0.1:0", DatabaseURL: dbURL, Issuer: "http://authd.test", TokenTTL: time.Hour, SigningAlg: "EdDSA",
 		BootstrapClientID: "root", BootstrapClientSecret: adminSecret, LogFormat: "json", LogLevel: "error", ShutdownTimeout: 5 * time.Second,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ap, err := start(ctx, cfg, newLogger(cfg, io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ap.serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ap, _ := serveForTest(t, cfg, io.Discard)
 	ts := &testServer{t: t, url: "http://" + ap.ln.Addr().String(), auth: ap.auth}
 	ts.admin = ts.token("root", adminSecret)
 	return ts
@@ -233,14 +251,7 @@ func TestServeThrottleConfig(t *testing.T) {
 			LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second, Throttle: throttle, ThrottlePair: pair,
 		}
 		logs := &testdb.LogBuffer{}
-		ctx, cancel := context.WithCancel(context.Background())
-		ap, err := start(ctx, cfg, newLogger(cfg, logs))
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- ap.serve(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
+		ap, _ := serveForTest(t, cfg, logs)
 		return "http://" + ap.ln.Addr().String(), logs
 	}
 	wrong := func(t *testing.T, base string) (int, string) {
@@ -294,14 +305,7 @@ func TestServeAdminConsoleConfig(t *testing.T) {
 				Addr: "127.0.0.1:0", DatabaseURL: testdb.SQLite(t), Issuer: "http://authd.test", TokenTTL: time.Hour, SigningAlg: "EdDSA",
 				LogFormat: "json", LogLevel: "info", ShutdownTimeout: 5 * time.Second, AdminConsole: setting,
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			ap, err := start(ctx, cfg, newLogger(cfg, &testdb.LogBuffer{}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- ap.serve(ctx) }()
-			t.Cleanup(func() { cancel(); <-done })
+			ap, _ := serveForTest(t, cfg, &testdb.LogBuffer{})
 			resp, err := http.Get("http://" + ap.ln.Addr().String() + "/admin/signin")
 			if err != nil {
 				t.Fatal(err)
