@@ -80,33 +80,44 @@ func TestOpenStoreNamesTheMissingImport(t *testing.T) {
 	}
 }
 
-// TestResource: the service lets through a token with scope hello from a
-// real authd handler, verified offline by a RemoteVerifier.
-func TestResource(t *testing.T) {
+// startAuthd serves a real authd handler on a SQLite store until the test
+// ends, with the resource service's own client ("resource"), whose secret
+// it returns with the Authenticator and authd's URL.
+func startAuthd(t *testing.T) (*authsvc.Authenticator, string, string) {
+	t.Helper()
 	ctx := context.Background()
 	store, err := authsvc.OpenStore(ctx, testdb.SQLite(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	t.Cleanup(func() { store.Close() })
 	var h http.Handler
 	authd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
-	defer authd.Close()
 	a, err := authsvc.New(ctx, store, authsvc.Config{Issuer: authd.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
+	// Cleanups run last first: the server, then the Authenticator, then the store.
+	t.Cleanup(func() { a.Close() })
+	t.Cleanup(authd.Close)
 	h = authhttp.NewHandler(a, authhttp.Options{})
 	_, rsSecret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "resource"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a, authd.URL, rsSecret
+}
+
+// TestResource: the service lets through a token with scope hello from a
+// real authd handler, verified offline by a RemoteVerifier.
+func TestResource(t *testing.T) {
+	ctx := context.Background()
+	a, authdURL, rsSecret := startAuthd(t)
 	_, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "caller", Scopes: []string{"hello", "other"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rv, err := authsvc.NewRemoteVerifier(ctx, authd.URL, authsvc.WithClientCredentials("resource", rsSecret))
+	rv, err := authsvc.NewRemoteVerifier(ctx, authdURL, authsvc.WithClientCredentials("resource", rsSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,29 +153,12 @@ func TestResource(t *testing.T) {
 // a Go client with clientauth.DPoP, and refuses such a token as Bearer.
 func TestResourceDPoP(t *testing.T) {
 	ctx := context.Background()
-	store, err := authsvc.OpenStore(ctx, testdb.SQLite(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	var h http.Handler
-	authd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
-	defer authd.Close()
-	a, err := authsvc.New(ctx, store, authsvc.Config{Issuer: authd.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	h = authhttp.NewHandler(a, authhttp.Options{})
-	_, rsSecret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "resource"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, authdURL, rsSecret := startAuthd(t)
 	_, secret, err := a.CreateClient(ctx, authsvc.NewClient{ID: "caller", Scopes: []string{"hello"}, DPoPBoundAccessTokens: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rv, err := authsvc.NewRemoteVerifier(ctx, authd.URL, authsvc.WithClientCredentials("resource", rsSecret))
+	rv, err := authsvc.NewRemoteVerifier(ctx, authdURL, authsvc.WithClientCredentials("resource", rsSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +169,7 @@ func TestResourceDPoP(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	dp := &clientauth.DPoP{Key: key}
 	tctx := dp.TokenContext(ctx)
-	ts := (&clientcredentials.Config{ClientID: "caller", ClientSecret: secret, TokenURL: authd.URL + "/oauth/token"}).TokenSource(tctx)
+	ts := (&clientcredentials.Config{ClientID: "caller", ClientSecret: secret, TokenURL: authdURL + "/oauth/token"}).TokenSource(tctx)
 	for range 2 {
 		resp, err := dp.Client(tctx, ts).Get(srv.URL + "/")
 		if err != nil {
